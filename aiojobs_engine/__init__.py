@@ -1,0 +1,88 @@
+"""aiojobs_engine: an asyncio-native background job engine backed by SQLite or PostgreSQL.
+
+    from aiojobs_engine import Engine
+
+    engine = Engine("sqlite:///jobs.db")
+
+    @engine.job(queue="email", max_attempts=5, timeout=30)
+    async def send_welcome(user_id: int) -> dict: ...
+
+    async with engine:
+        await send_welcome.enqueue(42)
+        await engine.workoff()
+"""
+
+from ._clock import Clock, FrozenClock, SystemClock
+from ._context import JobContext, current_job
+from ._control import Cancel, Complete, Delete, Fail, JobSignal, Retry, Snooze
+from ._engine import Engine
+from ._errors import (
+    AiojobsError,
+    ArgumentsError,
+    BackendError,
+    BackendUnavailableError,
+    ConfigurationError,
+    DuplicateJobError,
+    EngineIdInUseError,
+    EngineStateError,
+    JobNotFoundError,
+    JobTimeoutError,
+    SchemaError,
+    SerializationError,
+    UnknownJobError,
+    WorkerCrashedError,
+)
+from ._handles import ClassJobHandle, Job, JobHandle, JobRequest, NamedEnqueuer
+from ._options import QueueConfig
+from ._records import EngineRecord, JobErrorInfo, JobRecord, JobState, QueueRecord
+from ._retry import ConstantBackoff, ExponentialBackoff, LinearBackoff, PolynomialBackoff
+from ._settings import EngineSettings
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AiojobsError",
+    "ArgumentsError",
+    "BackendError",
+    "BackendUnavailableError",
+    "Cancel",
+    "ClassJobHandle",
+    "Clock",
+    "Complete",
+    "ConfigurationError",
+    "ConstantBackoff",
+    "Delete",
+    "DuplicateJobError",
+    "Engine",
+    "EngineIdInUseError",
+    "EngineRecord",
+    "EngineSettings",
+    "EngineStateError",
+    "ExponentialBackoff",
+    "Fail",
+    "FrozenClock",
+    "Job",
+    "JobContext",
+    "JobErrorInfo",
+    "JobHandle",
+    "JobNotFoundError",
+    "JobRecord",
+    "JobRequest",
+    "JobSignal",
+    "JobState",
+    "JobTimeoutError",
+    "LinearBackoff",
+    "NamedEnqueuer",
+    "PolynomialBackoff",
+    "QueueConfig",
+    "QueueRecord",
+    "Retry",
+    "SchemaError",
+    "SerializationError",
+    "Snooze",
+    "SystemClock",
+    "UnknownJobError",
+    "WorkerCrashedError",
+    "__version__",
+    "current_job",
+]

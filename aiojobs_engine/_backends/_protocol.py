@@ -1,0 +1,267 @@
+"""The backend interface: every statement the engine needs, as entity-first verbs.
+
+A backend owns SQL and connections and nothing else: no retries, no scheduling, no hooks.
+Each method is one round trip (one statement, or one short transaction), set-based where
+it takes many rows. Time-dependent methods take ``now``: ``None`` means the database clock.
+
+Fencing: every write about an attempt names the job id, its claim token and the state it
+expects; a write whose token no longer matches (the claim was reaped, handed back or taken
+again) changes nothing and is reported as refused.
+
+Write your own backend by implementing ``Backend`` and running the conformance suite in
+``aiojobs_engine.testing.conformance`` against it.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Protocol
+
+from .._records import EngineRecord, JobRecord, JobState, QueueRecord
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BackendCapabilities:
+    dialect: str
+    supports_notify: bool  # can wake other engines at once (LISTEN/NOTIFY)
+    shared: bool  # other processes can open the same database
+    transactional_enqueue: bool  # enqueue can join a caller's connection/transaction
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class JobInsert:
+    queue: str
+    name: str
+    args_json: str
+    kwargs_json: str
+    constructor_args_json: str
+    meta_json: str
+    retry_json: str | None
+    priority: int
+    max_attempts: int
+    timeout: float | None
+    delay: float | None = None  # available after ``now + delay``
+    run_at: datetime | None = None  # or at this time; neither: at once
+    unique_key: str | None = None
+    rescheduled_from: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class QueueDemand:
+    """Claim at most ``limit`` jobs from ``queue``, and no more than leaves ``global_limit``
+    jobs of the queue claimed or running across all engines (checked inside the claim)."""
+
+    queue: str
+    limit: int
+    global_limit: int | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class JobClaim:
+    engine_id: str
+    demands: Sequence[QueueDemand]  # in queue-priority order
+    now: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class JobStart:
+    """Mark a claimed job running: its attempt begins and is counted."""
+
+    id: int
+    token: str
+
+
+@dataclass(frozen=True, slots=True)
+class StartedJob:
+    id: int
+    attempt: int
+    attempted_at: datetime
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class JobOutcome:
+    """The end of an attempt (or of a claim that never started), fenced by its token.
+
+    ``state`` is where the job goes: completed, failed, canceled, or waiting/snoozed with
+    ``delay`` seconds until it is available again. ``delete`` removes the row instead.
+    """
+
+    id: int
+    token: str
+    from_state: JobState
+    state: JobState
+    delete: bool = False
+    result_json: str | None = None
+    error_json: str | None = None  # appended to ``errors``
+    delay: float | None = None
+    give_back_attempt: bool = False
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class JobFilter:
+    """Which jobs to list: newest first, ``before_id`` for the next page (keyset)."""
+
+    states: Sequence[JobState] = ()
+    queues: Sequence[str] = ()
+    names: Sequence[str] = ()
+    limit: int = 100
+    before_id: int | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RescueResult:
+    dead_engines: list[str] = field(default_factory=list)
+    retried: list[JobRecord] = field(default_factory=list)  # back to waiting
+    failed: list[JobRecord] = field(default_factory=list)  # attempts exhausted
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EngineRegistration:
+    id: str
+    incarnation: str  # random per start; tells a restart from a second live engine
+    host: str
+    pid: int
+    queues: Sequence[str] | None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Retention:
+    """Delete finished jobs older than these many seconds; ``None`` keeps them."""
+
+    completed: float | None
+    canceled: float | None
+    failed: float | None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class QueueChange:
+    """Settings to store for a queue; ``None`` keeps the stored value (or the default)."""
+
+    name: str
+    concurrency: int | None = None
+    priority: int | None = None
+    paused: bool | None = None
+    global_concurrency: int | None = None
+    clear_global_concurrency: bool = False
+
+
+class Heartbeat(enum.Enum):
+    BEAT = "beat"  # the row was there and is fresh again
+    REVIVED = "revived"  # the row had been reaped; it is back, the jobs it had were rescued
+    LOST = "lost"  # another incarnation holds the id now: this engine must stop
+
+
+class Backend(Protocol):
+    """Storage for jobs, queues and engines. See the module docstring for the rules."""
+
+    @property
+    def capabilities(self) -> BackendCapabilities: ...
+
+    async def open(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    # -- schema ---------------------------------------------------------------------------
+
+    async def migrate(self) -> list[int]:
+        """Apply pending migrations under a lock; return the versions applied."""
+        ...
+
+    async def schema_version(self) -> int:
+        """The newest applied migration, 0 on an empty database."""
+        ...
+
+    @property
+    def latest_version(self) -> int: ...
+
+    # -- jobs -----------------------------------------------------------------------------
+
+    async def job_insert_many(
+        self, inserts: Sequence[JobInsert], *, now: datetime | None = None, connection: object | None = None
+    ) -> list[JobRecord]:
+        """Insert in one transaction; records in the order given."""
+        ...
+
+    async def job_get(self, job_id: int) -> JobRecord | None: ...
+
+    async def job_list(self, where: JobFilter) -> list[JobRecord]: ...
+
+    async def job_claim(self, claim: JobClaim) -> list[JobRecord]:
+        """Move due waiting/snoozed jobs to ``claimed`` with a fresh token each; never one job twice."""
+        ...
+
+    async def job_start_many(self, starts: Sequence[JobStart], *, now: datetime | None = None) -> list[StartedJob]:
+        """``claimed → running``, attempt + 1; only the jobs whose token still matches."""
+        ...
+
+    async def job_finish_many(self, outcomes: Sequence[JobOutcome], *, now: datetime | None = None) -> set[int]:
+        """Record outcomes; return the ids whose write was accepted (token and state matched)."""
+        ...
+
+    async def job_cancel(self, job_id: int, *, now: datetime | None = None) -> JobRecord | None:
+        """Cancel a pending or claimed job at once; flag a running one for its engine."""
+        ...
+
+    async def job_cancel_requested(self, engine_id: str) -> list[JobStart]:
+        """Running jobs of this engine whose cancellation was asked for."""
+        ...
+
+    async def job_retry(self, job_id: int, *, now: datetime | None = None) -> JobRecord | None:
+        """Put a failed, canceled or completed job back to ``waiting``, available now."""
+        ...
+
+    async def job_delete(self, job_id: int) -> bool: ...
+
+    async def job_delete_where(self, states: Sequence[JobState], queues: Sequence[str]) -> int:
+        """Delete jobs in these states (all when empty) of these queues (all when empty)."""
+        ...
+
+    async def job_count(self, *, now: datetime | None = None, due_only: bool = False) -> Mapping[tuple[str, JobState], int]:
+        """Job counts per (queue, state); with ``due_only``, pending jobs that are due."""
+        ...
+
+    async def job_rescue(
+        self, *, stale_after: float | None = None, engine_id: str | None = None, now: datetime | None = None
+    ) -> RescueResult:
+        """Return jobs of dead engines to ``waiting`` (or ``failed`` if their attempts are spent).
+
+        With ``stale_after``: engines silent that long are deleted and their jobs, and jobs of
+        engines with no row at all, rescued. With ``engine_id``: that engine's jobs.
+        """
+        ...
+
+    async def job_prune(self, retention: Retention, *, limit: int, now: datetime | None = None) -> int:
+        """Delete at most ``limit`` finished jobs past retention; return how many."""
+        ...
+
+    # -- queues ---------------------------------------------------------------------------
+
+    async def queue_list(self) -> list[QueueRecord]: ...
+
+    async def queue_upsert(self, change: QueueChange, *, now: datetime | None = None) -> QueueRecord: ...
+
+    async def queue_running_counts(self, queues: Sequence[str]) -> Mapping[str, int]:
+        """Claimed and running jobs per queue across every engine (for global caps)."""
+        ...
+
+    # -- engines --------------------------------------------------------------------------
+
+    async def engine_register(
+        self, registration: EngineRegistration, *, stale_after: float, takeover_incarnation: str | None,
+        now: datetime | None = None,
+    ) -> bool:
+        """Store the engine; False if a live engine (fresh heartbeat, other incarnation) holds the id."""
+        ...
+
+    async def engine_get(self, engine_id: str) -> EngineRecord | None: ...
+
+    async def engine_list(self) -> list[EngineRecord]: ...
+
+    async def engine_heartbeat(self, registration: EngineRegistration, *, now: datetime | None = None) -> Heartbeat:
+        """Refresh the heartbeat, re-creating the row if a reaper deleted it."""
+        ...
+
+    async def engine_unregister(self, engine_id: str, incarnation: str) -> None: ...

@@ -1,0 +1,478 @@
+"""The SQLite backend (aiosqlite): the embedded default, zero set-up.
+
+One connection per backend, serialised by an asyncio lock so that statements of one
+transaction never interleave with another coroutine's. Writes run in ``BEGIN IMMEDIATE``
+transactions (SQLite's single write lock is taken before anything is read), WAL lets
+readers in other processes proceed meanwhile, and ``busy_timeout`` makes a writer wait its
+turn instead of failing. Several processes may share one database file.
+
+``sqlite:///:memory:`` lives in this one connection: nothing else can see it, so it needs
+no heartbeat thread and no reaper of other engines (``capabilities.shared`` is False).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Final
+
+import aiosqlite
+
+from ... import _json
+from ..._errors import BackendError, BackendUnavailableError, ConfigurationError, SchemaError
+from ..._log import Event, logger
+from ..._records import EngineRecord, JobRecord, JobState, QueueRecord
+from .._protocol import (
+    BackendCapabilities,
+    EngineRegistration,
+    Heartbeat,
+    JobClaim,
+    JobFilter,
+    JobInsert,
+    JobOutcome,
+    JobStart,
+    QueueChange,
+    RescueResult,
+    Retention,
+    StartedJob,
+)
+from .._rows import engine_from_row, job_from_row, queue_from_row
+from .._sqlfiles import load_migrations, load_queries
+
+_Q: Final = load_queries(__package__ or "aiojobs_engine._backends.sqlite")
+_MIGRATIONS: Final = load_migrations(__package__ or "aiojobs_engine._backends.sqlite")
+_MIN_SQLITE: Final = (3, 35, 0)  # RETURNING
+_BUSY_TIMEOUT_MS: Final = 10_000
+_US: Final = 1_000_000
+
+
+def to_us(value: datetime) -> int:
+    """Aware datetime → integer microseconds since the epoch."""
+    delta = value - _EPOCH
+    return (delta.days * 86_400 + delta.seconds) * _US + delta.microseconds
+
+
+def from_us(value: int | None) -> datetime | None:
+    if value is None:
+        return None
+    return datetime.fromtimestamp(value // _US, UTC).replace(microsecond=value % _US)
+
+
+_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _job(row: sqlite3.Row) -> JobRecord:
+    return job_from_row(row, from_us, _json.loads)  # type: ignore[arg-type]
+
+
+class SQLiteBackend:
+    """Storage in one SQLite file (or in memory, for one process)."""
+
+    def __init__(self, path: str) -> None:
+        if sqlite3.sqlite_version_info < _MIN_SQLITE:
+            raise ConfigurationError(
+                f"SQLite {sqlite3.sqlite_version} is too old: aiojobs_engine needs 3.35 or newer "
+                "(RETURNING); use a newer Python build or PostgreSQL"
+            )
+        self._path = path
+        self._memory = path == ":memory:"
+        self._conn: aiosqlite.Connection | None = None
+        self._lock = asyncio.Lock()
+        self.capabilities = BackendCapabilities(
+            dialect="sqlite", supports_notify=False, shared=not self._memory, transactional_enqueue=False
+        )
+
+    @property
+    def latest_version(self) -> int:
+        return len(_MIGRATIONS)
+
+    def __repr__(self) -> str:
+        return f"<SQLiteBackend {self._path!r}>"
+
+    # -- connection -------------------------------------------------------------------------
+
+    async def open(self) -> None:
+        if self._conn is not None:
+            return
+        if not self._memory:
+            parent = Path(self._path).expanduser().parent
+            if not parent.is_dir():
+                raise ConfigurationError(f"SQLite database folder {str(parent)!r} does not exist")
+        try:
+            conn = await aiosqlite.connect(self._path, isolation_level=None, timeout=_BUSY_TIMEOUT_MS / 1000)
+        except sqlite3.Error as exc:
+            raise BackendUnavailableError(f"cannot open SQLite database {self._path!r}: {exc}") from exc
+        conn.row_factory = sqlite3.Row
+        try:
+            await conn.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
+            if not self._memory:
+                await conn.execute("PRAGMA journal_mode = WAL")
+                # FULL: a commit that returned survives a power loss, as a job engine promises.
+                await conn.execute("PRAGMA synchronous = FULL")
+        except sqlite3.Error as exc:
+            await conn.close()
+            raise BackendUnavailableError(f"cannot set up SQLite database {self._path!r}: {exc}") from exc
+        self._conn = conn
+
+    async def close(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            async with self._lock:
+                await conn.close()
+
+    def _connection(self) -> aiosqlite.Connection:
+        if self._conn is None:
+            raise BackendError("the SQLite backend is not open")
+        return self._conn
+
+    @asynccontextmanager
+    async def _guard(self) -> AsyncIterator[aiosqlite.Connection]:
+        """Exclusive use of the connection; driver errors become our errors."""
+        async with self._lock:
+            conn = self._connection()
+            try:
+                yield conn
+            except sqlite3.OperationalError as exc:
+                if "locked" in str(exc) or "busy" in str(exc):
+                    raise BackendUnavailableError(f"SQLite database is locked: {exc}") from exc
+                raise BackendError(f"SQLite error: {exc}") from exc
+            except sqlite3.Error as exc:
+                raise BackendError(f"SQLite error: {exc}") from exc
+
+    @asynccontextmanager
+    async def _write(self) -> AsyncIterator[aiosqlite.Connection]:
+        """A write transaction holding SQLite's write lock from its first statement."""
+        async with self._guard() as conn:
+            await conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+            except BaseException:
+                await asyncio.shield(conn.execute("ROLLBACK"))
+                raise
+            await conn.execute("COMMIT")
+
+    async def _read(self, name: str, params: Mapping[str, Any]) -> list[sqlite3.Row]:
+        async with self._guard() as conn:
+            return list(await conn.execute_fetchall(_Q[name], params))
+
+    async def _write_one(self, name: str, params: Mapping[str, Any]) -> list[sqlite3.Row]:
+        """One statement in autocommit mode: SQLite makes it its own transaction."""
+        async with self._guard() as conn:
+            return list(await conn.execute_fetchall(_Q[name], params))
+
+    # -- schema ---------------------------------------------------------------------------
+
+    async def migrate(self) -> list[int]:
+        applied: list[int] = []
+        async with self._write() as conn:
+            current = await self._current_version(conn)
+            self._check_not_newer(current)
+            for migration in _MIGRATIONS[current:]:
+                # executescript would COMMIT our transaction: run statement by statement.
+                for statement in _split_statements(migration.sql):
+                    await conn.execute(statement)
+                await conn.execute(
+                    "INSERT INTO aiojobs_schema (version, name, applied_at) VALUES (?, ?, ?)",
+                    (migration.version, migration.name, to_us(datetime.now(UTC))),
+                )
+                applied.append(migration.version)
+        for version in applied:
+            logger.info("applied migration %04d", version, extra={"event": Event.MIGRATION_APPLIED, "version": version})
+        return applied
+
+    async def _current_version(self, conn: aiosqlite.Connection) -> int:
+        await conn.execute(
+            "CREATE TABLE IF NOT EXISTS aiojobs_schema "
+            "(version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL)"
+        )
+        rows = list(await conn.execute_fetchall("SELECT coalesce(max(version), 0) FROM aiojobs_schema"))
+        return int(rows[0][0])
+
+    def _check_not_newer(self, current: int) -> None:
+        if current > self.latest_version:
+            raise SchemaError(
+                f"the database schema is at version {current}, newer than this aiojobs_engine knows "
+                f"({self.latest_version}); upgrade aiojobs_engine on this host"
+            )
+
+    async def schema_version(self) -> int:
+        async with self._guard() as conn:
+            rows = list(await conn.execute_fetchall(
+                "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'aiojobs_schema'"
+            ))
+            if rows[0][0] == 0:
+                return 0
+            rows = list(await conn.execute_fetchall("SELECT coalesce(max(version), 0) FROM aiojobs_schema"))
+        return int(rows[0][0])
+
+    # -- jobs -----------------------------------------------------------------------------
+
+    async def job_insert_many(
+        self, inserts: Sequence[JobInsert], *, now: datetime | None = None, connection: object | None = None
+    ) -> list[JobRecord]:
+        if connection is not None:
+            raise ConfigurationError(
+                "connection= (enqueue inside your own transaction) needs the PostgreSQL backend"
+            )
+        if not inserts:
+            return []
+        now_us = _now_us(now)
+        if len(inserts) == 1:
+            rows = await self._write_one("job_insert", _insert_params(inserts[0], now_us) | {"now": now_us})
+        else:
+            batch = _json.dumps([_insert_params(i, now_us) for i in inserts], "batch")
+            async with self._write() as conn:
+                rows = list(await conn.execute_fetchall(_Q["job_insert_many"], {"batch": batch, "now": now_us}))
+        return sorted((_job(row) for row in rows), key=lambda r: r.id)
+
+    async def job_get(self, job_id: int) -> JobRecord | None:
+        rows = await self._read("job_get", {"id": job_id})
+        return _job(rows[0]) if rows else None
+
+    async def job_list(self, where: JobFilter) -> list[JobRecord]:
+        rows = await self._read("job_list", {
+            "states": _json_list(where.states),
+            "queues": _json_list(where.queues),
+            "names": _json_list(where.names),
+            "before_id": where.before_id,
+            "limit": where.limit,
+        })
+        return [_job(row) for row in rows]
+
+    async def job_claim(self, claim: JobClaim) -> list[JobRecord]:
+        if not claim.demands:
+            return []
+        now_us = _now_us(claim.now)
+        claimed: list[JobRecord] = []
+        async with self._write() as conn:
+            for demand in claim.demands:
+                limit = demand.limit
+                if demand.global_limit is not None:
+                    # Exact: the write lock is held, so no other engine claims meanwhile.
+                    held = await conn.execute_fetchall(_Q["queue_held_count"], {"queue": demand.queue})
+                    limit = min(limit, demand.global_limit - next(iter(held))[0])
+                    if limit <= 0:
+                        continue
+                rows = await conn.execute_fetchall(_Q["job_claim"], {
+                    "engine_id": claim.engine_id, "now": now_us, "queue": demand.queue, "limit": limit,
+                })
+                claimed.extend(sorted((_job(row) for row in rows), key=_claim_order))
+        return claimed
+
+    async def job_start_many(self, starts: Sequence[JobStart], *, now: datetime | None = None) -> list[StartedJob]:
+        if not starts:
+            return []
+        batch = _json.dumps([[s.id, s.token] for s in starts], "batch")
+        rows = await self._write_one("job_start_many", {"batch": batch, "now": _now_us(now)})
+        return [StartedJob(row["id"], row["attempt"], from_us(row["attempted_at"])) for row in rows]  # type: ignore[arg-type]
+
+    async def job_finish_many(self, outcomes: Sequence[JobOutcome], *, now: datetime | None = None) -> set[int]:
+        if not outcomes:
+            return set()
+        now_us = _now_us(now)
+        updates = [o for o in outcomes if not o.delete]
+        deletes = [o for o in outcomes if o.delete]
+        accepted: set[int] = set()
+        async with self._write() as conn:
+            if updates:
+                batch = _json.dumps([_outcome_params(o) for o in updates], "batch")
+                rows = await conn.execute_fetchall(_Q["job_finish_many"], {"batch": batch, "now": now_us})
+                accepted.update(row[0] for row in rows)
+            if deletes:
+                batch = _json.dumps([_outcome_params(o) for o in deletes], "batch")
+                rows = await conn.execute_fetchall(_Q["job_delete_fenced"], {"batch": batch})
+                accepted.update(row[0] for row in rows)
+        return accepted
+
+    async def job_cancel(self, job_id: int, *, now: datetime | None = None) -> JobRecord | None:
+        rows = await self._write_one("job_cancel", {"id": job_id, "now": _now_us(now)})
+        return _job(rows[0]) if rows else await self.job_get(job_id)
+
+    async def job_cancel_requested(self, engine_id: str) -> list[JobStart]:
+        rows = await self._read("job_cancel_requested", {"engine_id": engine_id})
+        return [JobStart(row["id"], row["claim_token"]) for row in rows]
+
+    async def job_retry(self, job_id: int, *, now: datetime | None = None) -> JobRecord | None:
+        rows = await self._write_one("job_retry", {"id": job_id, "now": _now_us(now)})
+        return _job(rows[0]) if rows else await self.job_get(job_id)
+
+    async def job_delete(self, job_id: int) -> bool:
+        return bool(await self._write_one("job_delete", {"id": job_id}))
+
+    async def job_delete_where(self, states: Sequence[JobState], queues: Sequence[str]) -> int:
+        async with self._write() as conn:
+            cursor = await conn.execute(
+                _Q["job_delete_where"], {"states": _json_list(states), "queues": _json_list(queues)}
+            )
+            return cursor.rowcount
+
+    async def job_count(self, *, now: datetime | None = None, due_only: bool = False) -> Mapping[tuple[str, JobState], int]:
+        if due_only:
+            rows = await self._read("job_count_due", {"now": _now_us(now)})
+        else:
+            rows = await self._read("job_count", {})
+        return {(row["queue"], JobState(row["state"])): row["n"] for row in rows}
+
+    async def job_rescue(
+        self, *, stale_after: float | None = None, engine_id: str | None = None, now: datetime | None = None
+    ) -> RescueResult:
+        now_us = _now_us(now)
+        dead: list[str] = []
+        async with self._write() as conn:
+            if stale_after is not None:
+                stale_before = now_us - int(stale_after * _US)
+                dead = [row[0] for row in await conn.execute_fetchall(_Q["engine_delete_stale"], {"stale_before": stale_before})]
+            rows = await conn.execute_fetchall(_Q["job_rescue"], {"engine_id": engine_id, "now": now_us})
+            jobs = [_job(row) for row in rows]
+        return RescueResult(
+            dead_engines=dead,
+            retried=[j for j in jobs if j.state is JobState.WAITING],
+            failed=[j for j in jobs if j.state is not JobState.WAITING],
+        )
+
+    async def job_prune(self, retention: Retention, *, limit: int, now: datetime | None = None) -> int:
+        now_us = _now_us(now)
+
+        def before(seconds: float | None) -> int | None:
+            return None if seconds is None else now_us - int(seconds * _US)
+
+        async with self._write() as conn:
+            cursor = await conn.execute(_Q["job_prune"], {
+                "completed_before": before(retention.completed),
+                "canceled_before": before(retention.canceled),
+                "failed_before": before(retention.failed),
+                "limit": limit,
+            })
+            return cursor.rowcount
+
+    # -- queues ---------------------------------------------------------------------------
+
+    async def queue_list(self) -> list[QueueRecord]:
+        return [queue_from_row(row, from_us) for row in await self._read("queue_list", {})]  # type: ignore[arg-type]
+
+    async def queue_upsert(self, change: QueueChange, *, now: datetime | None = None) -> QueueRecord:
+        rows = await self._write_one("queue_upsert", {
+            "name": change.name,
+            "concurrency": change.concurrency,
+            "priority": change.priority,
+            "paused": None if change.paused is None else int(change.paused),
+            "global_concurrency": change.global_concurrency,
+            "clear_global": int(change.clear_global_concurrency),
+            "now": _now_us(now),
+        })
+        return queue_from_row(rows[0], from_us)  # type: ignore[arg-type]
+
+    async def queue_running_counts(self, queues: Sequence[str]) -> Mapping[str, int]:
+        rows = await self._read("queue_running_counts", {"queues": _json.dumps(list(queues), "queues")})
+        return {row["queue"]: row["n"] for row in rows}
+
+    # -- engines --------------------------------------------------------------------------
+
+    async def engine_register(
+        self, registration: EngineRegistration, *, stale_after: float, takeover_incarnation: str | None,
+        now: datetime | None = None,
+    ) -> bool:
+        now_us = _now_us(now)
+        rows = await self._write_one("engine_register", _engine_params(registration, now_us) | {
+            "stale_before": now_us - int(stale_after * _US),
+            "takeover": takeover_incarnation,
+        })
+        return bool(rows)
+
+    async def engine_get(self, engine_id: str) -> EngineRecord | None:
+        rows = await self._read("engine_get", {"id": engine_id})
+        return engine_from_row(rows[0], from_us) if rows else None  # type: ignore[arg-type]
+
+    async def engine_list(self) -> list[EngineRecord]:
+        return [engine_from_row(row, from_us) for row in await self._read("engine_list", {})]  # type: ignore[arg-type]
+
+    async def engine_heartbeat(self, registration: EngineRegistration, *, now: datetime | None = None) -> Heartbeat:
+        params = _engine_params(registration, _now_us(now))
+        async with self._write() as conn:
+            if await conn.execute_fetchall(_Q["engine_heartbeat"], params):
+                return Heartbeat.BEAT
+            if await conn.execute_fetchall(_Q["engine_revive"], params):
+                return Heartbeat.REVIVED
+        return Heartbeat.LOST
+
+    async def engine_unregister(self, engine_id: str, incarnation: str) -> None:
+        await self._write_one("engine_unregister", {"id": engine_id, "incarnation": incarnation})
+
+
+def _now_us(now: datetime | None) -> int:
+    return to_us(now if now is not None else datetime.now(UTC))
+
+
+def _claim_order(record: JobRecord) -> tuple[int, datetime, int]:
+    return record.priority, record.available_at, record.id
+
+
+def _json_list(values: Sequence[object]) -> str | None:
+    return _json.dumps([str(v) for v in values], "filter") if values else None
+
+
+def _insert_params(insert: JobInsert, now_us: int) -> dict[str, Any]:
+    if insert.run_at is not None:
+        available_at = to_us(insert.run_at)
+    elif insert.delay:
+        available_at = now_us + int(insert.delay * _US)
+    else:
+        available_at = now_us
+    return {
+        "queue": insert.queue,
+        "name": insert.name,
+        "args": insert.args_json,
+        "kwargs": insert.kwargs_json,
+        "constructor_args": insert.constructor_args_json,
+        "meta": insert.meta_json,
+        "retry": insert.retry_json,
+        "priority": insert.priority,
+        "max_attempts": insert.max_attempts,
+        "timeout": insert.timeout,
+        "available_at": available_at,
+        "unique_key": insert.unique_key,
+        "rescheduled_from": insert.rescheduled_from,
+    }
+
+
+def _outcome_params(outcome: JobOutcome) -> dict[str, Any]:
+    return {
+        "id": outcome.id,
+        "token": outcome.token,
+        "from": outcome.from_state.value,
+        "state": outcome.state.value,
+        "result": outcome.result_json,
+        "error": outcome.error_json,
+        "delay": outcome.delay,
+        "give_back": int(outcome.give_back_attempt),
+    }
+
+
+def _engine_params(registration: EngineRegistration, now_us: int) -> dict[str, Any]:
+    return {
+        "id": registration.id,
+        "incarnation": registration.incarnation,
+        "host": registration.host,
+        "pid": registration.pid,
+        "queues": None if registration.queues is None else _json.dumps(list(registration.queues), "queues"),
+        "now": now_us,
+    }
+
+
+def _split_statements(script: str) -> list[str]:
+    """Split a migration into statements; ``sqlite3.complete_statement`` keeps triggers whole."""
+    statements: list[str] = []
+    buffer = ""
+    for line in script.splitlines(keepends=True):
+        buffer += line
+        if sqlite3.complete_statement(buffer):
+            if buffer.strip():
+                statements.append(buffer.strip())
+            buffer = ""
+    if buffer.strip() and not all(part.strip().startswith("--") for part in buffer.splitlines() if part.strip()):
+        raise SchemaError(f"incomplete statement at the end of a migration: {buffer.strip()[:80]!r}")
+    return statements

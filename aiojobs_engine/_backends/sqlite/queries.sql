@@ -1,0 +1,220 @@
+-- SQLite statements of the backend. Times are INTEGER microseconds; :now is always bound.
+-- Batches arrive as one JSON array parameter (:batch) read with json_each, so a batch of
+-- any size is one statement: SQLite has no arrays to bind, and executemany cannot RETURN.
+--
+-- Dialect note (why the claim is safe without SKIP LOCKED): every write runs inside
+-- BEGIN IMMEDIATE, which takes SQLite's single write lock before reading, so two engines,
+-- in one process or many, can never select the same waiting row for their claims.
+
+-- name: job_insert
+INSERT INTO aiojobs_jobs (queue, name, args, kwargs, constructor_args, meta, retry, priority,
+                          max_attempts, timeout, inserted_at, available_at, unique_key,
+                          rescheduled_from)
+VALUES (:queue, :name, :args, :kwargs, :constructor_args, :meta, :retry, :priority,
+        :max_attempts, :timeout, :now, :available_at, :unique_key, :rescheduled_from)
+RETURNING *;
+
+-- name: job_insert_many
+INSERT INTO aiojobs_jobs (queue, name, args, kwargs, constructor_args, meta, retry, priority,
+                          max_attempts, timeout, inserted_at, available_at, unique_key,
+                          rescheduled_from)
+SELECT value ->> 'queue', value ->> 'name', value ->> 'args', value ->> 'kwargs',
+       value ->> 'constructor_args', value ->> 'meta', value ->> 'retry', value ->> 'priority',
+       value ->> 'max_attempts', value ->> 'timeout', :now, value ->> 'available_at',
+       value ->> 'unique_key', value ->> 'rescheduled_from'
+FROM json_each(:batch)
+ORDER BY key
+RETURNING *;
+
+-- name: job_get
+SELECT * FROM aiojobs_jobs WHERE id = :id;
+
+-- name: job_list
+SELECT * FROM aiojobs_jobs
+WHERE (:states IS NULL OR state IN (SELECT value FROM json_each(:states)))
+  AND (:queues IS NULL OR queue IN (SELECT value FROM json_each(:queues)))
+  AND (:names IS NULL OR name IN (SELECT value FROM json_each(:names)))
+  AND (:before_id IS NULL OR id < :before_id)
+ORDER BY id DESC
+LIMIT :limit;
+
+-- name: job_claim
+UPDATE aiojobs_jobs
+SET state = 'claimed',
+    claimed_by = :engine_id,
+    claimed_at = :now,
+    claim_token = lower(hex(randomblob(16)))
+WHERE id IN (
+    SELECT id FROM aiojobs_jobs
+    WHERE state IN ('waiting', 'snoozed') AND queue = :queue AND available_at <= :now
+    ORDER BY priority, available_at, id
+    LIMIT :limit
+)
+RETURNING *;
+
+-- name: queue_held_count
+SELECT count(*) FROM aiojobs_jobs WHERE queue = :queue AND state IN ('claimed', 'running');
+
+-- name: job_start_many
+UPDATE aiojobs_jobs AS j
+SET state = 'running', attempt = j.attempt + 1, attempted_at = :now
+FROM (SELECT value ->> '$[0]' AS id, value ->> '$[1]' AS token FROM json_each(:batch)) AS s
+-- "+j.state" keeps SQLite from scanning the state index: the batch drives, by primary key.
+WHERE j.id = s.id AND j.claim_token = s.token AND +j.state = 'claimed'
+RETURNING id, attempt, attempted_at;
+
+-- name: job_finish_many
+UPDATE aiojobs_jobs AS j
+SET state = o.state,
+    result = CASE WHEN o.state = 'completed' THEN o.result ELSE j.result END,
+    errors = CASE WHEN o.error IS NULL THEN j.errors
+                  ELSE json_insert(j.errors, '$[#]', json(o.error)) END,
+    available_at = CASE WHEN o.delay IS NULL THEN j.available_at
+                        ELSE :now + CAST(o.delay * 1000000 AS INTEGER) END,
+    attempt = j.attempt - o.give_back,
+    completed_at = CASE WHEN o.state = 'completed' THEN :now ELSE j.completed_at END,
+    failed_at = CASE WHEN o.state = 'failed' THEN :now ELSE j.failed_at END,
+    canceled_at = CASE WHEN o.state = 'canceled' THEN :now ELSE j.canceled_at END,
+    claim_token = NULL,
+    cancel_requested = 0
+FROM (SELECT value ->> 'id' AS id, value ->> 'token' AS token, value ->> 'from' AS from_state,
+             value ->> 'state' AS state, value ->> 'result' AS result, value ->> 'error' AS error,
+             value ->> 'delay' AS delay, value ->> 'give_back' AS give_back
+      FROM json_each(:batch)) AS o
+WHERE j.id = o.id AND j.claim_token = o.token AND j.state = o.from_state
+RETURNING id;
+
+-- name: job_delete_fenced
+DELETE FROM aiojobs_jobs
+WHERE id IN (SELECT j.id FROM aiojobs_jobs AS j
+             JOIN json_each(:batch) AS o
+               ON j.id = o.value ->> 'id' AND j.claim_token = o.value ->> 'token'
+              AND j.state = o.value ->> 'from')
+RETURNING id;
+
+-- name: job_cancel
+UPDATE aiojobs_jobs
+SET state = CASE WHEN state = 'running' THEN state ELSE 'canceled' END,
+    canceled_at = CASE WHEN state = 'running' THEN canceled_at ELSE :now END,
+    cancel_requested = CASE WHEN state = 'running' THEN 1 ELSE cancel_requested END,
+    claim_token = CASE WHEN state = 'running' THEN claim_token ELSE NULL END
+WHERE id = :id AND state IN ('waiting', 'snoozed', 'claimed', 'running')
+RETURNING *;
+
+-- name: job_cancel_requested
+SELECT id, claim_token FROM aiojobs_jobs
+WHERE claimed_by = :engine_id AND state IN ('claimed', 'running') AND cancel_requested = 1;
+
+-- name: job_retry
+UPDATE aiojobs_jobs
+SET state = 'waiting', available_at = :now, max_attempts = max(max_attempts, attempt + 1),
+    completed_at = NULL, failed_at = NULL, canceled_at = NULL, claim_token = NULL,
+    cancel_requested = 0
+WHERE id = :id AND state IN ('failed', 'canceled', 'completed')
+RETURNING *;
+
+-- name: job_delete
+DELETE FROM aiojobs_jobs WHERE id = :id RETURNING id;
+
+-- name: job_delete_where
+DELETE FROM aiojobs_jobs
+WHERE (:states IS NULL OR state IN (SELECT value FROM json_each(:states)))
+  AND (:queues IS NULL OR queue IN (SELECT value FROM json_each(:queues)));
+
+-- name: job_count
+SELECT queue, state, count(*) AS n FROM aiojobs_jobs GROUP BY queue, state;
+
+-- name: job_count_due
+SELECT queue, state, count(*) AS n FROM aiojobs_jobs
+WHERE state IN ('waiting', 'snoozed') AND available_at <= :now
+GROUP BY queue, state;
+
+-- name: engine_delete_stale
+DELETE FROM aiojobs_engines WHERE heartbeat_at < :stale_before RETURNING id;
+
+-- name: job_rescue
+-- A held job whose engine is gone (or is :engine_id, restarting): a job never started goes
+-- back as it was; a started one has used its attempt, and fails for good if it was the last;
+-- one whose cancellation was asked for is canceled.
+UPDATE aiojobs_jobs
+SET state = CASE WHEN cancel_requested = 1 THEN 'canceled'
+                 WHEN state = 'running' AND attempt >= max_attempts THEN 'failed'
+                 ELSE 'waiting' END,
+    available_at = :now,
+    failed_at = CASE WHEN cancel_requested = 0 AND state = 'running' AND attempt >= max_attempts
+                     THEN :now ELSE failed_at END,
+    canceled_at = CASE WHEN cancel_requested = 1 THEN :now ELSE canceled_at END,
+    errors = CASE WHEN state = 'running' THEN json_insert(errors, '$[#]', json_object(
+                 'name', 'EngineLost',
+                 'message', 'the engine running this attempt (' || claimed_by || ') stopped heartbeating',
+                 'traceback', NULL,
+                 'attempt', attempt,
+                 'attempted_by', claimed_by,
+                 'attempted_at', strftime('%Y-%m-%dT%H:%M:%f+00:00', attempted_at / 1000000.0, 'unixepoch')))
+             ELSE errors END,
+    claim_token = NULL,
+    cancel_requested = 0
+WHERE state IN ('claimed', 'running')
+  AND (claimed_by = :engine_id
+       OR (:engine_id IS NULL AND claimed_by NOT IN (SELECT id FROM aiojobs_engines)))
+RETURNING *;
+
+-- name: job_prune
+DELETE FROM aiojobs_jobs WHERE id IN (
+    SELECT id FROM aiojobs_jobs
+    WHERE (state = 'completed' AND completed_at < :completed_before)
+       OR (state = 'canceled' AND canceled_at < :canceled_before)
+       OR (state = 'failed' AND failed_at < :failed_before)
+    LIMIT :limit
+);
+
+-- name: queue_list
+SELECT * FROM aiojobs_queues ORDER BY priority, name;
+
+-- name: queue_upsert
+INSERT INTO aiojobs_queues (name, concurrency, priority, paused, global_concurrency, updated_at)
+VALUES (:name, coalesce(:concurrency, 10), coalesce(:priority, 50), coalesce(:paused, 0),
+        :global_concurrency, :now)
+ON CONFLICT (name) DO UPDATE
+SET concurrency = coalesce(:concurrency, concurrency),
+    priority = coalesce(:priority, priority),
+    paused = coalesce(:paused, paused),
+    global_concurrency = CASE WHEN :clear_global THEN NULL
+                              ELSE coalesce(:global_concurrency, global_concurrency) END,
+    updated_at = :now
+RETURNING *;
+
+-- name: queue_running_counts
+SELECT queue, count(*) AS n FROM aiojobs_jobs
+WHERE state IN ('claimed', 'running') AND queue IN (SELECT value FROM json_each(:queues))
+GROUP BY queue;
+
+-- name: engine_register
+INSERT INTO aiojobs_engines (id, incarnation, host, pid, queues, started_at, heartbeat_at)
+VALUES (:id, :incarnation, :host, :pid, :queues, :now, :now)
+ON CONFLICT (id) DO UPDATE
+SET incarnation = excluded.incarnation, host = excluded.host, pid = excluded.pid,
+    queues = excluded.queues, started_at = excluded.started_at,
+    heartbeat_at = excluded.heartbeat_at
+WHERE aiojobs_engines.heartbeat_at < :stale_before OR aiojobs_engines.incarnation = :takeover
+RETURNING id;
+
+-- name: engine_heartbeat
+UPDATE aiojobs_engines SET heartbeat_at = :now
+WHERE id = :id AND incarnation = :incarnation
+RETURNING id;
+
+-- name: engine_revive
+INSERT INTO aiojobs_engines (id, incarnation, host, pid, queues, started_at, heartbeat_at)
+VALUES (:id, :incarnation, :host, :pid, :queues, :now, :now)
+ON CONFLICT (id) DO NOTHING
+RETURNING id;
+
+-- name: engine_get
+SELECT * FROM aiojobs_engines WHERE id = :id;
+
+-- name: engine_list
+SELECT * FROM aiojobs_engines ORDER BY id;
+
+-- name: engine_unregister
+DELETE FROM aiojobs_engines WHERE id = :id AND incarnation = :incarnation;

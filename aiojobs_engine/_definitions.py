@@ -1,0 +1,147 @@
+"""Job definitions: what ``@engine.job`` declares, and the registry that finds them by name.
+
+A definition knows how to run its target (an async function, a blocking function for a
+thread, a CPU-bound function for the process pool, or a ``Job`` class), the options it was
+declared with, and how to check arguments against its signature before anything is stored.
+"""
+
+from __future__ import annotations
+
+import enum
+import inspect
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from ._errors import ArgumentsError, ConfigurationError, DuplicateJobError, UnknownJobError
+from ._hooks import Hooks
+from ._options import JobOptions
+from ._retry import BackoffPolicy
+from ._validation import check_name
+
+
+class RunMode(enum.StrEnum):
+    """Where an attempt's body runs."""
+
+    INLINE = "inline"  # an async body, as a task on the engine's loop
+    THREAD = "thread"  # a blocking body, in the engine's thread pool
+    PROCESS = "process"  # a CPU-bound body, in a supervised worker process
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class JobDefinition:
+    name: str
+    target: Callable[..., Any]  # the function, or the Job subclass
+    is_class: bool
+    mode: RunMode
+    options: JobOptions
+    retry: BackoffPolicy | None
+    hooks: Hooks
+    requeue_delay: float
+    run_signature: inspect.Signature
+    init_signature: inspect.Signature | None
+
+    @property
+    def import_path(self) -> tuple[str, str]:
+        """Where a worker process imports the target from: (module, qualified name)."""
+        return self.target.__module__, self.target.__qualname__
+
+    def check_arguments(self, args: Sequence[object], kwargs: Mapping[str, object],
+                        constructor_args: Sequence[object] | None) -> None:
+        """Raise ArgumentsError unless the arguments bind to the job's signature(s)."""
+        _bind(self.run_signature, args, kwargs, f"job {self.name!r}")
+        if self.init_signature is not None:
+            _bind(self.init_signature, constructor_args or (), {}, f"the constructor of job {self.name!r}")
+        elif constructor_args:
+            raise ConfigurationError(f"constructor_args is for class jobs; job {self.name!r} is a function")
+
+
+def _bind(signature: inspect.Signature, args: Sequence[object], kwargs: Mapping[str, object], what: str) -> None:
+    try:
+        signature.bind(*args, **kwargs)
+    except TypeError as exc:
+        raise ArgumentsError(f"arguments do not fit {what}{signature}: {exc}") from None
+
+
+def make_definition(
+    target: Callable[..., Any],
+    *,
+    name: str | None,
+    cpu_bound: bool,
+    options: JobOptions,
+    retry: BackoffPolicy | None,
+    hooks: Hooks,
+    requeue_delay: float,
+    is_class: bool,
+) -> JobDefinition:
+    job_name = check_name(name if name is not None else target.__name__, "job name")
+    if is_class:
+        run = getattr(target, "run", None)
+        if run is None or not callable(run):
+            raise ConfigurationError(f"job class {target.__qualname__} must define a run() method")
+        body: Callable[..., Any] = run
+        run_signature = _without_self(inspect.signature(run))
+        init_signature: inspect.Signature | None = _without_self(inspect.signature(target.__init__))
+    else:
+        body = target
+        run_signature = inspect.signature(target)
+        init_signature = None
+    is_async = inspect.iscoroutinefunction(body)
+    if cpu_bound:
+        if is_async:
+            raise ConfigurationError(
+                f"job {job_name!r}: cpu_bound=True needs a plain (def) function; "
+                "an async body runs on the event loop, not in a worker process"
+            )
+        if "<locals>" in target.__qualname__ or target.__name__ == "<lambda>":
+            raise ConfigurationError(
+                f"job {job_name!r}: cpu_bound jobs must be declared at module level so that "
+                "worker processes can import them"
+            )
+    mode = RunMode.INLINE if is_async else RunMode.PROCESS if cpu_bound else RunMode.THREAD
+    return JobDefinition(
+        name=job_name, target=target, is_class=is_class, mode=mode, options=options, retry=retry,
+        hooks=hooks, requeue_delay=requeue_delay, run_signature=run_signature, init_signature=init_signature,
+    )
+
+
+def _without_self(signature: inspect.Signature) -> inspect.Signature:
+    params = list(signature.parameters.values())
+    if params and params[0].name == "self":
+        params = params[1:]
+    return signature.replace(parameters=params)
+
+
+class Registry:
+    """The jobs one engine knows, by stored name."""
+
+    def __init__(self) -> None:
+        self._definitions: dict[str, JobDefinition] = {}
+
+    def add(self, definition: JobDefinition) -> None:
+        existing = self._definitions.get(definition.name)
+        if existing is not None and existing.target is not definition.target:
+            raise DuplicateJobError(
+                f"a job named {definition.name!r} is already declared ({existing.target.__module__}."
+                f"{existing.target.__qualname__}); give one of them another name with name=..."
+            )
+        self._definitions[definition.name] = definition
+
+    def get(self, name: str) -> JobDefinition | None:
+        return self._definitions.get(name)
+
+    def require(self, name: str) -> JobDefinition:
+        definition = self._definitions.get(name)
+        if definition is None:
+            known = ", ".join(sorted(self._definitions)) or "none"
+            raise UnknownJobError(f"no job named {name!r} is declared on this engine (declared: {known})")
+        return definition
+
+    def __iter__(self) -> Iterator[JobDefinition]:
+        return iter(self._definitions.values())
+
+    def __len__(self) -> int:
+        return len(self._definitions)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._definitions

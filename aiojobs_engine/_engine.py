@@ -1,0 +1,541 @@
+"""``Engine``: the facade users hold, and the composition root of everything else.
+
+It declares jobs, opens the database, enqueues, inspects and controls jobs and queues, and
+runs a ``Runtime`` for ``run()``/``workoff()``. No I/O, event-loop lookups or signal
+handlers happen at import or in the constructor: a module-level engine costs nothing until
+it is opened.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import secrets
+import socket
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from contextlib import asynccontextmanager
+from typing import Any, ParamSpec, Protocol, TypeVar, Unpack, overload
+
+from ._backends import Backend, make_backend
+from ._backends._protocol import EngineRegistration, JobFilter, JobInsert, QueueChange, Retention
+from ._clock import Clock, SystemClock
+from ._context import _current as _current_job_var
+from ._definitions import Registry, make_definition
+from ._errors import ConfigurationError, EngineStateError, JobNotFoundError, SchemaError
+from ._handles import ClassJobHandle, Job, JobHandle, JobRequest, NamedEnqueuer
+from ._hooks import HOOK_NAMES, Hook, Hooks, check_hook, hooks_from, run_hooks
+from ._options import JobOptions, OptionsDict, QueueConfig, check_queue_settings, make_options
+from ._records import EngineRecord, JobRecord, JobState, QueueRecord
+from ._retry import BackoffPolicy, coerce_backoff
+from ._runtime._runtime import Runtime
+from ._runtime._services import Services
+from ._settings import EngineSettings, SettingsDict
+from ._signals import stop_on_signals
+from ._url import DatabaseURL, parse_url, resolve_url
+from ._validation import check_int, check_name, seconds_from
+
+P = ParamSpec("P")
+R = TypeVar("R")
+J = TypeVar("J", bound=Job)
+
+QueuesArg = Mapping[str, QueueConfig] | Sequence[str] | None
+
+
+class JobDecorator(Protocol):
+    @overload
+    def __call__(self, target: type[J], /) -> type[J]: ...  # type: ignore[overload-overlap]
+    @overload
+    def __call__(self, target: Callable[P, R], /) -> JobHandle[P, R]: ...
+
+
+class Engine:
+    """A job engine bound to one database: declare jobs, enqueue them, run them.
+
+    ``Engine(url, queues=..., **settings)``; the URL is chosen when the engine opens:
+    ``configure(url=)``, else the URL given here, else ``$AIOJOBS_DATABASE_URL``, else
+    ``sqlite:///aiojobs.sqlite3``.
+    """
+
+    def __init__(self, url: str | None = None, *, queues: QueuesArg = None, clock: Clock | None = None,
+                 **settings: Unpack[SettingsDict]) -> None:
+        if url is not None:
+            parse_url(url)  # fail at construction on a malformed URL, but open nothing
+        self._given_url = url
+        self._configured_url: str | None = None
+        self._queues = _normalise_queues(queues)
+        self._settings = EngineSettings().updated(settings)
+        self._clock: Clock = clock or SystemClock()
+        self._registry = Registry()
+        self._hooks = Hooks()
+        self._url: DatabaseURL | None = None
+        self._backend: Backend | None = None
+        self._runtime: Runtime | None = None
+        self._run_finished: asyncio.Event | None = None
+
+    # -- configuration --------------------------------------------------------------------
+
+    def configure(self, *, url: str | None = None, queues: QueuesArg = None, clock: Clock | None = None,
+                  **settings: Unpack[SettingsDict]) -> None:
+        """Change the URL, queues or settings of a closed engine (tests point it elsewhere)."""
+        if self._backend is not None:
+            raise EngineStateError("configure() needs a closed engine; close it first")
+        new_settings = self._settings.updated(settings)
+        if url is not None:
+            parse_url(url)
+            self._configured_url = url
+        if queues is not None:
+            self._queues = _normalise_queues(queues)
+        if clock is not None:
+            self._clock = clock
+        self._settings = new_settings
+
+    @property
+    def settings(self) -> EngineSettings:
+        return self._settings
+
+    @property
+    def url(self) -> str:
+        """The database URL this engine uses (or would use if opened now), password hidden."""
+        url = self._url or parse_url(resolve_url(self._configured_url, self._given_url))
+        return url.redacted()
+
+    @property
+    def clock(self) -> Clock:
+        return self._clock
+
+    @property
+    def is_open(self) -> bool:
+        return self._backend is not None
+
+    @property
+    def is_running(self) -> bool:
+        return self._runtime is not None
+
+    @property
+    def backend(self) -> Backend:
+        """The open backend (for adapters and tools); EngineStateError when closed."""
+        return self._require_open()
+
+    @property
+    def registry(self) -> Registry:
+        return self._registry
+
+    # -- declaring jobs -------------------------------------------------------------------
+
+    @overload
+    def job(self, target: type[J], /) -> type[J]: ...  # type: ignore[overload-overlap]
+    @overload
+    def job(self, target: Callable[P, R], /) -> JobHandle[P, R]: ...
+    @overload
+    def job(
+        self, target: None = None, /, *, name: str | None = ..., cpu_bound: bool = ...,
+        requeue_delay: float = ..., retry: BackoffPolicy | Callable[[int], float] | None = ...,
+        **options: Any,
+    ) -> JobDecorator: ...
+
+    def job(self, target: Any = None, /, *, name: str | None = None, cpu_bound: bool = False,
+            requeue_delay: float = 5.0, retry: BackoffPolicy | Callable[[int], float] | None = None,
+            **options: Any) -> Any:
+        """Declare a job: ``@engine.job`` or ``@engine.job(queue=..., max_attempts=..., ...)``.
+
+        Keyword arguments: ``name``, ``cpu_bound``, ``requeue_delay`` (okay_to_run deferral),
+        ``retry`` (a backoff policy or ``(attempt) -> seconds``), the enqueue options
+        (``queue``, ``priority``, ``max_attempts``, ``timeout``, ``meta``, ``delay``) and hooks
+        (``on_before_add``, ``okay_to_run``, ``before_perform``, ``after_perform``,
+        ``on_success``, ``on_failure``, ``on_max_attempts_exhausted``).
+        """
+        hooks = hooks_from({k: options.pop(k) for k in list(options) if k in HOOK_NAMES})
+        declared = make_options(options, declaring=True)
+        policy = None if retry is None else coerce_backoff(retry, storable=False)
+        delay = seconds_from(requeue_delay, "requeue_delay")
+        if not isinstance(cpu_bound, bool):
+            raise ConfigurationError(f"cpu_bound must be True or False, got {cpu_bound!r}")
+
+        def declare(obj: Any) -> Any:
+            is_class = isinstance(obj, type)
+            if is_class and not issubclass(obj, Job):
+                raise ConfigurationError(f"class jobs must subclass aiojobs_engine.Job; {obj.__qualname__} does not")
+            if not is_class and not callable(obj):
+                raise ConfigurationError(f"@engine.job decorates a function or a Job subclass, got {obj!r}")
+            definition = make_definition(obj, name=name, cpu_bound=cpu_bound, options=declared, retry=policy,
+                                         hooks=hooks, requeue_delay=delay, is_class=is_class)
+            self._registry.add(definition)
+            if is_class:
+                obj._aiojobs_handle = ClassJobHandle(self, definition, declared)
+                return obj
+            return JobHandle(self, definition, declared)
+
+        return declare if target is None else declare(target)
+
+    def add_hook(self, point: str, hook: Hook) -> None:
+        """Add an engine-wide hook (runs before each job's own hooks of that point)."""
+        check_hook(point, hook)
+        self._hooks = self._hooks.added(point, hook)
+
+    def hook(self, point: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+        """Decorator form of ``add_hook``: ``@engine.hook("on_failure")``."""
+        check_hook(point, _nothing)
+
+        def register(function: Callable[..., Any]) -> Callable[..., Any]:
+            self.add_hook(point, function)
+            return function
+
+        return register
+
+    # -- opening and closing --------------------------------------------------------------
+
+    async def open(self) -> None:
+        """Connect and bring the schema up to date (or check it, with ``auto_migrate=False``)."""
+        if self._backend is not None:
+            return
+        url = parse_url(resolve_url(self._configured_url, self._given_url))
+        backend = make_backend(url)
+        await backend.open()
+        try:
+            await self._check_schema(backend)
+        except BaseException:
+            await backend.close()
+            raise
+        self._url, self._backend = url, backend
+
+    async def _check_schema(self, backend: Backend) -> None:
+        if self._settings.auto_migrate:
+            await backend.migrate()
+            return
+        version = await backend.schema_version()
+        if version < backend.latest_version:
+            raise SchemaError(
+                f"the database schema is at version {version}, this engine needs {backend.latest_version}; "
+                "run `aiojobs migrate` (auto_migrate is off)"
+            )
+        if version > backend.latest_version:
+            raise SchemaError(
+                f"the database schema is at version {version}, newer than this aiojobs_engine knows "
+                f"({backend.latest_version}); upgrade aiojobs_engine on this host"
+            )
+
+    async def close(self) -> None:
+        if self._runtime is not None:
+            await self.stop()
+        backend, self._backend = self._backend, None
+        if backend is not None:
+            await backend.close()
+
+    async def __aenter__(self) -> Engine:
+        await self.open()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    async def migrate(self) -> list[int]:
+        """Apply pending migrations now; the versions applied."""
+        return await self._require_open().migrate()
+
+    def _require_open(self) -> Backend:
+        if self._backend is None:
+            raise EngineStateError("the engine is closed: use `async with engine:` or `await engine.open()` first")
+        return self._backend
+
+    # -- enqueueing -----------------------------------------------------------------------
+
+    def options(self, **options: Unpack[OptionsDict]) -> NamedEnqueuer:
+        """Options for enqueueing by name: ``engine.options(queue="x").enqueue("job", ...)``."""
+        return NamedEnqueuer(self, self._registry.get, make_options(options))
+
+    def new(self, name: str, *args: object, **kwargs: object) -> JobRequest:
+        """An unsaved request for job ``name`` (declared here or not), for ``enqueue_many``."""
+        return NamedEnqueuer(self, self._registry.get, JobOptions()).new(name, *args, **kwargs)
+
+    async def enqueue(self, name: str, *args: object, **kwargs: object) -> JobRecord | None:
+        """Enqueue job ``name``; its declared options apply when this process declares it."""
+        return (await self.enqueue_requests([self.new(name, *args, **kwargs)]))[0]
+
+    async def enqueue_many(self, requests: Sequence[JobRequest]) -> list[JobRecord | None]:
+        """Insert many jobs in one transaction; records in the same order (None where vetoed)."""
+        if isinstance(requests, JobRequest) or not isinstance(requests, Sequence):
+            raise ConfigurationError("enqueue_many takes a list of requests built with job.new(...)")
+        for request in requests:
+            if not isinstance(request, JobRequest):
+                raise ConfigurationError(f"enqueue_many takes requests built with job.new(...), got {request!r}")
+        return await self.enqueue_requests(requests)
+
+    async def enqueue_requests(self, requests: Sequence[JobRequest]) -> list[JobRecord | None]:
+        backend = self._require_open()
+        connections = {id(r.options.connection): r.options.connection for r in requests}
+        if len(connections) > 1:
+            raise ConfigurationError("all requests of one enqueue_many must use the same connection=")
+        kept = [i for i, request in enumerate(requests) if await self._admitted(request)]
+        results: list[JobRecord | None] = [None] * len(requests)
+        if not kept:
+            return results
+        inserts = [_insert_for(requests[i]) for i in kept]
+        records = await backend.job_insert_many(
+            inserts, now=self._clock.for_database(), connection=next(iter(connections.values()))
+        )
+        for index, record in zip(kept, records, strict=True):
+            results[index] = record
+        if self._runtime is not None:
+            self._runtime.notify_enqueued(sorted({r.queue for r in records}))
+        return results
+
+    async def _admitted(self, request: JobRequest) -> bool:
+        hooks = self._hooks.on_before_add + (request.definition.hooks.on_before_add if request.definition else ())
+        if not hooks:
+            return True
+        answers = await run_hooks("on_before_add", hooks, request, extra={"event": "", "job_name": request.name})
+        return not any(answer is False for answer in answers)
+
+    # -- inspecting and controlling jobs ----------------------------------------------------
+
+    async def get_job(self, job_id: int) -> JobRecord | None:
+        return await self._require_open().job_get(_check_id(job_id))
+
+    async def list_jobs(self, *, state: JobState | str | Sequence[JobState | str] | None = None,
+                        queue: str | Sequence[str] | None = None, name: str | Sequence[str] | None = None,
+                        limit: int = 100, before_id: int | None = None) -> list[JobRecord]:
+        """Jobs newest first; pass the last id seen as ``before_id`` for the next page."""
+        states = [JobState(s) for s in _as_list(state)]
+        return await self._require_open().job_list(JobFilter(
+            states=states,
+            queues=[check_name(q, "queue") for q in _as_list(queue)],
+            names=[check_name(n, "job name") for n in _as_list(name)],
+            limit=check_int(limit, "limit", minimum=1, maximum=10_000),
+            before_id=None if before_id is None else _check_id(before_id),
+        ))
+
+    async def count_jobs(self, *, due_only: bool = False) -> dict[tuple[str, JobState], int]:
+        """Job counts per (queue, state); ``due_only``: pending jobs whose time has come."""
+        counts = await self._require_open().job_count(now=self._clock.for_database(), due_only=due_only)
+        return dict(counts)
+
+    async def wait_for(self, job_id: int, timeout: float | None = None) -> JobRecord:
+        """Wait until the job is completed, failed or canceled; TimeoutError after ``timeout``."""
+        backend = self._require_open()
+        job_id = _check_id(job_id)
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout is None else loop.time() + seconds_from(timeout, "timeout")
+        delay, cap = 0.005, min(self._settings.poll_interval, 0.25)
+        while True:
+            record = await backend.job_get(job_id)
+            if record is None:
+                raise JobNotFoundError(f"no job with id {job_id}")
+            if record.is_terminal:
+                return record
+            if deadline is not None and loop.time() >= deadline:
+                raise TimeoutError(f"job {job_id} is still {record.state} after {timeout}s")
+            pause = delay if deadline is None else min(delay, max(0.0, deadline - loop.time()))
+            await asyncio.sleep(pause)
+            delay = min(delay * 2, cap)
+
+    async def cancel(self, job_id: int) -> JobRecord | None:
+        """Cancel a job: a pending one at once, a running one by the engine running it.
+
+        Returns the record after the call (still ``running`` with ``cancel_requested`` when
+        another engine runs it), or None for an unknown id.
+        """
+        record = await self._require_open().job_cancel(_check_id(job_id), now=self._clock.for_database())
+        if record is not None and record.cancel_requested and self._runtime is not None:
+            self._runtime.cancel_local(record.id)
+        return record
+
+    async def retry_job(self, job_id: int) -> JobRecord | None:
+        """Run a failed, canceled or completed job again now (its attempts are topped up)."""
+        record = await self._require_open().job_retry(_check_id(job_id), now=self._clock.for_database())
+        if record is not None and record.state is JobState.WAITING and self._runtime is not None:
+            self._runtime.notify_enqueued([record.queue])
+        return record
+
+    async def delete_job(self, job_id: int) -> bool:
+        """Delete a job that is not running; False if there is none, or it runs."""
+        backend = self._require_open()
+        record = await backend.job_get(_check_id(job_id))
+        if record is None or record.state in (JobState.CLAIMED, JobState.RUNNING):
+            return False
+        return await backend.job_delete(job_id)
+
+    async def clear(self, *, states: Sequence[JobState | str] = (), queues: Sequence[str] = ()) -> int:
+        """Delete jobs (all when no filter is given) that are not held by an engine."""
+        wanted = [JobState(s) for s in states] or [s for s in JobState if s not in (JobState.CLAIMED, JobState.RUNNING)]
+        return await self._require_open().job_delete_where(wanted, [check_name(q, "queue") for q in queues])
+
+    async def prune(self) -> int:
+        """Delete finished jobs past the retention settings now; how many were deleted."""
+        settings = self._settings
+        retention = Retention(completed=settings.completed_retention, canceled=settings.canceled_retention,
+                              failed=settings.failed_retention)
+        backend = self._require_open()
+        total = 0
+        while True:
+            deleted = await backend.job_prune(retention, limit=settings.prune_batch_size,
+                                              now=self._clock.for_database())
+            total += deleted
+            if deleted < settings.prune_batch_size:
+                return total
+
+    async def list_engines(self) -> list[EngineRecord]:
+        return await self._require_open().engine_list()
+
+    # -- queues ---------------------------------------------------------------------------
+
+    async def list_queues(self) -> list[QueueRecord]:
+        return await self._require_open().queue_list()
+
+    async def pause_queue(self, name: str) -> QueueRecord:
+        return await self._change_queue(QueueChange(name=check_name(name, "queue"), paused=True))
+
+    async def resume_queue(self, name: str) -> QueueRecord:
+        return await self._change_queue(QueueChange(name=check_name(name, "queue"), paused=False))
+
+    async def set_queue(self, name: str, *, concurrency: int | None = None, priority: int | None = None,
+                        global_concurrency: int | None = None, clear_global_concurrency: bool = False) -> QueueRecord:
+        """Store a queue's settings; every engine working it follows within a poll interval."""
+        check_queue_settings(concurrency=concurrency, priority=priority, global_concurrency=global_concurrency)
+        return await self._change_queue(QueueChange(
+            name=check_name(name, "queue"), concurrency=concurrency, priority=priority,
+            global_concurrency=global_concurrency, clear_global_concurrency=clear_global_concurrency,
+        ))
+
+    async def _change_queue(self, change: QueueChange) -> QueueRecord:
+        record = await self._require_open().queue_upsert(change, now=self._clock.for_database())
+        if self._runtime is not None:
+            self._runtime.queues.update(record)
+            self._runtime.dispatcher.wake()
+        return record
+
+    # -- working --------------------------------------------------------------------------
+
+    async def run(self, *, handle_signals: bool = False) -> None:
+        """Work jobs until ``stop()`` (or cancellation). Opens a closed engine and closes it after.
+
+        With ``handle_signals=True`` (what the CLI does), SIGINT/SIGTERM stop gracefully and
+        a second signal stops at once; the previous handlers are restored afterwards.
+        """
+        await self._work(drain=False, signals=handle_signals)
+
+    async def workoff(self) -> int:
+        """Run every due job of every queue that is not paused, until none is left.
+
+        Includes jobs that come due or are enqueued meanwhile; does not wait for future
+        retries or delays. Returns the number of attempts run.
+        """
+        return await self._work(drain=True, signals=False)
+
+    async def _work(self, *, drain: bool, signals: bool) -> int:
+        if self._runtime is not None:
+            raise EngineStateError("this engine is already running; call stop() first")
+        opened_here = self._backend is None
+        await self.open()
+        backend = self._require_open()
+        url = self._url
+        assert url is not None
+        services = Services(
+            backend=backend, clock=self._clock, settings=self._settings, registry=self._registry,
+            hooks=self._hooks, registration=self._registration(),
+        )
+        runtime = Runtime(services, queues=self._queues, open_backend=lambda: make_backend(url), drain=drain)
+        self._runtime = runtime
+        self._run_finished = asyncio.Event()
+        try:
+            if signals:
+                with stop_on_signals(runtime.request_stop):
+                    return await runtime.run()
+            return await runtime.run()
+        finally:
+            self._runtime = None
+            self._run_finished.set()
+            if opened_here:
+                await self.close()
+
+    def _registration(self) -> EngineRegistration:
+        return EngineRegistration(
+            id=self._settings.worker_id or default_worker_id(),
+            incarnation=secrets.token_hex(8),
+            host=_hostname(),
+            pid=os.getpid(),
+            queues=None if self._queues is None else list(self._queues),
+        )
+
+    async def stop(self, *, immediate: bool = False) -> None:
+        """Stop ``run()``: stop claiming, let running jobs finish within ``shutdown_grace``
+        (at once with ``immediate=True``), hand the rest back to waiting, and return when done."""
+        runtime, finished = self._runtime, self._run_finished
+        if runtime is None or finished is None:
+            return
+        runtime.request_stop(immediate=immediate)
+        if _current_job_var.get() is not None:
+            return  # called from inside a job of this engine: waiting would wait for ourselves
+        await finished.wait()
+
+    @asynccontextmanager
+    async def running(self) -> AsyncIterator[Engine]:
+        """Run the engine in the background of a service: ``async with engine.running(): ...``."""
+        task = asyncio.create_task(self.run(), name="aiojobs-engine-run")
+        while self._runtime is None or not self._runtime.started.is_set():
+            if task.done():
+                await task  # start-up failed: raise its error here
+                raise EngineStateError("the engine stopped during start-up")
+            await asyncio.sleep(0.005)
+        try:
+            yield self
+        finally:
+            await self.stop()
+            await task
+
+
+def _insert_for(request: JobRequest) -> JobInsert:
+    options = request.options
+    return JobInsert(
+        queue=request.queue, name=request.name, args_json=request.args_json, kwargs_json=request.kwargs_json,
+        constructor_args_json=request.constructor_args_json, meta_json=request.meta_json,
+        retry_json=request.retry_json, priority=request.priority, max_attempts=request.max_attempts,
+        timeout=request.timeout, delay=options.delay, run_at=options.run_at,
+    )
+
+
+def _normalise_queues(queues: QueuesArg) -> dict[str, QueueConfig] | None:
+    if queues is None:
+        return None
+    if isinstance(queues, str):
+        raise ConfigurationError(f"queues must be a list of names or a dict of QueueConfig, got {queues!r}")
+    if isinstance(queues, Mapping):
+        result = {}
+        for name, config in queues.items():
+            if not isinstance(config, QueueConfig):
+                raise ConfigurationError(f"queues[{name!r}] must be a QueueConfig, got {config!r}")
+            result[check_name(name, "queue")] = config
+    else:
+        result = {check_name(name, "queue"): QueueConfig() for name in queues}
+    if not result:
+        raise ConfigurationError("queues must name at least one queue (or be None for every queue)")
+    return result
+
+
+def _check_id(job_id: object) -> int:
+    return check_int(job_id, "job id", minimum=1)
+
+
+def _as_list(value: Any) -> list[Any]:
+    if value is None:
+        return []
+    if isinstance(value, str | JobState):
+        return [value]
+    return list(value)
+
+
+_HOST_CHARS = re.compile(r"[^A-Za-z0-9_.\-]")
+
+
+def _hostname() -> str:
+    return _HOST_CHARS.sub("-", socket.gethostname())[:60] or "host"
+
+
+def default_worker_id() -> str:
+    """host + pid + a random suffix: unique per engine start."""
+    return f"{_hostname()}-{os.getpid()}-{secrets.token_hex(3)}"
+
+
+def _nothing(*_: object) -> None:
+    return None
+

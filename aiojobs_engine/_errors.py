@@ -1,0 +1,78 @@
+"""Every error aiojobs_engine raises, in one tree.
+
+    AiojobsError                      base of every error of the package
+    ├── ConfigurationError            (ValueError) bad option, setting, queue or job name
+    │   └── DuplicateJobError         two jobs declared under one name
+    ├── SerializationError            (TypeError) a value that is not JSON
+    ├── ArgumentsError                (TypeError) arguments that do not bind to the job
+    ├── UnknownJobError               (LookupError) no job of that name is declared here
+    ├── JobNotFoundError              (LookupError) no job with that id is stored
+    ├── JobTimeoutError               (TimeoutError) an attempt ran past its timeout
+    ├── WorkerCrashedError            the worker process running an attempt died
+    ├── EngineStateError              (RuntimeError) the call does not fit the engine's state
+    │   └── EngineIdInUseError        another live engine heartbeats under this worker id
+    ├── SchemaError                   (RuntimeError) the database schema does not fit
+    └── BackendError                  the database failed; the driver's error is __cause__
+        └── BackendUnavailableError   the database cannot be reached right now
+
+The control-flow signals a job raises to end an attempt on purpose (``Complete``,
+``Retry``, ``Snooze``, …) are not errors and live apart, in ``_control``.
+"""
+
+from __future__ import annotations
+
+
+class AiojobsError(Exception):
+    """Base class of every error raised by aiojobs_engine."""
+
+
+class ConfigurationError(AiojobsError, ValueError):
+    """An option, setting, queue name or job name is invalid; the message says what to change."""
+
+
+class DuplicateJobError(ConfigurationError):
+    """Two jobs were declared under one name on the same engine."""
+
+
+class SerializationError(AiojobsError, TypeError):
+    """A value that must be stored as JSON is not JSON-serialisable."""
+
+
+class ArgumentsError(AiojobsError, TypeError):
+    """Arguments given to ``enqueue`` do not bind to the job's signature."""
+
+
+class UnknownJobError(AiojobsError, LookupError):
+    """No job of that name is declared on this engine."""
+
+
+class JobNotFoundError(AiojobsError, LookupError):
+    """No job with that id is stored (never was, or it was deleted)."""
+
+
+class JobTimeoutError(AiojobsError, TimeoutError):
+    """An attempt ran past its timeout; recorded as the attempt's error."""
+
+
+class WorkerCrashedError(AiojobsError):
+    """The worker process running a CPU-bound attempt died (exit, signal, or killed)."""
+
+
+class EngineStateError(AiojobsError, RuntimeError):
+    """The call does not fit the engine's state (closed, already running, …)."""
+
+
+class EngineIdInUseError(EngineStateError):
+    """Another engine with a fresh heartbeat already works under this worker id."""
+
+
+class SchemaError(AiojobsError, RuntimeError):
+    """The database schema is missing, behind (and auto-migration is off) or newer than known."""
+
+
+class BackendError(AiojobsError):
+    """The database failed; the driver's exception is chained as ``__cause__``."""
+
+
+class BackendUnavailableError(BackendError):
+    """The database cannot be reached right now (connection refused, lost, or locked too long)."""

@@ -1,0 +1,175 @@
+"""Enqueue options and queue settings: validated, immutable, keyword-only.
+
+``JobOptions`` holds only what a caller set; layering (engine defaults ← the job's
+declaration ← ``.options(...)``) is a merge of set fields, resolved once per enqueue.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, fields, replace
+from datetime import datetime, timedelta
+from typing import Any, Final, TypedDict
+
+from . import _json
+from ._errors import ConfigurationError
+from ._retry import BackoffPolicy, coerce_backoff
+from ._validation import check_bool, check_int, check_name, seconds_from
+
+DEFAULT_QUEUE: Final = "default"
+DEFAULT_PRIORITY: Final = 50
+DEFAULT_MAX_ATTEMPTS: Final = 5
+DEFAULT_CONCURRENCY: Final = 10
+PRIORITY_RANGE: Final = (0, 10_000)
+MAX_ATTEMPTS_LIMIT: Final = 1_000_000
+
+
+class OptionsDict(TypedDict, total=False):
+    """The keyword arguments ``.options(...)`` accepts (typed for editors and mypy)."""
+
+    queue: str
+    priority: int
+    delay: float | timedelta
+    run_at: datetime
+    max_attempts: int
+    timeout: float | timedelta | None
+    retry: BackoffPolicy
+    constructor_args: Sequence[object]
+    meta: Mapping[str, object]
+    connection: object
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class JobOptions:
+    """Options a caller set; ``None`` means "not set here" (``timeout_set`` tells a set None)."""
+
+    queue: str | None = None
+    priority: int | None = None
+    delay: float | None = None
+    run_at: datetime | None = None
+    max_attempts: int | None = None
+    timeout: float | None = None
+    timeout_set: bool = False
+    retry: BackoffPolicy | None = None
+    constructor_args: tuple[object, ...] | None = None
+    meta: Mapping[str, object] | None = None
+    connection: object | None = None
+
+    def merged(self, other: JobOptions) -> JobOptions:
+        """These options with every field ``other`` set taken from ``other``."""
+        changes: dict[str, Any] = {}
+        for f in fields(other):
+            value = getattr(other, f.name)
+            if f.name == "timeout":
+                if other.timeout_set:
+                    changes["timeout"] = value
+                    changes["timeout_set"] = True
+            elif f.name != "timeout_set" and value is not None:
+                changes[f.name] = value
+        # delay and run_at are two spellings of one setting: the later layer's wins whole.
+        if other.delay is not None:
+            changes["run_at"] = None
+        elif other.run_at is not None:
+            changes["delay"] = None
+        return replace(self, **changes)
+
+
+_ALLOWED = frozenset(OptionsDict.__annotations__)
+
+
+def make_options(given: Mapping[str, object], *, declaring: bool = False) -> JobOptions:
+    """Validate keyword options into ``JobOptions``; every bad value raises ConfigurationError."""
+    unknown = sorted(set(given) - _ALLOWED - ({"retry_callable"} if declaring else set()))
+    if unknown:
+        raise ConfigurationError(
+            f"unknown job option(s) {', '.join(map(repr, unknown))}; accepted: {', '.join(sorted(_ALLOWED))}"
+        )
+    values: dict[str, Any] = {}
+    if "queue" in given:
+        values["queue"] = check_name(given["queue"], "queue")
+    if "priority" in given:
+        values["priority"] = check_int(given["priority"], "priority", minimum=PRIORITY_RANGE[0], maximum=PRIORITY_RANGE[1])
+    if "delay" in given and "run_at" in given:
+        raise ConfigurationError("give either delay or run_at, not both")
+    if "delay" in given:
+        values["delay"] = seconds_from(given["delay"], "delay")
+    if "run_at" in given:
+        values["run_at"] = _check_run_at(given["run_at"])
+    if "max_attempts" in given:
+        values["max_attempts"] = check_int(given["max_attempts"], "max_attempts", minimum=1, maximum=MAX_ATTEMPTS_LIMIT)
+    if "timeout" in given:
+        timeout = given["timeout"]
+        values["timeout"] = None if timeout is None else seconds_from(timeout, "timeout", allow_zero=False)
+        values["timeout_set"] = True
+    if "retry" in given:
+        values["retry"] = coerce_backoff(given["retry"], storable=not declaring)
+    if "constructor_args" in given:
+        values["constructor_args"] = _check_constructor_args(given["constructor_args"])
+    if "meta" in given:
+        values["meta"] = _check_meta(given["meta"])
+    if "connection" in given:
+        if given["connection"] is None:
+            raise ConfigurationError("connection must be a database connection, got None")
+        if declaring:
+            raise ConfigurationError("connection= is an enqueue-time option, not a declaration option")
+        values["connection"] = given["connection"]
+    return JobOptions(**values)
+
+
+def _check_run_at(value: object) -> datetime:
+    if not isinstance(value, datetime):
+        raise ConfigurationError(f"run_at must be a datetime, got {value!r}")
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ConfigurationError(
+            f"run_at must be timezone-aware (for example datetime.now(timezone.utc)), got naive {value!r}"
+        )
+    return value
+
+
+def _check_constructor_args(value: object) -> tuple[object, ...]:
+    if isinstance(value, str | bytes) or not isinstance(value, Sequence):
+        raise ConfigurationError(f"constructor_args must be a list of JSON values, got {value!r}")
+    _json.dumps(list(value), "constructor_args")
+    return tuple(value)
+
+
+def _check_meta(value: object) -> Mapping[str, object]:
+    if not isinstance(value, Mapping) or not all(isinstance(k, str) for k in value):
+        raise ConfigurationError(f"meta must be a dict with string keys, got {value!r}")
+    _json.dumps(dict(value), "meta")
+    return dict(value)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class QueueConfig:
+    """Settings for a queue, written to the database when an engine listing it starts.
+
+    A setting left as ``None`` keeps its stored value (a new queue gets concurrency 10 and
+    priority 50). The paused state is never written from here, so a deploy cannot
+    silently resume a queue someone paused.
+    """
+
+    concurrency: int | None = None
+    priority: int | None = None
+    global_concurrency: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.concurrency is not None:
+            check_int(self.concurrency, "concurrency", minimum=1, maximum=100_000)
+        if self.priority is not None:
+            check_int(self.priority, "queue priority", minimum=PRIORITY_RANGE[0], maximum=PRIORITY_RANGE[1])
+        if self.global_concurrency is not None:
+            check_int(self.global_concurrency, "global_concurrency", minimum=1, maximum=1_000_000)
+
+
+def check_queue_settings(
+    *, concurrency: object = None, priority: object = None, paused: object = None, global_concurrency: object = None
+) -> None:
+    """Validate the keyword arguments of ``set_queue``-like calls."""
+    QueueConfig(
+        concurrency=concurrency,  # type: ignore[arg-type]
+        priority=priority,  # type: ignore[arg-type]
+        global_concurrency=global_concurrency,  # type: ignore[arg-type]
+    )
+    if paused is not None:
+        check_bool(paused, "paused")

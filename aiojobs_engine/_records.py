@@ -1,0 +1,115 @@
+"""What the database stores, as immutable Python values: jobs, queues and engines.
+
+Times are timezone-aware UTC datetimes; ``args`` and ``constructor_args`` are lists and
+``kwargs`` a dict, empty when none were given.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, TypedDict
+
+
+class JobState(enum.StrEnum):
+    """Where a job is in its lifecycle.
+
+    ``waiting → claimed → running → completed | failed | canceled``; a failed attempt with
+    attempts left goes back to ``waiting`` with a later ``available_at``; ``snoozed`` jobs
+    are claimable again once their ``available_at`` has come.
+    """
+
+    WAITING = "waiting"
+    CLAIMED = "claimed"
+    RUNNING = "running"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELED = "canceled"
+    SNOOZED = "snoozed"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self in _TERMINAL
+
+    @property
+    def is_pending(self) -> bool:
+        """Not started yet, or waiting to run again."""
+        return self in (JobState.WAITING, JobState.SNOOZED)
+
+
+_TERMINAL = frozenset({JobState.COMPLETED, JobState.FAILED, JobState.CANCELED})
+
+
+class JobErrorInfo(TypedDict):
+    """One failed attempt, as appended to ``JobRecord.errors``."""
+
+    name: str
+    message: str
+    traceback: str | None
+    attempt: int
+    attempted_by: str | None
+    attempted_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class JobRecord:
+    """A job as stored, at the moment it was read."""
+
+    id: int
+    queue: str
+    name: str
+    args: list[Any] = field(default_factory=list)
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    constructor_args: list[Any] = field(default_factory=list)
+    state: JobState
+    priority: int
+    attempt: int
+    max_attempts: int
+    timeout: float | None
+    inserted_at: datetime
+    available_at: datetime
+    claimed_at: datetime | None = None
+    attempted_at: datetime | None = None
+    completed_at: datetime | None = None
+    failed_at: datetime | None = None
+    canceled_at: datetime | None = None
+    claimed_by: str | None = None
+    result: Any = None
+    errors: list[JobErrorInfo] = field(default_factory=list)
+    unique_key: str | None = None
+    rescheduled_from: int | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
+    cancel_requested: bool = False
+    retry: dict[str, Any] | None = field(default=None, repr=False)  # a backoff policy set at enqueue
+    # Internal: the fencing token of the current claim; never shown to users' code as API.
+    claim_token: str | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def is_terminal(self) -> bool:
+        return self.state.is_terminal
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class QueueRecord:
+    """A queue's stored settings: every engine working the queue follows them."""
+
+    name: str
+    concurrency: int
+    priority: int
+    paused: bool
+    global_concurrency: int | None = None
+    updated_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EngineRecord:
+    """A registered engine and its last heartbeat."""
+
+    id: str
+    host: str
+    pid: int
+    started_at: datetime
+    heartbeat_at: datetime
+    queues: list[str] | None = None
+    incarnation: str | None = field(default=None, repr=False)

@@ -1,0 +1,1 @@
+"""The engine's runtime components, one module each; ``_runtime.Runtime`` composes them."""

@@ -1,0 +1,89 @@
+"""The dispatcher: claims runnable jobs in batches and hands them to the executor.
+
+It claims only as many jobs as there are free slots (so a claimed job starts at once), per
+queue and in queue-priority order, in one backend call per round. A round happens when
+something wakes it — a local enqueue, a notification from the database, a freed slot of a
+queue that may hold more — or when the poll interval runs out, which is what guarantees
+progress when every wake-up is lost.
+
+In drain mode (``workoff``) it stops once a round claims nothing and nothing is running.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections import Counter
+
+from .._backends._protocol import JobClaim
+from .._errors import BackendError
+from .._log import Event, logger
+from ._executor import Executor
+from ._queues import QueueManager
+from ._services import Services
+
+_MAX_BACKOFF = 10.0
+
+
+class Dispatcher:
+    def __init__(self, services: Services, queues: QueueManager, executor: Executor, *, drain: bool) -> None:
+        self._s = services
+        self._queues = queues
+        self._executor = executor
+        self._drain = drain
+        self._wake = asyncio.Event()
+        self._stopping = False
+        self.rounds = 0
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def stop(self) -> None:
+        self._stopping = True
+        self._wake.set()
+
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        poll = self._s.settings.poll_interval
+        next_poll = loop.time()
+        failures = 0
+        while not self._stopping:
+            polling = self._drain or loop.time() >= next_poll
+            self._wake.clear()
+            try:
+                if polling and loop.time() >= next_poll:
+                    await self._queues.refresh()
+                    next_poll = loop.time() + poll
+                claimed = await self._claim(include_idle=polling)
+            except BackendError as exc:
+                failures += 1
+                delay = min(poll * failures, _MAX_BACKOFF)
+                logger.warning("dispatcher: database error (%s); retrying in %.1fs", exc, delay,
+                               extra={"event": Event.BACKEND_RETRY, "component": "dispatcher"})
+                await self._sleep(delay)
+                continue
+            failures = 0
+            if self._drain and not claimed and self._executor.in_flight == 0:
+                return
+            if claimed and self._queues.demands(self._s.settings.claim_batch_size, include_idle=False):
+                continue  # full batches and free slots: claim again at once
+            await self._sleep(max(0.0, next_poll - loop.time()) if not self._drain else poll)
+
+    async def _claim(self, *, include_idle: bool) -> int:
+        demands = self._queues.demands(self._s.settings.claim_batch_size, include_idle=include_idle)
+        if not demands:
+            return 0
+        self.rounds += 1
+        records = await self._s.backend.job_claim(
+            JobClaim(engine_id=self._s.engine_id, demands=demands, now=self._s.clock.for_database())
+        )
+        self._queues.record_claim(demands, Counter(r.queue for r in records))
+        for record in records:
+            self._executor.submit(record)
+        return len(records)
+
+    async def _sleep(self, seconds: float) -> None:
+        if self._stopping:
+            return
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), seconds)

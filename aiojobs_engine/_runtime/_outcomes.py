@@ -1,0 +1,173 @@
+"""How an attempt ended (a ``Decision``) and the fenced write that records it (a ``JobOutcome``).
+
+Pure functions: the executor decides, this module turns the decision into the row change,
+the retry delay and the log line.
+"""
+
+from __future__ import annotations
+
+import logging
+import traceback
+from dataclasses import dataclass, replace
+from typing import Any, Literal
+
+from .. import _json
+from .._backends._protocol import JobOutcome
+from .._control import JobSignal
+from .._definitions import JobDefinition
+from .._errors import JobTimeoutError, SerializationError, UnknownJobError, WorkerCrashedError
+from .._log import Event, logger
+from .._records import JobRecord, JobState
+from .._retry import DEFAULT_BACKOFF, BackoffPolicy, backoff_from_json
+
+Kind = Literal["completed", "failure", "snoozed", "canceled", "deleted", "deferred", "handed_back"]
+
+
+class RemoteError(Exception):
+    """An exception raised in a worker process, carried back by name, message and traceback."""
+
+    def __init__(self, name: str, message: str, remote_traceback: str | None) -> None:
+        super().__init__(message)
+        self.remote_name = name
+        self.remote_traceback = remote_traceback
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    kind: Kind
+    result_json: str | None = None
+    result: Any = None
+    error: BaseException | None = None
+    final: bool = False  # a failure that must not be retried
+    exhausted: bool = False  # failed for good because the attempts ran out
+    delay: float | None = None  # retry / snooze / deferral delay in seconds
+    reason: str | None = None
+
+    @classmethod
+    def completed(cls, result_json: str, result: Any) -> Decision:
+        return cls("completed", result_json=result_json, result=result)
+
+    @classmethod
+    def failure(cls, error: BaseException, *, final: bool = False, delay: float | None = None) -> Decision:
+        return cls("failure", error=error, final=final, delay=delay)
+
+    @classmethod
+    def snoozed(cls, delay: float) -> Decision:
+        return cls("snoozed", delay=delay)
+
+    @classmethod
+    def canceled(cls, reason: str) -> Decision:
+        return cls("canceled", reason=reason)
+
+    @classmethod
+    def deleted(cls) -> Decision:
+        return cls("deleted")
+
+    @classmethod
+    def deferred(cls, delay: float) -> Decision:
+        return cls("deferred", delay=delay)
+
+    @classmethod
+    def handed_back(cls) -> Decision:
+        return cls("handed_back", delay=0.0)
+
+    @property
+    def retrying(self) -> bool:
+        return self.kind == "failure" and not self.final
+
+
+def settle_failure(decision: Decision, record: JobRecord, definition: JobDefinition | None) -> Decision:
+    """A failure either retries after a backoff delay or, attempts spent, fails for good."""
+    if decision.kind != "failure" or decision.final:
+        return decision
+    if record.attempt >= record.max_attempts:
+        return replace(decision, final=True, exhausted=True)
+    delay = decision.delay if decision.delay is not None else backoff_for(record, definition).delay(record.attempt)
+    return replace(decision, delay=delay)
+
+
+def backoff_for(record: JobRecord, definition: JobDefinition | None) -> BackoffPolicy:
+    """The policy set at enqueue, else the declared one, else exponential with jitter."""
+    return backoff_from_json(record.retry) or (definition.retry if definition else None) or DEFAULT_BACKOFF
+
+
+def outcome_for(record: JobRecord, decision: Decision, engine_id: str, *, started: bool) -> JobOutcome:
+    """The fenced row change that records ``decision``."""
+    base: dict[str, Any] = {
+        "id": record.id,
+        "token": record.claim_token or "",
+        "from_state": JobState.RUNNING if started else JobState.CLAIMED,
+    }
+    kind = decision.kind
+    if kind == "completed":
+        return JobOutcome(**base, state=JobState.COMPLETED, result_json=decision.result_json)
+    if kind == "failure":
+        assert decision.error is not None
+        error = error_json(decision.error, record, engine_id)
+        if decision.final:
+            return JobOutcome(**base, state=JobState.FAILED, error_json=error)
+        return JobOutcome(**base, state=JobState.WAITING, error_json=error, delay=decision.delay)
+    if kind == "snoozed":
+        return JobOutcome(**base, state=JobState.SNOOZED, delay=decision.delay, give_back_attempt=started)
+    if kind == "canceled":
+        return JobOutcome(**base, state=JobState.CANCELED, error_json=_entry_json(
+            "Canceled", decision.reason or "canceled", None, record, engine_id))
+    if kind == "deleted":
+        return JobOutcome(**base, state=JobState.COMPLETED, delete=True)
+    # deferred (never started) or handed back (its attempt is given back)
+    return JobOutcome(**base, state=JobState.WAITING, delay=decision.delay or 0.0, give_back_attempt=started)
+
+
+def error_json(exc: BaseException, record: JobRecord, engine_id: str) -> str:
+    name, message, trace = describe(exc)
+    return _entry_json(name, message, trace, record, engine_id)
+
+
+def _entry_json(name: str, message: str, trace: str | None, record: JobRecord, engine_id: str) -> str:
+    return _json.dumps({
+        "name": name,
+        "message": message,
+        "traceback": trace,
+        "attempt": record.attempt,
+        "attempted_by": engine_id,
+        "attempted_at": record.attempted_at.isoformat() if record.attempted_at else None,
+    }, "error")
+
+
+_MAX_TRACEBACK = 32_000
+_OWN_ERRORS = (JobSignal, JobTimeoutError, WorkerCrashedError, UnknownJobError, SerializationError)
+
+
+def describe(exc: BaseException) -> tuple[str, str, str | None]:
+    """Name, message and traceback of an attempt's error (our own errors need no traceback)."""
+    if isinstance(exc, RemoteError):
+        return exc.remote_name, str(exc), exc.remote_traceback
+    if isinstance(exc, _OWN_ERRORS):
+        return type(exc).__name__, str(exc), None
+    trace = "".join(traceback.format_exception(exc))
+    if len(trace) > _MAX_TRACEBACK:
+        trace = trace[:1000] + "\n…\n" + trace[-(_MAX_TRACEBACK - 1000):]
+    return type(exc).__name__, str(exc), trace
+
+
+def log_outcome(record: JobRecord, decision: Decision, extra: dict[str, object]) -> None:
+    """One line per outcome: INFO when things went to plan, WARNING/ERROR with the traceback."""
+    kind = decision.kind
+    if kind == "completed":
+        logger.info("job %s (%s) completed", record.id, record.name, extra={**extra, "event": Event.JOB_COMPLETED})
+    elif kind == "failure":
+        assert decision.error is not None
+        name, message, _ = describe(decision.error)
+        if decision.final:
+            level, event, what = logging.ERROR, Event.JOB_FAILED, "failed for good"
+        else:
+            level, event, what = logging.WARNING, Event.JOB_RETRYING, f"failed; retrying in {decision.delay:.1f}s"
+        exc_info = None if isinstance(decision.error, (*_OWN_ERRORS, RemoteError)) else decision.error
+        logger.log(level, "job %s (%s) attempt %s %s: %s: %s", record.id, record.name, record.attempt, what,
+                   name, message, exc_info=exc_info, extra={**extra, "event": event})
+    else:
+        event = {
+            "snoozed": Event.JOB_SNOOZED, "canceled": Event.JOB_CANCELED, "deleted": Event.JOB_DELETED,
+            "deferred": Event.JOB_DEFERRED, "handed_back": Event.JOB_HANDED_BACK,
+        }[kind]
+        logger.info("job %s (%s) %s", record.id, record.name, kind.replace("_", " "), extra={**extra, "event": event})

@@ -1,0 +1,25 @@
+"""The small bundle every runtime component receives: no globals, time injected."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .._backends._protocol import Backend, EngineRegistration
+from .._clock import Clock
+from .._definitions import Registry
+from .._hooks import Hooks
+from .._settings import EngineSettings
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Services:
+    backend: Backend
+    clock: Clock
+    settings: EngineSettings
+    registry: Registry
+    hooks: Hooks  # engine-wide; each job's own run after these
+    registration: EngineRegistration
+
+    @property
+    def engine_id(self) -> str:
+        return self.registration.id
