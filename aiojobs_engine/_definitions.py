@@ -80,11 +80,11 @@ def make_definition(
         if run is None or not callable(run):
             raise ConfigurationError(f"job class {target.__qualname__} must define a run() method")
         body: Callable[..., Any] = run
-        run_signature = _without_self(inspect.signature(run))
-        init_signature: inspect.Signature | None = _without_self(inspect.signature(target.__init__))
+        run_signature = _without_self(_signature(run))
+        init_signature: inspect.Signature | None = _without_self(_signature(target.__init__))
     else:
         body = target
-        run_signature = inspect.signature(target)
+        run_signature = _signature(target)
         init_signature = None
     is_async = inspect.iscoroutinefunction(body)
     if cpu_bound:
@@ -103,6 +103,14 @@ def make_definition(
         name=job_name, target=target, is_class=is_class, mode=mode, options=options, retry=retry,
         hooks=hooks, requeue_delay=requeue_delay, run_signature=run_signature, init_signature=init_signature,
     )
+
+
+def _signature(function: Callable[..., Any]) -> inspect.Signature:
+    """The signature with annotations resolved where possible (for readable error messages)."""
+    try:
+        return inspect.signature(function, eval_str=True)
+    except Exception:  # an annotation that cannot be resolved here: show it as written
+        return inspect.signature(function)
 
 
 def _without_self(signature: inspect.Signature) -> inspect.Signature:

@@ -194,10 +194,20 @@ class Engine:
         await backend.open()
         try:
             await self._check_schema(backend)
+            await self._write_queue_configuration(backend)
         except BaseException:
             await backend.close()
             raise
         self._url, self._backend = url, backend
+
+    async def _write_queue_configuration(self, backend: Backend) -> None:
+        """The settings given in ``queues=`` (only those given) are stored when the engine opens."""
+        for name, config in (self._queues or {}).items():
+            await backend.queue_upsert(
+                QueueChange(name=name, concurrency=config.concurrency, priority=config.priority,
+                            global_concurrency=config.global_concurrency),
+                now=self._clock.for_database(),
+            )
 
     async def _check_schema(self, backend: Backend) -> None:
         if self._settings.auto_migrate:

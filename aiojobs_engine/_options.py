@@ -6,7 +6,7 @@ declaration ← ``.options(...)``) is a merge of set fields, resolved once per e
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, fields, replace
 from datetime import datetime, timedelta
 from typing import Any, Final, TypedDict
@@ -74,46 +74,39 @@ class JobOptions:
         return replace(self, **changes)
 
 
-_ALLOWED = frozenset(OptionsDict.__annotations__)
 
 
 def make_options(given: Mapping[str, object], *, declaring: bool = False) -> JobOptions:
     """Validate keyword options into ``JobOptions``; every bad value raises ConfigurationError."""
-    unknown = sorted(set(given) - _ALLOWED - ({"retry_callable"} if declaring else set()))
+    unknown = sorted(set(given) - _ALLOWED)
     if unknown:
         raise ConfigurationError(
             f"unknown job option(s) {', '.join(map(repr, unknown))}; accepted: {', '.join(sorted(_ALLOWED))}"
         )
-    values: dict[str, Any] = {}
-    if "queue" in given:
-        values["queue"] = check_name(given["queue"], "queue")
-    if "priority" in given:
-        values["priority"] = check_int(given["priority"], "priority", minimum=PRIORITY_RANGE[0], maximum=PRIORITY_RANGE[1])
     if "delay" in given and "run_at" in given:
         raise ConfigurationError("give either delay or run_at, not both")
-    if "delay" in given:
-        values["delay"] = seconds_from(given["delay"], "delay")
-    if "run_at" in given:
-        values["run_at"] = _check_run_at(given["run_at"])
-    if "max_attempts" in given:
-        values["max_attempts"] = check_int(given["max_attempts"], "max_attempts", minimum=1, maximum=MAX_ATTEMPTS_LIMIT)
-    if "timeout" in given:
-        timeout = given["timeout"]
-        values["timeout"] = None if timeout is None else seconds_from(timeout, "timeout", allow_zero=False)
-        values["timeout_set"] = True
+    if declaring and "connection" in given:
+        raise ConfigurationError("connection= is an enqueue-time option, not a declaration option")
+    values: dict[str, Any] = {name: _CHECKS[name](value) for name, value in given.items() if name != "retry"}
     if "retry" in given:
         values["retry"] = coerce_backoff(given["retry"], storable=not declaring)
-    if "constructor_args" in given:
-        values["constructor_args"] = _check_constructor_args(given["constructor_args"])
-    if "meta" in given:
-        values["meta"] = _check_meta(given["meta"])
-    if "connection" in given:
-        if given["connection"] is None:
-            raise ConfigurationError("connection must be a database connection, got None")
-        if declaring:
-            raise ConfigurationError("connection= is an enqueue-time option, not a declaration option")
-        values["connection"] = given["connection"]
+    if "timeout" in given:
+        values["timeout_set"] = True
     return JobOptions(**values)
+
+
+def _check_priority(value: object) -> int:
+    return check_int(value, "priority", minimum=PRIORITY_RANGE[0], maximum=PRIORITY_RANGE[1])
+
+
+def _check_timeout(value: object) -> float | None:
+    return None if value is None else seconds_from(value, "timeout", allow_zero=False)
+
+
+def _check_connection(value: object) -> object:
+    if value is None:
+        raise ConfigurationError("connection must be a database connection, got None")
+    return value
 
 
 def _check_run_at(value: object) -> datetime:
@@ -138,6 +131,20 @@ def _check_meta(value: object) -> Mapping[str, object]:
         raise ConfigurationError(f"meta must be a dict with string keys, got {value!r}")
     _json.dumps(dict(value), "meta")
     return dict(value)
+
+
+_ALLOWED = frozenset(OptionsDict.__annotations__)
+_CHECKS: dict[str, Callable[[object], object]] = {
+    "queue": lambda value: check_name(value, "queue"),
+    "priority": _check_priority,
+    "delay": lambda value: seconds_from(value, "delay"),
+    "run_at": _check_run_at,
+    "max_attempts": lambda value: check_int(value, "max_attempts", minimum=1, maximum=MAX_ATTEMPTS_LIMIT),
+    "timeout": _check_timeout,
+    "constructor_args": _check_constructor_args,
+    "meta": _check_meta,
+    "connection": _check_connection,
+}
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

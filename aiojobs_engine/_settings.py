@@ -49,7 +49,7 @@ class EngineSettings:
                 seconds_from(value, f"{name} (seconds, or None to keep for ever)")
         if self.stale_after < 3 * self.heartbeat_interval:
             raise ConfigurationError(
-                f"stale_after must be at least 3 × heartbeat_interval "
+                f"stale_after must be at least 3 x heartbeat_interval "
                 f"({3 * self.heartbeat_interval:g}s), got {self.stale_after:g}s; raise stale_after "
                 f"or lower heartbeat_interval"
             )

@@ -15,7 +15,7 @@ Write your own backend by implementing ``Backend`` and running the conformance s
 from __future__ import annotations
 
 import enum
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
@@ -154,6 +154,22 @@ class Heartbeat(enum.Enum):
     LOST = "lost"  # another incarnation holds the id now: this engine must stop
 
 
+class Listener(Protocol):
+    """A live subscription to the backend's notifications."""
+
+    async def check(self) -> None:
+        """Raise BackendError if the subscription is dead (its connection was lost)."""
+        ...
+
+    async def close(self) -> None: ...
+
+
+# Notification payloads: what happened, and to what.
+NOTIFY_ENQUEUED = "enqueued"  # payload "enqueued:<queue>"
+NOTIFY_CANCEL = "cancel"  # payload "cancel:<job id>"
+NOTIFY_QUEUE = "queue"  # payload "queue:<queue>" (settings changed)
+
+
 class Backend(Protocol):
     """Storage for jobs, queues and engines. See the module docstring for the rules."""
 
@@ -219,7 +235,9 @@ class Backend(Protocol):
         """Delete jobs in these states (all when empty) of these queues (all when empty)."""
         ...
 
-    async def job_count(self, *, now: datetime | None = None, due_only: bool = False) -> Mapping[tuple[str, JobState], int]:
+    async def job_count(
+        self, *, now: datetime | None = None, due_only: bool = False
+    ) -> Mapping[tuple[str, JobState], int]:
         """Job counts per (queue, state); with ``due_only``, pending jobs that are due."""
         ...
 
@@ -265,3 +283,14 @@ class Backend(Protocol):
         ...
 
     async def engine_unregister(self, engine_id: str, incarnation: str) -> None: ...
+
+    # -- notifications (only where ``capabilities.supports_notify``) --------------------------
+
+    async def listen(self, on_notify: Callable[[str], None]) -> Listener:
+        """Subscribe; ``on_notify(payload)`` is called on the loop for each notification.
+
+        Backends that notify send ``enqueued:<queue>`` once per queue per inserting
+        transaction, ``cancel:<id>`` when a running job's cancellation is asked for, and
+        ``queue:<name>`` when a queue's settings change.
+        """
+        ...

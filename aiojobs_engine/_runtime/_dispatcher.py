@@ -33,9 +33,15 @@ class Dispatcher:
         self._drain = drain
         self._wake = asyncio.Event()
         self._stopping = False
+        self._refresh_now = False
         self.rounds = 0
 
     def wake(self) -> None:
+        self._wake.set()
+
+    def refresh_soon(self) -> None:
+        """Queue settings changed elsewhere: re-read them on the next round."""
+        self._refresh_now = True
         self._wake.set()
 
     def stop(self) -> None:
@@ -50,8 +56,12 @@ class Dispatcher:
         while not self._stopping:
             polling = self._drain or loop.time() >= next_poll
             self._wake.clear()
+            # Draining ends after a round that started with nothing running and claimed
+            # nothing: a job finishing during the claim may have freed a slot or come due again.
+            idle_before = self._executor.in_flight == 0
             try:
-                if polling and loop.time() >= next_poll:
+                if self._refresh_now or (polling and loop.time() >= next_poll):
+                    self._refresh_now = False
                     await self._queues.refresh()
                     next_poll = loop.time() + poll
                 claimed = await self._claim(include_idle=polling)
@@ -63,7 +73,7 @@ class Dispatcher:
                 await self._sleep(delay)
                 continue
             failures = 0
-            if self._drain and not claimed and self._executor.in_flight == 0:
+            if self._drain and not claimed and idle_before:
                 return
             if claimed and self._queues.demands(self._s.settings.claim_batch_size, include_idle=False):
                 continue  # full batches and free slots: claim again at once

@@ -13,6 +13,7 @@ this one dead and rescued its jobs; their late outcomes here will be refused by 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 import time
 from collections.abc import Callable
@@ -66,10 +67,8 @@ class HeartbeatThread:
                     continue
                 self._beat(loop, backend)
         finally:
-            try:
+            with contextlib.suppress(Exception):  # closing a connection that may be broken
                 loop.run_until_complete(backend.close())
-            except Exception:  # noqa: S110 - closing a connection that may be broken
-                pass
             loop.close()
 
     def _loop_is_sane(self) -> bool:

@@ -63,7 +63,7 @@ def run_task(task: dict[str, Any]) -> dict[str, Any]:
             result = target(*args, **kwargs)
         return {"kind": "ok", "result": _json.dumps(result, "the job's return value")}
     except SerializationError as exc:
-        return {"kind": "error", "name": "SerializationError", "message": str(exc), "traceback": None, "final": True}
+        return _final_error(exc)
     except JobSignal as sig:
         return _signal_reply(sig)
     except (Exception, SystemExit) as exc:
@@ -78,12 +78,16 @@ def run_task(task: dict[str, Any]) -> dict[str, Any]:
         set_current_job(None)
 
 
+def _final_error(exc: SerializationError) -> dict[str, Any]:
+    return {"kind": "error", "name": "SerializationError", "message": str(exc), "traceback": None, "final": True}
+
+
 def _signal_reply(sig: JobSignal) -> dict[str, Any]:
     if isinstance(sig, Complete):
         try:
             return {"kind": "ok", "result": _json.dumps(sig.result, "the job's result")}
         except SerializationError as exc:
-            return {"kind": "error", "name": "SerializationError", "message": str(exc), "traceback": None, "final": True}
+            return _final_error(exc)
     payload: dict[str, Any] = {"kind": "signal", "signal": type(sig).__name__}
     if isinstance(sig, Fail | Cancel):
         payload["reason"] = sig.reason

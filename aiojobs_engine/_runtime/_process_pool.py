@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import json
 import multiprocessing
+import multiprocessing.connection
 import os
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
@@ -169,10 +170,12 @@ class ProcessPool:
             if worker.reply is None and not worker.dead:
                 with contextlib.suppress(OSError):
                     worker.conn.send_bytes(b'{"op": "stop"}')
-        deadline = asyncio.get_running_loop().time() + _STOP_GRACE
-        for worker in workers:
-            while worker.process.is_alive() and asyncio.get_running_loop().time() < deadline:
-                await asyncio.sleep(0.02)
+        # Each worker's sentinel becomes readable when it exits; wait for them all at once.
+        alive = [w for w in workers if not w.dead]
+        if not alive:
+            return
+        await asyncio.to_thread(multiprocessing.connection.wait, [w.process.sentinel for w in alive], _STOP_GRACE)
+        for worker in alive:
             if worker.process.is_alive():
                 worker.process.kill()
             self._on_exit(worker)

@@ -11,8 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from .._backends._protocol import Backend, QueueChange, QueueDemand
-from .._clock import Clock
+from .._backends._protocol import Backend, QueueDemand
 from .._options import DEFAULT_CONCURRENCY, DEFAULT_PRIORITY, QueueConfig
 from .._records import QueueRecord
 
@@ -35,9 +34,8 @@ class _Queue:
 class QueueManager:
     """Slots per queue; ``configured`` None means every queue found in the database."""
 
-    def __init__(self, backend: Backend, clock: Clock, configured: Mapping[str, QueueConfig] | None) -> None:
+    def __init__(self, backend: Backend, configured: Mapping[str, QueueConfig] | None) -> None:
         self._backend = backend
-        self._clock = clock
         self._configured = configured
         self._queues: dict[str, _Queue] = {name: _Queue(name) for name in configured or ()}
 
@@ -48,20 +46,6 @@ class QueueManager:
     @property
     def names(self) -> list[str] | None:
         return None if self._configured is None else list(self._configured)
-
-    async def apply_configuration(self) -> None:
-        """Write the settings given in ``queues=`` (only those given) to the database."""
-        for name, config in (self._configured or {}).items():
-            await self._backend.queue_upsert(
-                QueueChange(
-                    name=name,
-                    concurrency=config.concurrency,
-                    priority=config.priority,
-                    global_concurrency=config.global_concurrency,
-                ),
-                now=self._clock.for_database(),
-            )
-        await self.refresh()
 
     async def refresh(self) -> None:
         for record in await self._backend.queue_list():
@@ -111,11 +95,13 @@ class QueueManager:
         entry.running -= 1
         return entry.maybe_more and not entry.paused
 
-    def mark_maybe_more(self, queues: Sequence[str] | None) -> None:
-        """Someone enqueued to these queues (None: to any)."""
+    def mark_maybe_more(self, queues: Sequence[str] | None) -> bool:
+        """Someone enqueued to these queues (None: to any). True if one is new to this engine
+        and should be worked: its stored settings must be read before claiming from it."""
         for queue in self._queues.values():
             if queues is None or queue.name in queues:
                 queue.maybe_more = True
+        return self.works_every_queue and queues is not None and any(q not in self._queues for q in queues)
 
     def running(self) -> int:
         return sum(q.running for q in self._queues.values())

@@ -26,6 +26,7 @@ from ._dispatcher import Dispatcher
 from ._executor import Executor
 from ._heartbeat import HeartbeatThread
 from ._loop_monitor import LoopMonitor
+from ._notifier import Notifier
 from ._periodic import Periodic
 from ._process_pool import ProcessPool
 from ._queues import QueueManager
@@ -33,6 +34,7 @@ from ._reaper import Reaper
 from ._services import Services
 
 _FLUSH_TIMEOUT = 10.0
+_LIVE: set[str] = set()  # incarnations of engines running in this process
 
 
 class Runtime:
@@ -47,12 +49,13 @@ class Runtime:
         self._s = services
         self._drain = drain
         self._open_backend = open_backend
-        self.queues = QueueManager(services.backend, services.clock, queues)
+        self.queues = QueueManager(services.backend, queues)
         self.pool = ProcessPool(services.settings.cpu_worker_count)
         self.executor = Executor(services, self.queues, self.pool, self._slot_freed)
         self.dispatcher = Dispatcher(services, self.queues, self.executor, drain=drain)
         self.reaper = Reaper(services)
         self.monitor = LoopMonitor()
+        self.notifier: Notifier | None = None
         self._heartbeat: HeartbeatThread | None = None
         self._stop_requested = asyncio.Event()
         self._immediate = asyncio.Event()
@@ -67,11 +70,12 @@ class Runtime:
             self._immediate.set()
 
     def notify_enqueued(self, queues: Sequence[str] | None) -> None:
-        self.queues.mark_maybe_more(queues)
+        if self.queues.mark_maybe_more(queues):
+            self.dispatcher.refresh_soon()
         self.dispatcher.wake()
 
-    def cancel_local(self, job_id: int) -> bool:
-        return self.executor.cancel(job_id)
+    def cancel_local(self, job_id: int) -> None:
+        self.executor.cancel(job_id)
 
     async def refresh_queues(self) -> None:
         await self.queues.refresh()
@@ -108,7 +112,7 @@ class Runtime:
         tasks: list[asyncio.Task[None]] = []
         try:
             await self._s.backend.job_rescue(engine_id=self._s.engine_id, now=self._s.clock.for_database())
-            await self.queues.apply_configuration()
+            await self.queues.refresh()
             if self._s.backend.capabilities.shared:
                 self._heartbeat = HeartbeatThread(self._s, self._open_backend, self.monitor, self._lost_id)
                 self._heartbeat.start()
@@ -135,6 +139,14 @@ class Runtime:
         ]
         if not self._drain:
             loops.append(("reaper", Periodic("reaper", settings.reaper_interval, self.reaper.step).run()))
+        if self._s.backend.capabilities.supports_notify:
+            self.notifier = Notifier(
+                self._s,
+                on_enqueued=self.notify_enqueued,
+                on_cancel=self.cancel_local,
+                on_queue_changed=self.dispatcher.refresh_soon,
+            )
+            loops.append(("notifier", self.notifier.run()))
         return [asyncio.create_task(coro, name=f"aiojobs-{name}") for name, coro in loops]
 
     async def _wait_until_done(self, tasks: list[asyncio.Task[None]]) -> None:
@@ -182,6 +194,7 @@ class Runtime:
             logger.warning("could not unregister engine %s: %s", self._s.engine_id, exc,
                            extra={"event": Event.COMPONENT_ERROR, "engine_id": self._s.engine_id})
         await self.pool.close()
+        _LIVE.discard(self._s.registration.incarnation)
         logger.info("engine %s stopped", self._s.engine_id,
                     extra={"event": Event.ENGINE_STOPPED, "engine_id": self._s.engine_id})
 
@@ -191,17 +204,24 @@ class Runtime:
         backend = self._s.backend
         existing = await backend.engine_get(registration.id)
         takeover = None
-        if existing is not None and existing.host == registration.host and (
-            existing.pid == registration.pid or not _pid_alive(existing.pid)
+        if (
+            existing is not None
+            and existing.host == registration.host
+            and existing.incarnation not in _LIVE
+            and (existing.pid == registration.pid or not _pid_alive(existing.pid))
         ):
-            takeover = existing.incarnation  # our own earlier life on this host: it is dead
+            # An earlier life of this id on this host whose process is gone (or is this
+            # process, restarted as the same pid in a container): its jobs are orphans.
+            takeover = existing.incarnation
         ok = await backend.engine_register(
             registration, stale_after=self._s.settings.stale_after, takeover_incarnation=takeover,
             now=self._s.clock.for_database(),
         )
-        if not ok:
+        if ok:
+            _LIVE.add(registration.incarnation)
+        else:
             holder = await backend.engine_get(registration.id)
-            where = f"pid {holder.pid} on {holder.host}, last heartbeat {holder.heartbeat_at:%H:%M:%S}" if holder else "?"
+            where = f"pid {holder.pid} on {holder.host}, heartbeat at {holder.heartbeat_at:%H:%M:%S}" if holder else "?"
             raise EngineIdInUseError(
                 f"engine id {registration.id!r} is in use by a live engine ({where}); give this "
                 f"engine another worker_id, or wait {self._s.settings.stale_after:g}s after that one stopped"

@@ -13,11 +13,11 @@ no heartbeat thread and no reaper of other engines (``capabilities.shared`` is F
 from __future__ import annotations
 
 import asyncio
+import os
 import sqlite3
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any, Final
 
 import aiosqlite
@@ -35,6 +35,7 @@ from .._protocol import (
     JobInsert,
     JobOutcome,
     JobStart,
+    Listener,
     QueueChange,
     RescueResult,
     Retention,
@@ -99,9 +100,7 @@ class SQLiteBackend:
         if self._conn is not None:
             return
         if not self._memory:
-            parent = Path(self._path).expanduser().parent
-            if not parent.is_dir():
-                raise ConfigurationError(f"SQLite database folder {str(parent)!r} does not exist")
+            _check_folder(self._path)
         try:
             conn = await aiosqlite.connect(self._path, isolation_level=None, timeout=_BUSY_TIMEOUT_MS / 1000)
         except sqlite3.Error as exc:
@@ -310,7 +309,9 @@ class SQLiteBackend:
             )
             return cursor.rowcount
 
-    async def job_count(self, *, now: datetime | None = None, due_only: bool = False) -> Mapping[tuple[str, JobState], int]:
+    async def job_count(
+        self, *, now: datetime | None = None, due_only: bool = False
+    ) -> Mapping[tuple[str, JobState], int]:
         if due_only:
             rows = await self._read("job_count_due", {"now": _now_us(now)})
         else:
@@ -325,7 +326,8 @@ class SQLiteBackend:
         async with self._write() as conn:
             if stale_after is not None:
                 stale_before = now_us - int(stale_after * _US)
-                dead = [row[0] for row in await conn.execute_fetchall(_Q["engine_delete_stale"], {"stale_before": stale_before})]
+                rows = await conn.execute_fetchall(_Q["engine_delete_stale"], {"stale_before": stale_before})
+                dead = [row[0] for row in rows]
             rows = await conn.execute_fetchall(_Q["job_rescue"], {"engine_id": engine_id, "now": now_us})
             jobs = [_job(row) for row in rows]
         return RescueResult(
@@ -401,6 +403,15 @@ class SQLiteBackend:
 
     async def engine_unregister(self, engine_id: str, incarnation: str) -> None:
         await self._write_one("engine_unregister", {"id": engine_id, "incarnation": incarnation})
+
+    async def listen(self, on_notify: Callable[[str], None]) -> Listener:
+        raise BackendError("SQLite has no notifications (capabilities.supports_notify is False); engines poll")
+
+
+def _check_folder(path: str) -> None:
+    parent = os.path.dirname(os.path.abspath(os.path.expanduser(path)))
+    if not os.path.isdir(parent):
+        raise ConfigurationError(f"SQLite database folder {parent!r} does not exist")
 
 
 def _now_us(now: datetime | None) -> int:

@@ -1,0 +1,398 @@
+"""The backend conformance suite: what every ``Backend`` must do, as pytest tests.
+
+Both built-in backends run it; an adapter of your own can too. Subclass ``BackendConformance``
+in a test module and provide an async ``backend`` fixture (opened, migrated, on an empty
+database) and a ``second_backend`` fixture (another backend object on the same database,
+for races)::
+
+    class TestMyBackend(BackendConformance):
+        @pytest.fixture
+        async def backend(self):
+            b = MyBackend(...); await b.open(); await b.migrate()
+            yield b
+            await b.close()
+
+Needs pytest and pytest-asyncio (``asyncio_mode = "auto"``). Times are passed explicitly,
+so the suite does not depend on the wall clock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from ._backends._protocol import (
+    Backend,
+    EngineRegistration,
+    Heartbeat,
+    JobClaim,
+    JobFilter,
+    JobInsert,
+    JobOutcome,
+    JobStart,
+    QueueChange,
+    QueueDemand,
+    Retention,
+)
+from ._records import JobRecord, JobState
+
+T0 = datetime(2030, 1, 1, 12, 0, tzinfo=UTC)
+
+
+def insert(queue: str = "default", name: str = "job", *, priority: int = 50, max_attempts: int = 5,
+           delay: float | None = None, run_at: datetime | None = None, args: list[Any] | None = None,
+           kwargs: dict[str, Any] | None = None, timeout: float | None = None) -> JobInsert:
+    return JobInsert(
+        queue=queue, name=name, args_json=json.dumps(args or []), kwargs_json=json.dumps(kwargs or {}),
+        constructor_args_json="[]", meta_json='{"tag": "x"}', retry_json=None, priority=priority,
+        max_attempts=max_attempts, timeout=timeout, delay=delay, run_at=run_at,
+    )
+
+
+def claim(engine: str = "e1", *demands: tuple[str, int], at: datetime = T0) -> JobClaim:
+    return JobClaim(engine_id=engine, demands=[QueueDemand(q, n) for q, n in demands or [("default", 10)]], now=at)
+
+
+def registration(engine_id: str = "e1", incarnation: str = "i1", pid: int = 4242) -> EngineRegistration:
+    return EngineRegistration(id=engine_id, incarnation=incarnation, host="host-a", pid=pid, queues=["default"])
+
+
+def outcome(record: JobRecord, state: JobState, **changes: Any) -> JobOutcome:
+    fields: dict[str, Any] = {"id": record.id, "token": record.claim_token, "from_state": JobState.RUNNING,
+                              "state": state}
+    fields.update(changes)
+    return JobOutcome(**fields)
+
+
+async def running(backend: Backend, *inserts: JobInsert, engine: str = "e1", at: datetime = T0) -> list[JobRecord]:
+    """Insert, claim and start jobs; their records with tokens."""
+    await backend.job_insert_many(list(inserts) or [insert()], now=at)
+    claimed = await backend.job_claim(claim(engine, at=at))
+    await backend.job_start_many([JobStart(r.id, r.claim_token or "") for r in claimed], now=at)
+    return claimed
+
+
+class BackendConformance:
+    """Subclass with ``backend`` and ``second_backend`` fixtures; see the module docstring."""
+
+    # -- schema -----------------------------------------------------------------------------
+
+    async def test_migrations_are_applied_and_idempotent(self, backend: Backend) -> None:
+        assert await backend.schema_version() == backend.latest_version
+        assert await backend.migrate() == []
+
+    # -- insert and read --------------------------------------------------------------------
+
+    async def test_insert_returns_complete_records_in_order(self, backend: Backend) -> None:
+        records = await backend.job_insert_many(
+            [insert(name="a", args=[1, "x"], kwargs={"k": [1]}), insert(name="b", priority=3)], now=T0
+        )
+        assert [r.name for r in records] == ["a", "b"]
+        a = records[0]
+        assert a.state is JobState.WAITING and a.attempt == 0 and a.max_attempts == 5
+        assert a.args == [1, "x"] and a.kwargs == {"k": [1]} and a.constructor_args == [] and a.meta == {"tag": "x"}
+        assert a.inserted_at == T0 and a.available_at == T0 and a.inserted_at.tzinfo is not None
+        assert a.errors == [] and a.result is None and a.claimed_by is None
+        assert records[1].priority == 3 and records[1].id > a.id
+        assert await backend.job_get(a.id) == a
+
+    async def test_insert_single_and_empty(self, backend: Backend) -> None:
+        assert await backend.job_insert_many([], now=T0) == []
+        (record,) = await backend.job_insert_many([insert(timeout=2.5)], now=T0)
+        assert record.timeout == 2.5
+        assert await backend.job_get(record.id + 1000) is None
+
+    async def test_delay_and_run_at_set_available_at(self, backend: Backend) -> None:
+        later = T0 + timedelta(hours=1)
+        delayed, scheduled = await backend.job_insert_many(
+            [insert(delay=30), insert(run_at=later)], now=T0
+        )
+        assert delayed.available_at == T0 + timedelta(seconds=30)
+        assert scheduled.available_at == later
+
+    async def test_insert_registers_the_queue(self, backend: Backend) -> None:
+        await backend.job_insert_many([insert(queue="mail")], now=T0)
+        queues = {q.name: q for q in await backend.queue_list()}
+        assert queues["mail"].concurrency == 10 and queues["mail"].priority == 50 and not queues["mail"].paused
+
+    # -- claim ------------------------------------------------------------------------------
+
+    async def test_claim_takes_due_jobs_in_priority_then_age_order(self, backend: Backend) -> None:
+        await backend.job_insert_many([
+            insert(name="late", delay=60), insert(name="p50-first"), insert(name="p1", priority=1),
+            insert(name="p50-second"), insert(queue="other", name="elsewhere"),
+        ], now=T0)
+        claimed = await backend.job_claim(claim("e1", ("default", 10), at=T0 + timedelta(seconds=1)))
+        assert [r.name for r in claimed] == ["p1", "p50-first", "p50-second"]
+        assert all(r.state is JobState.CLAIMED and r.claimed_by == "e1" and r.claim_token for r in claimed)
+        assert len({r.claim_token for r in claimed}) == 3
+        assert await backend.job_claim(claim("e1", ("default", 10), at=T0 + timedelta(seconds=1))) == []
+        later = await backend.job_claim(claim("e1", ("default", 10), at=T0 + timedelta(seconds=61)))
+        assert [r.name for r in later] == ["late"]
+
+    async def test_claim_respects_limits_and_queue_order(self, backend: Backend) -> None:
+        await backend.job_insert_many([insert(queue="a") for _ in range(3)] + [insert(queue="b") for _ in range(3)],
+                                      now=T0)
+        claimed = await backend.job_claim(claim("e1", ("b", 2), ("a", 1)))
+        assert [r.queue for r in claimed] == ["b", "b", "a"]
+
+    async def test_claim_respects_global_limit(self, backend: Backend) -> None:
+        await backend.job_insert_many([insert() for _ in range(5)], now=T0)
+        first = await backend.job_claim(JobClaim(engine_id="e1", demands=[QueueDemand("default", 10, 2)], now=T0))
+        second = await backend.job_claim(JobClaim(engine_id="e2", demands=[QueueDemand("default", 10, 3)], now=T0))
+        assert len(first) == 2 and len(second) == 1
+
+    async def test_concurrent_claims_never_share_a_job(self, backend: Backend, second_backend: Backend) -> None:
+        await backend.job_insert_many([insert() for _ in range(200)], now=T0)
+        rounds = [backend.job_claim(claim("e1", ("default", 7))) for _ in range(20)]
+        rounds += [second_backend.job_claim(claim("e2", ("default", 7))) for _ in range(20)]
+        results = await asyncio.gather(*rounds)
+        ids = [r.id for batch in results for r in batch]
+        assert len(ids) == len(set(ids)) == 200
+
+    async def test_snoozed_jobs_are_claimable_when_due(self, backend: Backend) -> None:
+        (job,) = await running(backend)
+        await backend.job_finish_many([outcome(job, JobState.SNOOZED, delay=10, give_back_attempt=True)], now=T0)
+        snoozed = await backend.job_get(job.id)
+        assert snoozed is not None and snoozed.state is JobState.SNOOZED and snoozed.attempt == 0
+        assert await backend.job_claim(claim(at=T0 + timedelta(seconds=5))) == []
+        assert [r.id for r in await backend.job_claim(claim(at=T0 + timedelta(seconds=10)))] == [job.id]
+
+    # -- start and finish (fencing) ---------------------------------------------------------
+
+    async def test_start_counts_the_attempt_and_is_fenced(self, backend: Backend) -> None:
+        await backend.job_insert_many([insert(), insert()], now=T0)
+        a, b = await backend.job_claim(claim())
+        started = await backend.job_start_many([JobStart(a.id, a.claim_token or ""), JobStart(b.id, "wrong")],
+                                               now=T0 + timedelta(seconds=1))
+        assert [(s.id, s.attempt, s.attempted_at) for s in started] == [(a.id, 1, T0 + timedelta(seconds=1))]
+        again = await backend.job_start_many([JobStart(a.id, a.claim_token or "")], now=T0)
+        assert again == []  # already running: a second start is refused
+        current = await backend.job_get(a.id)
+        assert current is not None and current.state is JobState.RUNNING and current.attempt == 1
+
+    async def test_finish_records_each_kind_of_outcome(self, backend: Backend) -> None:
+        jobs = await running(backend, *[insert() for _ in range(5)])
+        error = json.dumps({"name": "E", "message": "m", "traceback": "tb", "attempt": 1, "attempted_by": "e1",
+                            "attempted_at": T0.isoformat()})
+        done, retry, failed, canceled, deleted = jobs
+        accepted = await backend.job_finish_many([
+            outcome(done, JobState.COMPLETED, result_json='{"ok": [1, 2]}'),
+            outcome(retry, JobState.WAITING, error_json=error, delay=30),
+            outcome(failed, JobState.FAILED, error_json=error),
+            outcome(canceled, JobState.CANCELED),
+            outcome(deleted, JobState.COMPLETED, delete=True),
+        ], now=T0 + timedelta(seconds=2))
+        assert accepted == {j.id for j in jobs}
+        later = T0 + timedelta(seconds=2)
+        d = await backend.job_get(done.id)
+        assert d is not None and d.state is JobState.COMPLETED and d.result == {"ok": [1, 2]}
+        assert d.completed_at == later
+        r = await backend.job_get(retry.id)
+        assert r is not None and r.state is JobState.WAITING and r.attempt == 1
+        assert r.available_at == later + timedelta(seconds=30)
+        assert r.errors[0]["name"] == "E" and r.errors[0]["attempted_at"] == T0 and r.errors[0]["traceback"] == "tb"
+        f = await backend.job_get(failed.id)
+        assert f is not None and f.state is JobState.FAILED and f.failed_at == later and len(f.errors) == 1
+        c = await backend.job_get(canceled.id)
+        assert c is not None and c.state is JobState.CANCELED and c.canceled_at == later
+        assert await backend.job_get(deleted.id) is None
+
+    async def test_late_outcomes_are_refused(self, backend: Backend) -> None:
+        (job,) = await running(backend)
+        wrong_token = JobOutcome(id=job.id, token="not-the-token", from_state=JobState.RUNNING,
+                                 state=JobState.COMPLETED, result_json="1")
+        wrong_state = outcome(job, JobState.COMPLETED, from_state=JobState.CLAIMED, result_json="1")
+        late_delete = outcome(job, JobState.COMPLETED, delete=True, token="nope")
+        assert await backend.job_finish_many([wrong_token, wrong_state, late_delete], now=T0) == set()
+        assert await backend.job_finish_many([outcome(job, JobState.COMPLETED, result_json="2")], now=T0) == {job.id}
+        assert await backend.job_finish_many([outcome(job, JobState.COMPLETED, result_json="3")], now=T0) == set()
+        final = await backend.job_get(job.id)
+        assert final is not None and final.result == 2
+
+    async def test_outcome_of_a_claim_that_never_started(self, backend: Backend) -> None:
+        await backend.job_insert_many([insert()], now=T0)
+        (job,) = await backend.job_claim(claim())
+        deferred = outcome(job, JobState.WAITING, from_state=JobState.CLAIMED, delay=5)
+        assert await backend.job_finish_many([deferred], now=T0) == {job.id}
+        current = await backend.job_get(job.id)
+        assert current is not None and current.state is JobState.WAITING and current.attempt == 0
+        assert current.available_at == T0 + timedelta(seconds=5)
+
+    async def test_hand_back_gives_the_attempt_back(self, backend: Backend) -> None:
+        (job,) = await running(backend)
+        back = outcome(job, JobState.WAITING, delay=0, give_back_attempt=True)
+        assert await backend.job_finish_many([back], now=T0) == {job.id}
+        current = await backend.job_get(job.id)
+        assert current is not None and current.state is JobState.WAITING and current.attempt == 0
+
+    # -- cancel, retry, delete ---------------------------------------------------------------
+
+    async def test_cancel_pending_running_and_finished_jobs(self, backend: Backend) -> None:
+        (pending,) = await backend.job_insert_many([insert(queue="q2")], now=T0)
+        (run,) = await running(backend)
+        canceled = await backend.job_cancel(pending.id, now=T0)
+        assert canceled is not None and canceled.state is JobState.CANCELED and canceled.canceled_at == T0
+        flagged = await backend.job_cancel(run.id, now=T0)
+        assert flagged is not None and flagged.state is JobState.RUNNING and flagged.cancel_requested
+        assert [(j.id, j.token) for j in await backend.job_cancel_requested("e1")] == [(run.id, run.claim_token)]
+        assert await backend.job_cancel_requested("e2") == []
+        again = await backend.job_cancel(pending.id, now=T0)
+        assert again is not None and again.state is JobState.CANCELED
+        assert await backend.job_cancel(999_999, now=T0) is None
+
+    async def test_cancel_of_a_claimed_job_fences_its_start(self, backend: Backend) -> None:
+        await backend.job_insert_many([insert()], now=T0)
+        (job,) = await backend.job_claim(claim())
+        canceled = await backend.job_cancel(job.id, now=T0)
+        assert canceled is not None and canceled.state is JobState.CANCELED
+        assert await backend.job_start_many([JobStart(job.id, job.claim_token or "")], now=T0) == []
+
+    async def test_retry_puts_a_finished_job_back(self, backend: Backend) -> None:
+        (job,) = await running(backend, insert(max_attempts=1))
+        await backend.job_finish_many([outcome(job, JobState.FAILED)], now=T0)
+        retried = await backend.job_retry(job.id, now=T0 + timedelta(seconds=9))
+        assert retried is not None and retried.state is JobState.WAITING and retried.failed_at is None
+        assert retried.available_at == T0 + timedelta(seconds=9) and retried.max_attempts == 2
+        (pending,) = await backend.job_insert_many([insert()], now=T0)
+        unchanged = await backend.job_retry(pending.id, now=T0)
+        assert unchanged is not None and unchanged.state is JobState.WAITING
+        assert await backend.job_retry(999_999, now=T0) is None
+
+    async def test_delete_and_delete_where(self, backend: Backend) -> None:
+        a, b, c = await backend.job_insert_many([insert(), insert(queue="x"), insert(queue="x")], now=T0)
+        assert await backend.job_delete(a.id) and not await backend.job_delete(a.id)
+        assert await backend.job_delete_where([JobState.WAITING], ["x"]) == 2
+        assert await backend.job_get(b.id) is None and await backend.job_get(c.id) is None
+
+    # -- listing and counting ----------------------------------------------------------------
+
+    async def test_list_filters_and_pages_newest_first(self, backend: Backend) -> None:
+        records = await backend.job_insert_many(
+            [insert(name="a"), insert(name="b", queue="q"), insert(name="a"), insert(name="c")], now=T0
+        )
+        ids = [r.id for r in records]
+        assert [r.id for r in await backend.job_list(JobFilter())] == ids[::-1]
+        assert [r.id for r in await backend.job_list(JobFilter(names=["a"]))] == [ids[2], ids[0]]
+        assert [r.id for r in await backend.job_list(JobFilter(queues=["q"]))] == [ids[1]]
+        assert [r.id for r in await backend.job_list(JobFilter(limit=2))] == [ids[3], ids[2]]
+        assert [r.id for r in await backend.job_list(JobFilter(limit=2, before_id=ids[2]))] == [ids[1], ids[0]]
+        assert await backend.job_list(JobFilter(states=[JobState.FAILED])) == []
+
+    async def test_counts_per_queue_and_state(self, backend: Backend) -> None:
+        await backend.job_insert_many([insert(), insert(), insert(queue="q", delay=60)], now=T0)
+        counts = await backend.job_count(now=T0)
+        assert counts == {("default", JobState.WAITING): 2, ("q", JobState.WAITING): 1}
+        due = await backend.job_count(now=T0, due_only=True)
+        assert due == {("default", JobState.WAITING): 2}
+
+    # -- rescue and prune --------------------------------------------------------------------
+
+    async def test_rescue_returns_jobs_of_silent_engines(self, backend: Backend) -> None:
+        await backend.engine_register(registration("dead"), stale_after=10, takeover_incarnation=None, now=T0)
+        await backend.engine_register(registration("alive"), stale_after=10, takeover_incarnation=None, now=T0)
+        await backend.job_insert_many([insert(max_attempts=1), insert(), insert()], now=T0)
+        last, started, claimed_only = await backend.job_claim(claim("dead"))
+        await backend.job_start_many([JobStart(last.id, last.claim_token or ""),
+                                      JobStart(started.id, started.claim_token or "")], now=T0)
+        (other,) = await running(backend, insert(), engine="alive")
+        later = T0 + timedelta(seconds=30)
+        await backend.engine_heartbeat(registration("alive"), now=later)
+        result = await backend.job_rescue(stale_after=10, now=later)
+        assert result.dead_engines == ["dead"]
+        assert sorted(j.id for j in result.retried) == sorted([started.id, claimed_only.id])
+        assert [j.id for j in result.failed] == [last.id]
+        s = await backend.job_get(started.id)
+        assert s is not None and s.state is JobState.WAITING and s.attempt == 1 and s.available_at == later
+        assert s.errors[-1]["name"] == "EngineLost" and s.errors[-1]["attempted_by"] == "dead"
+        c = await backend.job_get(claimed_only.id)
+        assert c is not None and c.state is JobState.WAITING and c.attempt == 0 and c.errors == []
+        f = await backend.job_get(last.id)
+        assert f is not None and f.state is JobState.FAILED and f.failed_at == later
+        o = await backend.job_get(other.id)
+        assert o is not None and o.state is JobState.RUNNING
+        late = outcome(started, JobState.COMPLETED, result_json="1")
+        assert await backend.job_finish_many([late], now=later) == set()  # fenced
+        again = await backend.job_rescue(stale_after=10, now=later)
+        assert again.retried == [] and again.failed == [] and again.dead_engines == []
+
+    async def test_rescue_of_unregistered_engines_and_by_id(self, backend: Backend) -> None:
+        (orphan,) = await running(backend, insert(), engine="never-registered")
+        result = await backend.job_rescue(stale_after=10, now=T0)
+        assert [j.id for j in result.retried] == [orphan.id]
+        await backend.engine_register(registration("me"), stale_after=10, takeover_incarnation=None, now=T0)
+        mine = await running(backend, insert(), engine="me")  # the orphan again, and a new one
+        assert len(mine) == 2
+        assert (await backend.job_rescue(stale_after=10, now=T0)).retried == []
+        by_id = await backend.job_rescue(engine_id="me", now=T0)
+        assert sorted(j.id for j in by_id.retried) == sorted(j.id for j in mine)
+
+    async def test_rescue_cancels_jobs_whose_cancel_was_requested(self, backend: Backend) -> None:
+        (job,) = await running(backend, insert(), engine="gone")
+        await backend.job_cancel(job.id, now=T0)
+        result = await backend.job_rescue(stale_after=10, now=T0)
+        assert [j.state for j in result.failed] == [JobState.CANCELED]
+
+    async def test_prune_deletes_old_finished_jobs_in_batches(self, backend: Backend) -> None:
+        jobs = await running(backend, *[insert() for _ in range(5)])
+        await backend.job_finish_many([outcome(j, JobState.COMPLETED, result_json="1") for j in jobs[:3]]
+                                      + [outcome(jobs[3], JobState.FAILED)] + [outcome(jobs[4], JobState.CANCELED)],
+                                      now=T0)
+        keep_failed = Retention(completed=60, canceled=60, failed=None)
+        assert await backend.job_prune(keep_failed, limit=10, now=T0 + timedelta(seconds=30)) == 0
+        assert await backend.job_prune(keep_failed, limit=2, now=T0 + timedelta(seconds=61)) == 2
+        assert await backend.job_prune(keep_failed, limit=10, now=T0 + timedelta(seconds=61)) == 2
+        assert [j.state for j in await backend.job_list(JobFilter())] == [JobState.FAILED]
+
+    # -- queues -----------------------------------------------------------------------------
+
+    async def test_queue_upsert_changes_only_what_is_given(self, backend: Backend) -> None:
+        created = await backend.queue_upsert(QueueChange(name="mail", priority=5), now=T0)
+        assert (created.concurrency, created.priority, created.paused) == (10, 5, False)
+        paused = await backend.queue_upsert(QueueChange(name="mail", paused=True), now=T0)
+        assert (paused.concurrency, paused.priority, paused.paused) == (10, 5, True)
+        changed = await backend.queue_upsert(QueueChange(name="mail", concurrency=3, global_concurrency=7), now=T0)
+        assert (changed.concurrency, changed.priority, changed.paused, changed.global_concurrency) == (3, 5, True, 7)
+        cleared = await backend.queue_upsert(QueueChange(name="mail", clear_global_concurrency=True), now=T0)
+        assert cleared.global_concurrency is None
+        await backend.queue_upsert(QueueChange(name="alpha", priority=1), now=T0)
+        assert [q.name for q in await backend.queue_list()] == ["alpha", "mail"]
+
+    async def test_queue_running_counts(self, backend: Backend) -> None:
+        await running(backend, insert(), insert())
+        await backend.job_insert_many([insert()], now=T0)
+        assert dict(await backend.queue_running_counts(["default", "none"])) == {"default": 2}
+
+    # -- engines ----------------------------------------------------------------------------
+
+    async def test_engine_registration_refuses_a_live_id(self, backend: Backend) -> None:
+        assert await backend.engine_register(registration("w1", "a"), stale_after=10, takeover_incarnation=None,
+                                             now=T0)
+        assert not await backend.engine_register(registration("w1", "b"), stale_after=10, takeover_incarnation=None,
+                                                 now=T0 + timedelta(seconds=5))
+        assert await backend.engine_register(registration("w1", "b"), stale_after=10, takeover_incarnation="a",
+                                             now=T0 + timedelta(seconds=5))
+        assert await backend.engine_register(registration("w1", "c"), stale_after=10, takeover_incarnation=None,
+                                             now=T0 + timedelta(seconds=30))
+        record = await backend.engine_get("w1")
+        assert record is not None and record.incarnation == "c" and record.pid == 4242 and record.host == "host-a"
+        assert [e.id for e in await backend.engine_list()] == ["w1"]
+
+    async def test_heartbeat_beats_revives_and_loses(self, backend: Backend) -> None:
+        me = registration("w1", "a")
+        await backend.engine_register(me, stale_after=10, takeover_incarnation=None, now=T0)
+        assert await backend.engine_heartbeat(me, now=T0 + timedelta(seconds=1)) is Heartbeat.BEAT
+        record = await backend.engine_get("w1")
+        assert record is not None and record.heartbeat_at == T0 + timedelta(seconds=1)
+        await backend.job_rescue(stale_after=10, now=T0 + timedelta(seconds=60))  # declares w1 dead
+        assert await backend.engine_get("w1") is None
+        assert await backend.engine_heartbeat(me, now=T0 + timedelta(seconds=61)) is Heartbeat.REVIVED
+        await backend.engine_register(registration("w1", "b"), stale_after=10, takeover_incarnation="a",
+                                      now=T0 + timedelta(seconds=62))
+        assert await backend.engine_heartbeat(me, now=T0 + timedelta(seconds=63)) is Heartbeat.LOST
+        await backend.engine_unregister("w1", "a")  # not ours any more: nothing happens
+        assert await backend.engine_get("w1") is not None
+        await backend.engine_unregister("w1", "b")
+        assert await backend.engine_get("w1") is None

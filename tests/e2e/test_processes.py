@@ -1,0 +1,200 @@
+"""Real engine processes (`python -m aiojobs_engine work`), real signals, real crashes.
+
+Each attempt writes a line to a ledger file, so the tests can check from outside that no job
+was lost and none ran twice, whatever happened to the processes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+
+from aiojobs_engine import Engine, JobState
+from tests.apps import worker_app
+
+pytestmark = pytest.mark.slow
+
+ROOT = Path(__file__).resolve().parents[2]
+SETTINGS = {"poll_interval": 0.05, "heartbeat_interval": 0.2, "stale_after": 1.0, "reaper_interval": 0.2,
+            "shutdown_grace": 5.0}
+RECOVERY_BOUND = SETTINGS["stale_after"] + SETTINGS["heartbeat_interval"] + SETTINGS["reaper_interval"]
+
+
+class Workers:
+    """Starts `aiojobs work` processes on the test database and cleans them up."""
+
+    def __init__(self, url: str, ledger: Path, logs: Path) -> None:
+        self.url = url
+        self.ledger = ledger
+        self.logs = logs
+        self.processes: list[subprocess.Popen[bytes]] = []
+
+    def start(self, **settings: object) -> subprocess.Popen[bytes]:
+        env = {**os.environ, "AIOJOBS_TEST_LEDGER": str(self.ledger),
+               "AIOJOBS_TEST_SETTINGS": json.dumps({**SETTINGS, **settings})}
+        log = open(self.logs / f"worker-{len(self.processes)}.log", "wb")  # noqa: SIM115 - closed with the process
+        process = subprocess.Popen(
+            [sys.executable, "-m", "aiojobs_engine", "work", "--app", "tests.apps.worker_app:engine",
+             "--url", self.url],
+            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+        )
+        log.close()
+        self.processes.append(process)
+        return process
+
+    def log(self, index: int) -> str:
+        return (self.logs / f"worker-{index}.log").read_text(errors="replace")
+
+    def stop_all(self) -> None:
+        for process in self.processes:
+            if process.poll() is None:
+                process.kill()
+            process.wait(10)
+
+
+@pytest.fixture
+def workers(db_url: str, tmp_path: Path) -> Iterator[Workers]:
+    pool = Workers(db_url, tmp_path / "ledger.txt", tmp_path)
+    (tmp_path / "ledger.txt").touch()
+    yield pool
+    pool.stop_all()
+
+
+@pytest.fixture
+async def client(db_url: str) -> AsyncIterator[Engine]:
+    """The test's own view of the database: the application's engine, opened, not working."""
+    worker_app.engine.configure(url=db_url, **SETTINGS)
+    async with worker_app.engine:
+        yield worker_app.engine
+
+
+def ledger_lines(workers: Workers) -> list[list[str]]:
+    return [line.split() for line in workers.ledger.read_text().splitlines() if line]
+
+
+async def until(predicate, timeout: float = 20.0, what: str = "condition") -> float:
+    started = time.monotonic()
+    while True:
+        result = predicate()
+        if asyncio.iscoroutine(result):
+            result = await result
+        if result:
+            return time.monotonic() - started
+        assert time.monotonic() - started < timeout, f"{what} not met within {timeout}s"
+        await asyncio.sleep(0.05)
+
+
+def started_by(workers: Workers, job_id: int) -> int | None:
+    for event, jid, _attempt, pid in ledger_lines(workers):
+        if event == "start" and int(jid) == job_id:
+            return int(pid)
+    return None
+
+
+async def test_several_processes_run_every_job_exactly_once(workers: Workers, client: Engine) -> None:
+    for _ in range(3):
+        workers.start()
+    records = await client.enqueue_many([worker_app.record.new(i) for i in range(600)])
+    ids = {r.id for r in records if r}
+
+    async def all_done() -> bool:
+        counts = await client.count_jobs()
+        return counts.get(("default", JobState.COMPLETED), 0) == 600
+
+    await until(all_done, timeout=60, what="600 jobs completed")
+    runs = Counter(int(jid) for event, jid, _a, _p in ledger_lines(workers) if event == "run")
+    assert set(runs) == ids, "a job was lost"
+    assert max(runs.values()) == 1, f"jobs run twice: {[j for j, n in runs.items() if n > 1]}"
+    assert len({pid for _e, _j, _a, pid in ledger_lines(workers)}) > 1, "only one process did the work"
+
+
+async def test_kill_9_mid_job_runs_the_job_again_elsewhere(workers: Workers, client: Engine) -> None:
+    victim = workers.start()
+    record = await worker_app.slow.enqueue(60, first_run_only=True)
+    assert record
+    await until(lambda: started_by(workers, record.id) == victim.pid, what="job started by the victim")
+    victim.send_signal(signal.SIGKILL)
+    victim.wait(5)
+    killed_at = time.monotonic()
+    workers.start()
+    done = await client.wait_for(record.id, timeout=30)
+    elapsed = time.monotonic() - killed_at
+    assert done.state is JobState.COMPLETED and done.attempt == 2
+    assert done.errors[0]["name"] == "EngineLost"
+    assert done.result != victim.pid
+    assert elapsed < RECOVERY_BOUND * 5 + 5  # generous: a process start is in there too
+
+
+async def test_a_frozen_engine_that_wakes_up_has_its_late_outcome_refused(workers: Workers,
+                                                                          client: Engine) -> None:
+    frozen = workers.start()
+    record = await worker_app.slow.enqueue(1.5, first_run_only=True)
+    assert record
+    await until(lambda: started_by(workers, record.id) == frozen.pid, what="job started")
+    frozen.send_signal(signal.SIGSTOP)
+    try:
+        rescuer = workers.start()
+        done = await client.wait_for(record.id, timeout=30)
+        assert done.state is JobState.COMPLETED and done.result == rescuer.pid and done.attempt == 2
+    finally:
+        frozen.send_signal(signal.SIGCONT)
+    await until(lambda: "refused" in workers.log(0), timeout=20, what="the late outcome to be refused")
+    final = await client.get_job(record.id)
+    assert final and final.state is JobState.COMPLETED and final.result == rescuer.pid and final.attempt == 2
+    ends = [line for line in ledger_lines(workers) if line[0] == "end"]
+    assert {int(line[3]) for line in ends} == {frozen.pid, rescuer.pid}  # both finished; one outcome counts
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+async def test_first_signal_lets_the_running_job_finish(workers: Workers, client: Engine, sig: int) -> None:
+    worker = workers.start()
+    record = await worker_app.slow.enqueue(1.0)
+    assert record
+    await until(lambda: started_by(workers, record.id) == worker.pid, what="job started")
+    worker.send_signal(sig)
+    assert worker.wait(15) == 0, workers.log(0)
+    done = await client.get_job(record.id)
+    assert done and done.state is JobState.COMPLETED and done.attempt == 1
+    assert await client.list_engines() == []
+
+
+async def test_second_signal_hands_the_running_job_back_at_once(workers: Workers, client: Engine) -> None:
+    worker = workers.start()
+    record = await worker_app.slow.enqueue(60)
+    assert record
+    await until(lambda: started_by(workers, record.id) == worker.pid, what="job started")
+    worker.send_signal(signal.SIGTERM)
+    await asyncio.sleep(0.3)
+    t0 = time.monotonic()
+    worker.send_signal(signal.SIGTERM)
+    code = worker.wait(15)
+    assert time.monotonic() - t0 < 5
+    assert code == 0, workers.log(0)
+    back = await client.get_job(record.id)
+    assert back and back.state is JobState.WAITING and back.attempt == 0 and back.errors == []
+    assert back.claimed_by is not None  # it was claimed, then handed back
+
+
+async def test_grace_period_expiry_hands_back_then_another_engine_finishes(workers: Workers,
+                                                                           client: Engine) -> None:
+    worker = workers.start(shutdown_grace=0.5)
+    record = await worker_app.slow.enqueue(60, first_run_only=True)
+    assert record
+    await until(lambda: started_by(workers, record.id) == worker.pid, what="job started")
+    worker.send_signal(signal.SIGTERM)
+    assert worker.wait(15) == 0
+    back = await client.get_job(record.id)
+    assert back and back.state is JobState.WAITING and back.attempt == 0
+    workers.start()
+    done = await client.wait_for(record.id, timeout=20)
+    assert done.state is JobState.COMPLETED and done.attempt == 1
