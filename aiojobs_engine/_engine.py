@@ -95,6 +95,11 @@ class Engine:
         return self._settings
 
     @property
+    def queues(self) -> dict[str, QueueConfig] | None:
+        """The queues this engine works (None: every queue), as given to ``queues=``."""
+        return None if self._queues is None else dict(self._queues)
+
+    @property
     def url(self) -> str:
         """The database URL this engine uses (or would use if opened now), password hidden."""
         url = self._url or parse_url(resolve_url(self._configured_url, self._given_url))
@@ -240,8 +245,18 @@ class Engine:
         await self.close()
 
     async def migrate(self) -> list[int]:
-        """Apply pending migrations now; the versions applied."""
-        return await self._require_open().migrate()
+        """Apply pending migrations now (open or closed engine); the versions applied.
+
+        This is how to upgrade the schema when ``auto_migrate`` is off (``aiojobs migrate``).
+        """
+        if self._backend is not None:
+            return await self._backend.migrate()
+        backend = make_backend(parse_url(resolve_url(self._configured_url, self._given_url)))
+        await backend.open()
+        try:
+            return await backend.migrate()
+        finally:
+            await backend.close()
 
     def _require_open(self) -> Backend:
         if self._backend is None:
@@ -306,7 +321,7 @@ class Engine:
                         queue: str | Sequence[str] | None = None, name: str | Sequence[str] | None = None,
                         limit: int = 100, before_id: int | None = None) -> list[JobRecord]:
         """Jobs newest first; pass the last id seen as ``before_id`` for the next page."""
-        states = [JobState(s) for s in _as_list(state)]
+        states = [_check_state(s) for s in _as_list(state)]
         return await self._require_open().job_list(JobFilter(
             states=states,
             queues=[check_name(q, "queue") for q in _as_list(queue)],
@@ -367,7 +382,10 @@ class Engine:
 
     async def clear(self, *, states: Sequence[JobState | str] = (), queues: Sequence[str] = ()) -> int:
         """Delete jobs (all when no filter is given) that are not held by an engine."""
-        wanted = [JobState(s) for s in states] or [s for s in JobState if s not in (JobState.CLAIMED, JobState.RUNNING)]
+        held = (JobState.CLAIMED, JobState.RUNNING)
+        wanted = [_check_state(s) for s in states] or [s for s in JobState if s not in held]
+        if any(s in held for s in wanted):
+            raise ConfigurationError("clear() cannot delete claimed or running jobs; cancel them first")
         return await self._require_open().job_delete_where(wanted, [check_name(q, "queue") for q in queues])
 
     async def prune(self) -> int:
@@ -520,6 +538,15 @@ def _normalise_queues(queues: QueuesArg) -> dict[str, QueueConfig] | None:
     if not result:
         raise ConfigurationError("queues must name at least one queue (or be None for every queue)")
     return result
+
+
+def _check_state(state: object) -> JobState:
+    try:
+        return JobState(state)
+    except ValueError:
+        raise ConfigurationError(
+            f"unknown job state {state!r}; accepted: {', '.join(s.value for s in JobState)}"
+        ) from None
 
 
 def _check_id(job_id: object) -> int:

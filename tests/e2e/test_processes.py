@@ -148,7 +148,8 @@ async def test_a_frozen_engine_that_wakes_up_has_its_late_outcome_refused(worker
         assert done.state is JobState.COMPLETED and done.result == rescuer.pid and done.attempt == 2
     finally:
         frozen.send_signal(signal.SIGCONT)
-    await until(lambda: "refused" in workers.log(0), timeout=20, what="the late outcome to be refused")
+    refusal = f"outcome of job {record.id} (completed) refused"
+    await until(lambda: refusal in workers.log(0), timeout=20, what="the late outcome to be refused")
     final = await client.get_job(record.id)
     assert final and final.state is JobState.COMPLETED and final.result == rescuer.pid and final.attempt == 2
     ends = [line for line in ledger_lines(workers) if line[0] == "end"]

@@ -154,7 +154,8 @@ async def test_bad_arguments_fail_at_enqueue_and_store_nothing(make_engine) -> N
                 await job.enqueue(bad)
             assert isinstance(caught.value, TypeError) and isinstance(caught.value, AiojobsError)
             assert "JSON" in str(caught.value)
-        with pytest.raises(ArgumentsError, match=r"arguments do not fit job 'job'\(value: object\) -> None: too many") as caught_args:
+        expected = r"arguments do not fit job 'job'\(value: object\) -> None: too many"
+        with pytest.raises(ArgumentsError, match=expected) as caught_args:
             await job.enqueue(1, 2)
         assert isinstance(caught_args.value, TypeError)
         with pytest.raises(ArgumentsError):
@@ -370,3 +371,25 @@ def test_backoff_policies_validate() -> None:
     assert ExponentialBackoff(jitter=0).delay(100) == 3600.0
     with pytest.raises(ConfigurationError, match="factor must be between 1 and 100"):
         ExponentialBackoff(factor=0.5)
+
+
+async def test_migrate_works_on_a_closed_engine_when_auto_migrate_is_off(make_engine) -> None:
+    from aiojobs_engine import SchemaError
+
+    engine = make_engine(auto_migrate=False)
+    with pytest.raises(SchemaError, match="run `aiojobs migrate`"):
+        await engine.open()
+    applied = await engine.migrate()
+    assert applied == list(range(1, len(applied) + 1)) and applied
+    async with engine:
+        assert await engine.migrate() == []
+
+
+async def test_states_are_validated_and_clear_spares_held_jobs(make_engine) -> None:
+    engine = make_engine()
+    async with engine:
+        with pytest.raises(ConfigurationError, match="unknown job state 'bogus'"):
+            await engine.list_jobs(state="bogus")
+        with pytest.raises(ConfigurationError, match="cannot delete claimed or running"):
+            await engine.clear(states=["running"])
+        assert await engine.list_jobs(state=["waiting", JobState.FAILED]) == []

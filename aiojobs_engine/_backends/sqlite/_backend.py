@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import os
 import sqlite3
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any, Final
@@ -144,15 +144,21 @@ class SQLiteBackend:
 
     @asynccontextmanager
     async def _write(self) -> AsyncIterator[aiosqlite.Connection]:
-        """A write transaction holding SQLite's write lock from its first statement."""
+        """A write transaction holding SQLite's write lock from its first statement.
+
+        aiosqlite runs statements in order on its own thread, and a statement whose caller
+        was cancelled still runs. So whatever interrupts the transaction (even a cancellation
+        during BEGIN), a ROLLBACK is queued before the connection is released: the next
+        caller never finds itself inside someone else's half-done transaction.
+        """
         async with self._guard() as conn:
-            await conn.execute("BEGIN IMMEDIATE")
             try:
+                await conn.execute("BEGIN IMMEDIATE")
                 yield conn
             except BaseException:
-                await asyncio.shield(conn.execute("ROLLBACK"))
+                await _run_to_completion(_rollback(conn))
                 raise
-            await conn.execute("COMMIT")
+            await _run_to_completion(conn.execute("COMMIT"))
 
     async def _read(self, name: str, params: Mapping[str, Any]) -> list[sqlite3.Row]:
         async with self._guard() as conn:
@@ -406,6 +412,27 @@ class SQLiteBackend:
 
     async def listen(self, on_notify: Callable[[str], None]) -> Listener:
         raise BackendError("SQLite has no notifications (capabilities.supports_notify is False); engines poll")
+
+
+async def _rollback(conn: aiosqlite.Connection) -> None:
+    try:
+        await conn.execute("ROLLBACK")
+    except sqlite3.OperationalError:
+        pass  # the BEGIN never ran (or failed): there is nothing to roll back
+
+
+async def _run_to_completion(awaitable: Awaitable[object]) -> None:
+    """Await to the end even if cancelled meanwhile; then let the cancellation through."""
+    task = asyncio.ensure_future(awaitable)
+    cancelled = False
+    while not task.done():
+        try:
+            await asyncio.shield(task)
+        except asyncio.CancelledError:
+            cancelled = True
+    task.result()
+    if cancelled:
+        raise asyncio.CancelledError
 
 
 def _check_folder(path: str) -> None:

@@ -217,4 +217,4 @@ SELECT * FROM aiojobs_engines WHERE id = :id;
 SELECT * FROM aiojobs_engines ORDER BY id;
 
 -- name: engine_unregister
-DELETE FROM aiojobs_engines WHERE id = :id AND incarnation = :incarnation;
+DELETE FROM aiojobs_engines WHERE id = :id AND incarnation = :incarnation RETURNING id;

@@ -1,0 +1,118 @@
+"""The command grammar: one argparse parser, its subcommands, and what each one runs.
+
+``--app``, ``--url`` and ``--json`` are accepted before or after the command
+(``aiojobs --app x:engine jobs list`` and ``aiojobs jobs list --app x:engine``). Each
+command's parser sets ``handler`` (an ``async (engine, args) -> exit code``, run inside
+``async with engine`` unless ``opens_itself``) and, where they apply, ``precheck`` (run
+before the event loop starts), ``needs_app`` and ``uvloop``.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from .. import Engine, JobState, __version__
+from . import _jobs, _maintenance, _queues, _work
+from ._app import APP_ENV
+
+Handler = Callable[[Engine, argparse.Namespace], Awaitable[int]]
+Precheck = Callable[[Engine, argparse.Namespace], None]
+
+_LOG_LEVELS = ("debug", "info", "warning", "error")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="aiojobs", description="Run and manage aiojobs_engine background jobs.",
+        epilog=f"--app defaults to ${APP_ENV}; the database URL to --url, else the engine's own.",
+    )
+    parser.add_argument("--version", action="version", version=f"aiojobs {__version__}")
+    _add_common(parser, json=True)
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    work = _command(commands, "work", "run jobs until SIGINT/SIGTERM", _work.work, json=False)
+    _add_worker_options(work, log_level="info")
+    work.set_defaults(needs_app=True, uvloop=True, opens_itself=True, precheck=_work.configure_queues)
+    workoff = _command(commands, "workoff", "run every job due now, then exit", _work.workoff)
+    _add_worker_options(workoff, log_level="warning")
+    workoff.set_defaults(needs_app=True, uvloop=True, opens_itself=True, precheck=_work.configure_queues)
+
+    jobs = commands.add_parser("jobs", help="list, show, retry or cancel jobs").add_subparsers(
+        dest="jobs_command", required=True, metavar="ACTION")
+    listing = _command(jobs, "list", "list jobs, newest first", _jobs.list_jobs)
+    listing.add_argument("--state", type=_states(tuple(JobState)), action="extend", default=[],
+                         help="only jobs in these states (repeat, or comma-separate)")
+    listing.add_argument("--queue", type=_names, action="extend", default=[], help="only jobs of these queues")
+    listing.add_argument("--name", type=_names, action="extend", default=[], help="only jobs of these names")
+    listing.add_argument("--limit", type=int, default=100, help="at most this many jobs (default 100)")
+    for name, help_text, handler in (
+        ("show", "show every field of a job", _jobs.show_job),
+        ("retry", "run a failed, canceled or completed job again", _jobs.retry_job),
+        ("cancel", "cancel a job (a running one is stopped by its engine)", _jobs.cancel_job),
+    ):
+        _command(jobs, name, help_text, handler).add_argument("id", type=int, metavar="ID")
+
+    queues = commands.add_parser("queues", help="list queues or change their settings").add_subparsers(
+        dest="queues_command", required=True, metavar="ACTION")
+    _command(queues, "list", "queues with their settings and job counts", _queues.list_queues)
+    _command(queues, "pause", "stop claiming jobs of a queue", _queues.pause_queue).add_argument("queue", metavar="Q")
+    _command(queues, "resume", "claim jobs of a paused queue again", _queues.resume_queue).add_argument(
+        "queue", metavar="Q")
+    setting = _command(queues, "set", "store a queue's concurrency or priority", _queues.set_queue)
+    setting.add_argument("queue", metavar="Q")
+    setting.add_argument("--concurrency", type=int, help="jobs of this queue each engine runs at once")
+    setting.add_argument("--priority", type=int, help="queue priority (lower is claimed first)")
+
+    migrate = _command(commands, "migrate", "bring the database schema up to date", _maintenance.migrate)
+    migrate.set_defaults(opens_itself=True)
+    _command(commands, "prune", "delete finished jobs past their retention now", _maintenance.prune)
+    clear = _command(commands, "clear", "delete jobs (every job not held by an engine by default)",
+                     _maintenance.clear)
+    clear.add_argument("--state", type=_states(_maintenance.CLEARABLE), action="extend", default=[],
+                       help="only jobs in these states")
+    clear.add_argument("--queue", type=_names, action="extend", default=[], help="only jobs of these queues")
+    clear.add_argument("--yes", "-y", action="store_true", help="do not ask for confirmation")
+    clear.set_defaults(precheck=_maintenance.check_can_confirm)
+    return parser
+
+
+def _command(group: Any, name: str, help_text: str, handler: Handler, *, json: bool = True) -> argparse.ArgumentParser:
+    parser: argparse.ArgumentParser = group.add_parser(name, help=help_text, description=help_text)
+    _add_common(parser, json=json)
+    parser.set_defaults(handler=handler)
+    return parser
+
+
+def _add_common(parser: argparse.ArgumentParser, *, json: bool) -> None:
+    # SUPPRESS: an option given before the command is not reset by the command's parser.
+    parser.add_argument("--app", default=argparse.SUPPRESS, metavar="MODULE:ATTR",
+                        help=f"the application's engine, e.g. myapp.jobs:engine (default: ${APP_ENV})")
+    parser.add_argument("--url", default=argparse.SUPPRESS, help="database URL (overrides the engine's)")
+    if json:
+        parser.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="print JSON")
+
+
+def _add_worker_options(parser: argparse.ArgumentParser, *, log_level: str) -> None:
+    parser.add_argument("--queues", metavar="A,B", help="work only these queues (default: every queue)")
+    parser.add_argument("--concurrency", type=int, metavar="N",
+                        help="jobs of each queue named in --queues run at once (stored for the queue)")
+    parser.add_argument("--log-level", choices=_LOG_LEVELS, default=log_level, help=f"default: {log_level}")
+
+
+def _names(text: str) -> list[str]:
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
+def _states(accepted: tuple[JobState, ...]) -> Callable[[str], list[JobState]]:
+    def parse(text: str) -> list[JobState]:
+        states = []
+        for part in _names(text):
+            if part not in accepted:
+                raise argparse.ArgumentTypeError(
+                    f"invalid state {part!r} (choose from {', '.join(accepted)})")
+            states.append(JobState(part))
+        return states
+
+    return parse

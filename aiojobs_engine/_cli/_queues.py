@@ -1,0 +1,61 @@
+"""``aiojobs queues list|pause|resume|set``: queue settings, stored for every engine to follow."""
+
+from __future__ import annotations
+
+from argparse import Namespace
+from typing import Any
+
+from .. import Engine, JobState, QueueRecord
+from .._options import DEFAULT_CONCURRENCY, DEFAULT_PRIORITY
+from ._errors import EXIT_OK, UsageError
+from ._output import emit, emit_json, record_dict, table
+
+
+async def list_queues(engine: Engine, args: Namespace) -> int:
+    queues = {q.name: q for q in await engine.list_queues()}
+    counts = await engine.count_jobs()
+    for name, _state in counts:
+        # A queue with jobs but no stored settings works with the defaults.
+        queues.setdefault(name, QueueRecord(name=name, concurrency=DEFAULT_CONCURRENCY, priority=DEFAULT_PRIORITY,
+                                            paused=False))
+    ordered = sorted(queues.values(), key=lambda q: (q.priority, q.name))
+    per_queue = {q.name: {state: counts.get((q.name, state), 0) for state in JobState} for q in ordered}
+    if args.json:
+        emit_json([{**record_dict(q), "counts": {str(s): n for s, n in per_queue[q.name].items()}} for q in ordered])
+    elif not ordered:
+        emit("no queues")
+    else:
+        states = [str(s).upper() for s in JobState]
+        rows: list[list[Any]] = [
+            [q.name, q.priority, q.concurrency, q.global_concurrency, "paused" if q.paused else "active",
+             *per_queue[q.name].values()]
+            for q in ordered
+        ]
+        emit(table(["QUEUE", "PRIORITY", "CONCURRENCY", "GLOBAL", "STATUS", *states], rows,
+                   right=["PRIORITY", "CONCURRENCY", "GLOBAL", *states]))
+    return EXIT_OK
+
+
+async def pause_queue(engine: Engine, args: Namespace) -> int:
+    _report(args, await engine.pause_queue(args.queue), "paused")
+    return EXIT_OK
+
+
+async def resume_queue(engine: Engine, args: Namespace) -> int:
+    _report(args, await engine.resume_queue(args.queue), "resumed")
+    return EXIT_OK
+
+
+async def set_queue(engine: Engine, args: Namespace) -> int:
+    if args.concurrency is None and args.priority is None:
+        raise UsageError("queues set needs --concurrency and/or --priority")
+    record = await engine.set_queue(args.queue, concurrency=args.concurrency, priority=args.priority)
+    _report(args, record, f"set (concurrency {record.concurrency}, priority {record.priority})")
+    return EXIT_OK
+
+
+def _report(args: Namespace, record: QueueRecord, what: str) -> None:
+    if args.json:
+        emit_json(record_dict(record))
+    else:
+        emit(f"queue {record.name} {what}")

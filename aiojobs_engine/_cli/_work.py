@@ -1,0 +1,83 @@
+"""``aiojobs work`` and ``aiojobs workoff``: run the application's jobs in this process.
+
+``work`` runs until SIGINT/SIGTERM (a second signal stops at once, handing running jobs
+back), which is what a container's PID 1 receives. ``workoff`` runs what is due now, with
+a progress bar on stderr fed by polling the number of due jobs, and prints how many
+attempts ran. Both run on uvloop where it is installed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import sys
+from argparse import Namespace
+from typing import Final
+
+from .. import AiojobsError, Engine, QueueConfig
+from ._errors import EXIT_OK, UsageError
+from ._output import emit, emit_json
+from ._progress import ProgressBar
+
+PROGRESS_POLL: Final = 0.2
+LOG_FORMAT: Final = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+def configure_queues(engine: Engine, args: Namespace) -> None:
+    """Apply ``--queues`` and ``--concurrency`` to the engine (before the event loop starts)."""
+    if args.queues is None:
+        if args.concurrency is not None:
+            raise UsageError("--concurrency is set per queue: name the queues with --queues")
+        return
+    names = [name.strip() for name in args.queues.split(",") if name.strip()]
+    if not names:
+        raise UsageError(f"--queues needs at least one queue name, got {args.queues!r}")
+    engine.configure(queues={name: QueueConfig(concurrency=args.concurrency) for name in names})
+
+
+def configure_logging(args: Namespace) -> None:
+    logging.basicConfig(level=args.log_level.upper(), format=LOG_FORMAT, stream=sys.stderr)
+
+
+async def work(engine: Engine, args: Namespace) -> int:
+    configure_logging(args)
+    await engine.run(handle_signals=True)
+    return EXIT_OK
+
+
+async def workoff(engine: Engine, args: Namespace) -> int:
+    configure_logging(args)
+    configured = engine.queues
+    queues = None if configured is None else set(configured)
+    bar = ProgressBar(sys.stderr)
+    async with engine:
+        running = asyncio.create_task(engine.workoff(), name="aiojobs-cli-workoff")
+        try:
+            while not running.done():
+                remaining = await _due(engine, queues)
+                if remaining is not None:
+                    bar.update(remaining)
+                await asyncio.wait({running}, timeout=PROGRESS_POLL)
+            attempts = await running
+        finally:
+            if not running.done():
+                running.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await running
+    bar.finish()
+    if args.json:
+        emit_json({"attempts": attempts})
+    else:
+        emit(f"ran {attempts} attempt{'' if attempts == 1 else 's'}")
+    return EXIT_OK
+
+
+async def _due(engine: Engine, queues: set[str] | None) -> int | None:
+    """Jobs due now in the queues this workoff works (not paused); None if it cannot tell."""
+    try:
+        paused = {q.name for q in await engine.list_queues() if q.paused}
+        counts = await engine.count_jobs(due_only=True)
+    except AiojobsError:
+        return None  # a busy database only costs a frame of the bar; workoff reports real errors
+    return sum(n for (queue, _), n in counts.items() if queue not in paused and (queues is None or queue in queues))

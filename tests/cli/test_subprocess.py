@@ -1,0 +1,91 @@
+"""`python -m aiojobs_engine` as a real process: version, JSON output, and SIGTERM during `work`."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+import aiojobs_engine
+from aiojobs_engine import Engine, JobRecord, JobState
+
+from ._helpers import APP
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def aiojobs(*argv: str, timeout: float = 15) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "aiojobs_engine", *argv], cwd=ROOT, capture_output=True,
+                          text=True, timeout=timeout, check=False)
+
+
+def enqueue(url: str, name: str, *args: object) -> JobRecord:
+    async def go() -> JobRecord:
+        async with Engine(url) as engine:  # by name: this process need not declare the job
+            record = await engine.enqueue(name, *args)
+            assert record is not None
+            return record
+
+    return asyncio.run(go())
+
+
+def get(url: str, job_id: int) -> JobRecord:
+    async def go() -> JobRecord:
+        async with Engine(url) as engine:
+            record = await engine.get_job(job_id)
+            assert record is not None
+            return record
+
+    return asyncio.run(go())
+
+
+def test_version() -> None:
+    result = aiojobs("--version")
+    assert (result.returncode, result.stdout) == (0, f"aiojobs {aiojobs_engine.__version__}\n")
+
+
+def test_jobs_list_json(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'jobs.db'}"
+    first = enqueue(url, "add", 1, 2)
+    second = enqueue(url, "slow", 0.5)
+    result = aiojobs("jobs", "list", "--json", "--url", url)
+    assert result.returncode == 0, result.stderr
+    listed = json.loads(result.stdout)
+    assert [(j["id"], j["name"], j["args"], j["state"]) for j in listed] == [
+        (second.id, "slow", [0.5], "waiting"), (first.id, "add", [1, 2], "waiting"),
+    ]
+    missing = aiojobs("jobs", "show", "999", "--url", url)
+    assert (missing.returncode, missing.stderr) == (1, "aiojobs: error: no job with id 999\n")
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(30)
+def test_work_finishes_the_running_job_on_sigterm(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'jobs.db'}"
+    job = enqueue(url, "slow", 1.0)
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "aiojobs_engine", "work", "--app", APP, "--url", url],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        deadline = time.monotonic() + 15
+        while get(url, job.id).state is not JobState.RUNNING:
+            assert worker.poll() is None, worker.communicate()
+            assert time.monotonic() < deadline, "the worker never started the job"
+            time.sleep(0.05)
+        worker.send_signal(signal.SIGTERM)
+        _, err = worker.communicate(timeout=15)
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+            worker.communicate()
+    assert worker.returncode == 0, err
+    assert "SIGTERM" in err  # the engine logs the signal at the worker's default log level
+    record = get(url, job.id)
+    assert (record.state, record.attempt, record.result) == (JobState.COMPLETED, 1, 1.0)

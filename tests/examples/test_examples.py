@@ -1,0 +1,96 @@
+"""Every example in examples/ runs, as a user would run it, and does what it says."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLES = ROOT / "examples"
+
+
+def run_example(name: str, cwd: Path, url: str | None = None) -> str:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    if url is not None:
+        env["AIOJOBS_DATABASE_URL"] = url
+    else:
+        env.pop("AIOJOBS_DATABASE_URL", None)
+    result = subprocess.run([sys.executable, str(EXAMPLES / name)], cwd=cwd, env=env, capture_output=True,
+                            text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def test_quickstart_uses_the_default_database(tmp_path: Path) -> None:
+    out = run_example("quickstart.py", tmp_path)
+    assert (tmp_path / "aiojobs.sqlite3").exists()
+    assert out.count("completed") == 4, out
+    assert "send_welcome" in out and "MonthlyReport" in out
+
+
+def test_quickstart_honours_the_database_url(tmp_path: Path) -> None:
+    out = run_example("quickstart.py", tmp_path, url=f"sqlite:///{tmp_path / 'elsewhere.db'}")
+    assert (tmp_path / "elsewhere.db").exists() and not (tmp_path / "aiojobs.sqlite3").exists()
+    assert out.count("completed") == 4
+
+
+def test_cpu_bound_example(tmp_path: Path) -> None:
+    out = run_example("cpu_bound.py", tmp_path)
+    assert out.count("count_primes completed") == 4, out
+    assert "runaway      failed     timed out after 0.5s" in out
+    engine_pid = int(out.split("engine pid ")[1].split()[0])
+    assert str(engine_pid) not in out.split("engine pid")[1].split("\n", 1)[1]  # results came from other pids
+
+
+def test_embedded_service_example(tmp_path: Path) -> None:
+    out = run_example("embedded_service.py", tmp_path)
+    assert "processed 10/10 batches" in out
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.mark.slow
+def test_fastapi_example_over_real_http(tmp_path: Path) -> None:
+    port = _free_port()
+    env = {**os.environ, "AIOJOBS_DATABASE_URL": f"sqlite:///{tmp_path / 'api.db'}"}
+    server = subprocess.Popen(
+        [sys.executable, "-m", "uvicorn", "examples.fastapi_app:app", "--port", str(port), "--log-level", "warning"],
+        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    )
+    try:
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                httpx.get(f"{base}/jobs/1", timeout=1)
+                break
+            except httpx.TransportError:
+                assert time.monotonic() < deadline, "the app did not start"
+                time.sleep(0.1)
+        created = httpx.post(f"{base}/signup/7", timeout=5)
+        assert created.status_code == 202
+        job_id = created.json()["job_id"]
+        assert created.json()["state"] == "waiting"
+        deadline = time.monotonic() + 10
+        while (status := httpx.get(f"{base}/jobs/{job_id}", timeout=5).json())["state"] != "completed":
+            assert time.monotonic() < deadline, status
+            time.sleep(0.05)
+        assert status["result"] == {"welcomed": 7} and status["attempt"] == 1
+        assert httpx.get(f"{base}/jobs/999999", timeout=5).status_code == 404
+    finally:
+        server.terminate()
+        output = server.communicate(timeout=20)[0].decode()
+    # uvicorn re-raises the SIGTERM it handled once it has shut down cleanly.
+    assert server.returncode in (0, -15), output
+    assert "Traceback" not in output and "ERROR" not in output, output
