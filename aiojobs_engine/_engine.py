@@ -542,7 +542,7 @@ def _normalise_queues(queues: QueuesArg) -> dict[str, QueueConfig] | None:
 
 def _check_state(state: object) -> JobState:
     try:
-        return JobState(state)
+        return JobState(str(state))
     except ValueError:
         raise ConfigurationError(
             f"unknown job state {state!r}; accepted: {', '.join(s.value for s in JobState)}"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from ._errors import SerializationError
@@ -16,14 +17,27 @@ _encoder = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(","
 def dumps(value: object, what: str) -> str:
     """Encode ``value`` as compact JSON or raise SerializationError naming ``what``.
 
-    NaN and infinities are refused: they are not JSON, and PostgreSQL's jsonb rejects them.
+    Refused, so that both backends store exactly the same values: NaN and infinities (not
+    JSON) and the NUL character in strings (PostgreSQL's jsonb cannot hold it).
     """
     try:
-        return _encoder.encode(value)
+        text = _encoder.encode(value)
     except (TypeError, ValueError) as exc:
         raise SerializationError(
             f"{what} must be JSON-serialisable (dict, list, str, int, float, bool, None): {exc}"
         ) from None
+    if "\\u0000" in text and _NUL.search(text):
+        raise SerializationError(f"{what} must not contain the NUL character (\\x00) in its strings")
+    return text
+
+
+def text_for_storage(text: str) -> str:
+    """Text from an exception (a message, a traceback), made storable: NUL becomes ``\\x00``."""
+    return text.replace("\x00", "\\x00")
+
+
+# \u0000 preceded by an even number of backslashes is an escaped NUL, not a literal "\u0000".
+_NUL = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")
 
 
 def loads(text: str | bytes | None) -> Any:

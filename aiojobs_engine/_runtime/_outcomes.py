@@ -124,10 +124,11 @@ def error_json(exc: BaseException, record: JobRecord, engine_id: str) -> str:
 
 
 def _entry_json(name: str, message: str, trace: str | None, record: JobRecord, engine_id: str) -> str:
+    storable = _json.text_for_storage
     return _json.dumps({
-        "name": name,
-        "message": message,
-        "traceback": trace,
+        "name": storable(name),
+        "message": storable(message),
+        "traceback": None if trace is None else storable(trace),
         "attempt": record.attempt,
         "attempted_by": engine_id,
         "attempted_at": record.attempted_at.isoformat() if record.attempted_at else None,

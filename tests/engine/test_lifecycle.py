@@ -418,3 +418,31 @@ async def test_prune_respects_retention(make_engine) -> None:
         await asyncio.sleep(0.01)
         assert await engine.prune() == 1
         assert [r.state for r in await engine.list_jobs()] == [JobState.FAILED]
+
+
+async def test_nul_characters_are_refused_in_data_and_escaped_in_errors(make_engine) -> None:
+    """PostgreSQL's jsonb cannot hold NUL: both backends refuse it in data, the same way."""
+    from aiojobs_engine import SerializationError
+
+    engine = make_engine()
+
+    @engine.job(max_attempts=1)
+    async def job(kind: str) -> str:
+        if kind == "raise":
+            raise ValueError("bad\x00byte")
+        return "nul\x00result" if kind == "return" else "fine"
+
+    async with engine:
+        with pytest.raises(SerializationError, match="NUL"):
+            await job.enqueue("a\x00b")
+        raised = await job.enqueue("raise")
+        returned = await job.enqueue("return")
+        fine = await job.enqueue("ok")
+        assert raised and returned and fine
+        assert await engine.workoff() == 3
+        r = await engine.get_job(raised.id)
+        assert r and r.state is JobState.FAILED and r.errors[0]["message"] == "bad\\x00byte"
+        b = await engine.get_job(returned.id)
+        assert b and b.state is JobState.FAILED and "NUL" in b.errors[0]["message"]
+        f = await engine.get_job(fine.id)
+        assert f and f.state is JobState.COMPLETED  # the same batch of outcomes went through

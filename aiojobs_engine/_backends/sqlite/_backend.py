@@ -13,6 +13,7 @@ no heartbeat thread and no reaper of other engines (``capabilities.shared`` is F
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import sqlite3
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
@@ -415,10 +416,8 @@ class SQLiteBackend:
 
 
 async def _rollback(conn: aiosqlite.Connection) -> None:
-    try:
+    with contextlib.suppress(sqlite3.OperationalError):  # the BEGIN never ran: nothing to undo
         await conn.execute("ROLLBACK")
-    except sqlite3.OperationalError:
-        pass  # the BEGIN never ran (or failed): there is nothing to roll back
 
 
 async def _run_to_completion(awaitable: Awaitable[object]) -> None:

@@ -1,0 +1,425 @@
+"""The PostgreSQL backend (asyncpg): many engines, on many machines, sharing one database.
+
+Connections: an asyncpg pool (opened in ``open()``), plus one dedicated connection per
+``listen()``. Every statement is one round trip in autocommit mode unless it needs company:
+claims of queues with a global cap, migrations and the stale-engine sweep run in short
+READ COMMITTED transactions. asyncpg prepares and caches each statement per connection.
+
+Schema: every table name in the SQL is qualified with the backend's schema, rendered into
+the statements once when they are loaded. We do not set ``search_path`` on our connections
+because transactional enqueue runs our insert on the *caller's* connection, whose
+``search_path`` is theirs: only qualified names are right on both.
+
+Concurrency and fencing, and why they are safe here:
+
+* claims use ``FOR UPDATE SKIP LOCKED``, so engines never wait for, nor share, a row;
+* a global cap is exact: claims of capped queues take a transaction-scoped advisory lock
+  per queue, then count held jobs in a *later* statement, whose snapshot sees every claim
+  committed before the lock was granted;
+* every write about an attempt is conditional on id, claim token and expected state;
+* migrations run in one transaction under an advisory lock keyed by the schema name.
+
+Notifications travel on one channel per schema (``aiojobs_<schema>``), sent by the very
+statements that cause them, so they are delivered at commit and never on rollback.
+Needs PostgreSQL 13 or newer (``gen_random_uuid()`` built in).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime
+from typing import Any, Final
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg  # type: ignore[import-untyped]
+
+from ... import _json
+from ..._errors import ConfigurationError, SchemaError
+from ..._log import Event, logger
+from ..._records import EngineRecord, JobRecord, JobState, QueueRecord
+from .._protocol import (
+    BackendCapabilities,
+    EngineRegistration,
+    Heartbeat,
+    JobClaim,
+    JobFilter,
+    JobInsert,
+    JobOutcome,
+    JobStart,
+    Listener,
+    QueueChange,
+    RescueResult,
+    Retention,
+    StartedJob,
+)
+from .._rows import engine_from_row, job_from_row, queue_from_row
+from .._sqlfiles import Migration
+from ._connections import DRIVER_ERRORS, Connections, Transaction, translate
+from ._listener import PostgresListener
+from ._sql import MIGRATIONS, channel_for, queries_for, quote_ident, render
+
+_SCHEMA_NAME: Final = re.compile(r"[a-z_][a-z0-9_]{0,62}")
+_POOL_MIN: Final = 1
+_POOL_MAX: Final = 10
+
+
+def _same(value: Any) -> datetime | None:
+    return value  # type: ignore[no-any-return]  # asyncpg returns aware UTC datetimes
+
+
+def _job(row: Any) -> JobRecord:
+    return job_from_row(row, _same, _json.loads)
+
+
+class PostgresBackend:
+    """Storage in a PostgreSQL database, in ``schema`` (default ``public``).
+
+    ``dsn`` is an asyncpg/libpq URL; the pool keeps ``min_size`` to ``max_size`` connections,
+    and each ``listen()`` opens one more of its own. Nothing connects before ``open()``.
+    """
+
+    def __init__(self, dsn: str, *, schema: str | None = None, min_size: int = _POOL_MIN,
+                 max_size: int = _POOL_MAX) -> None:
+        schema = "public" if schema is None else schema
+        if not _SCHEMA_NAME.fullmatch(schema):
+            raise ConfigurationError(
+                f"schema must be a lower-case SQL identifier (letters, digits, '_'), got {schema!r}"
+            )
+        self._dsn = dsn
+        self._schema = schema
+        self._channel = channel_for(schema)
+        self._db = Connections(dsn, queries_for(schema), application_name=f"aiojobs:{schema}",
+                               min_size=min_size, max_size=max_size)
+        self._listeners: set[PostgresListener] = set()
+        self.capabilities = BackendCapabilities(
+            dialect="postgresql", supports_notify=True, shared=True, transactional_enqueue=True
+        )
+
+    @property
+    def latest_version(self) -> int:
+        return len(MIGRATIONS)
+
+    @property
+    def schema(self) -> str:
+        return self._schema
+
+    @property
+    def channel(self) -> str:
+        return self._channel
+
+    def __repr__(self) -> str:
+        parts = urlsplit(self._dsn)
+        netloc = parts.netloc if parts.password is None else parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+        return f"<PostgresBackend {urlunsplit(parts._replace(netloc=netloc))!r} schema={self._schema!r}>"
+
+    # -- connections ------------------------------------------------------------------------
+
+    async def open(self) -> None:
+        await self._db.open()
+
+    async def close(self) -> None:
+        for listener in list(self._listeners):
+            await listener.close()
+        await self._db.close()
+
+    # -- schema ---------------------------------------------------------------------------
+
+    async def migrate(self) -> list[int]:
+        applied: list[int] = []
+        async with self._db.transaction("migrate") as tx:
+            await tx.fetch("migration_lock", {"key": f"aiojobs_engine:migrate:{self._schema}"})
+            if not (await tx.fetch("namespace_exists", {"schema": self._schema}))[0][0]:
+                await tx.fetch("schema_create", {})
+            await tx.fetch("schema_table_create", {})
+            current = int((await tx.fetch("schema_version", {}))[0][0])
+            self._check_not_newer(current)
+            for migration in MIGRATIONS[current:]:
+                await self._apply(tx, migration)
+                applied.append(migration.version)
+        for version in applied:
+            logger.info("applied migration %04d to schema %s", version, self._schema,
+                        extra={"event": Event.MIGRATION_APPLIED, "version": version})
+        return applied
+
+    async def _apply(self, tx: Transaction, migration: Migration) -> None:
+        # No parameters: asyncpg sends the script in one simple-protocol message, inside
+        # the open transaction, so a failing statement undoes the whole migration.
+        await tx.script(render(migration.sql, self._schema))
+        await tx.fetch("schema_version_insert", {"version": migration.version, "name": migration.name})
+
+    def _check_not_newer(self, current: int) -> None:
+        if current > self.latest_version:
+            raise SchemaError(
+                f"the database schema {self._schema!r} is at version {current}, newer than this aiojobs_engine "
+                f"knows ({self.latest_version}); upgrade aiojobs_engine on this host"
+            )
+
+    async def schema_version(self) -> int:
+        table = f"{quote_ident(self._schema)}.aiojobs_schema"
+        if not await self._db.fetchval("schema_table_exists", {"table": table}):
+            return 0
+        return int(await self._db.fetchval("schema_version", {}))
+
+    # -- jobs -----------------------------------------------------------------------------
+
+    async def job_insert_many(
+        self, inserts: Sequence[JobInsert], *, now: datetime | None = None, connection: object | None = None
+    ) -> list[JobRecord]:
+        if connection is not None and not isinstance(connection, asyncpg.Connection):
+            raise ConfigurationError(
+                f"connection= must be an asyncpg connection (asyncpg.Connection, or one acquired from an "
+                f"asyncpg pool), got {type(connection).__name__}; with SQLAlchemy, pass "
+                f"(await conn.get_raw_connection()).driver_connection"
+            )
+        if not inserts:
+            return []
+        if len(inserts) == 1:
+            rows = await self._db.fetch("job_insert", _insert_params(inserts[0], now), connection)
+        else:
+            rows = await self._db.fetch("job_insert_many", _insert_columns(inserts, now), connection)
+        return [_job(row) for row in rows]
+
+    async def job_get(self, job_id: int) -> JobRecord | None:
+        rows = await self._db.fetch("job_get", {"id": job_id})
+        return _job(rows[0]) if rows else None
+
+    async def job_list(self, where: JobFilter) -> list[JobRecord]:
+        rows = await self._db.fetch("job_list", {
+            "states": _text_array(where.states),
+            "queues": _text_array(where.queues),
+            "names": _text_array(where.names),
+            "before_id": where.before_id,
+            "limit": where.limit,
+        })
+        return [_job(row) for row in rows]
+
+    async def job_claim(self, claim: JobClaim) -> list[JobRecord]:
+        demands = claim.demands
+        if not demands:
+            return []
+        params = {
+            "engine_id": claim.engine_id,
+            "now": claim.now,
+            "queues": [d.queue for d in demands],
+            "limits": [max(d.limit, 0) for d in demands],
+            "global_limits": [d.global_limit for d in demands],
+        }
+        capped = sorted({d.queue for d in demands if d.global_limit is not None})
+        if not capped:
+            rows = await self._db.fetch("job_claim", params)
+        else:
+            async with self._db.transaction("job_claim") as tx:
+                keys = [f"aiojobs_engine:claim:{self._schema}:{queue}" for queue in capped]
+                await tx.fetch("queue_lock_claims", {"keys": keys})
+                rows = await tx.fetch("job_claim", params)
+        return [_job(row) for row in rows]
+
+    async def job_start_many(self, starts: Sequence[JobStart], *, now: datetime | None = None) -> list[StartedJob]:
+        if not starts:
+            return []
+        rows = await self._db.fetch("job_start_many", {
+            "ids": [s.id for s in starts], "tokens": [s.token for s in starts], "now": now,
+        })
+        return [StartedJob(row[0], row[1], row[2]) for row in rows]
+
+    async def job_finish_many(self, outcomes: Sequence[JobOutcome], *, now: datetime | None = None) -> set[int]:
+        if not outcomes:
+            return set()
+        rows = await self._db.fetch("job_finish_many", {
+            "ids": [o.id for o in outcomes],
+            "tokens": [o.token for o in outcomes],
+            "from_states": [o.from_state.value for o in outcomes],
+            "states": [o.state.value for o in outcomes],
+            "results": [o.result_json for o in outcomes],
+            "errors": [o.error_json for o in outcomes],
+            "delays": [o.delay for o in outcomes],
+            "give_backs": [1 if o.give_back_attempt else 0 for o in outcomes],
+            "deletes": [o.delete for o in outcomes],
+            "now": now,
+        })
+        return {row[0] for row in rows}
+
+    async def job_cancel(self, job_id: int, *, now: datetime | None = None) -> JobRecord | None:
+        rows = await self._db.fetch("job_cancel", {"id": job_id, "now": now})
+        return _job(rows[0]) if rows else await self.job_get(job_id)
+
+    async def job_cancel_requested(self, engine_id: str) -> list[JobStart]:
+        rows = await self._db.fetch("job_cancel_requested", {"engine_id": engine_id})
+        return [JobStart(row[0], row[1]) for row in rows]
+
+    async def job_retry(self, job_id: int, *, now: datetime | None = None) -> JobRecord | None:
+        rows = await self._db.fetch("job_retry", {"id": job_id, "now": now})
+        return _job(rows[0]) if rows else await self.job_get(job_id)
+
+    async def job_delete(self, job_id: int) -> bool:
+        return bool(await self._db.fetch("job_delete", {"id": job_id}))
+
+    async def job_delete_where(self, states: Sequence[JobState], queues: Sequence[str]) -> int:
+        return int(await self._db.fetchval("job_delete_where", {
+            "states": _text_array(states), "queues": _text_array(queues),
+        }))
+
+    async def job_count(
+        self, *, now: datetime | None = None, due_only: bool = False
+    ) -> Mapping[tuple[str, JobState], int]:
+        if due_only:
+            rows = await self._db.fetch("job_count_due", {"now": now})
+        else:
+            rows = await self._db.fetch("job_count", {})
+        return {(row[0], JobState(row[1])): row[2] for row in rows}
+
+    async def job_rescue(
+        self, *, stale_after: float | None = None, engine_id: str | None = None, now: datetime | None = None
+    ) -> RescueResult:
+        params = {"engine_id": engine_id, "now": now}
+        dead: list[str] = []
+        if stale_after is None:
+            rows = await self._db.fetch("job_rescue", params)
+        else:
+            # Two statements, one transaction: the rescue must see the engines just deleted as
+            # gone (a later statement's snapshot), and a heartbeat racing the deletion waits
+            # for it, then finds its row gone and revives it (Heartbeat.REVIVED).
+            async with self._db.transaction("job_rescue") as tx:
+                stale = await tx.fetch("engine_delete_stale", {"now": now, "stale_after": stale_after})
+                dead = [row[0] for row in stale]
+                rows = await tx.fetch("job_rescue", params)
+        jobs = [_job(row) for row in rows]
+        return RescueResult(
+            dead_engines=dead,
+            retried=[j for j in jobs if j.state is JobState.WAITING],
+            failed=[j for j in jobs if j.state is not JobState.WAITING],
+        )
+
+    async def job_prune(self, retention: Retention, *, limit: int, now: datetime | None = None) -> int:
+        return int(await self._db.fetchval("job_prune", {
+            "completed": retention.completed,
+            "canceled": retention.canceled,
+            "failed": retention.failed,
+            "limit": limit,
+            "now": now,
+        }))
+
+    # -- queues ---------------------------------------------------------------------------
+
+    async def queue_list(self) -> list[QueueRecord]:
+        return [queue_from_row(row, _same) for row in await self._db.fetch("queue_list", {})]
+
+    async def queue_upsert(self, change: QueueChange, *, now: datetime | None = None) -> QueueRecord:
+        rows = await self._db.fetch("queue_upsert", {
+            "name": change.name,
+            "concurrency": change.concurrency,
+            "priority": change.priority,
+            "paused": change.paused,
+            "global_concurrency": change.global_concurrency,
+            "clear_global": change.clear_global_concurrency,
+            "now": now,
+        })
+        return queue_from_row(rows[0], _same)
+
+    async def queue_running_counts(self, queues: Sequence[str]) -> Mapping[str, int]:
+        rows = await self._db.fetch("queue_running_counts", {"queues": list(queues)})
+        return {row[0]: row[1] for row in rows}
+
+    # -- engines --------------------------------------------------------------------------
+
+    async def engine_register(
+        self, registration: EngineRegistration, *, stale_after: float, takeover_incarnation: str | None,
+        now: datetime | None = None,
+    ) -> bool:
+        rows = await self._db.fetch("engine_register", _engine_params(registration, now) | {
+            "stale_after": stale_after,
+            "takeover": takeover_incarnation,
+        })
+        return bool(rows)
+
+    async def engine_get(self, engine_id: str) -> EngineRecord | None:
+        rows = await self._db.fetch("engine_get", {"id": engine_id})
+        return engine_from_row(rows[0], _same) if rows else None
+
+    async def engine_list(self) -> list[EngineRecord]:
+        return [engine_from_row(row, _same) for row in await self._db.fetch("engine_list", {})]
+
+    async def engine_heartbeat(self, registration: EngineRegistration, *, now: datetime | None = None) -> Heartbeat:
+        outcome = await self._db.fetchval("engine_heartbeat", _engine_params(registration, now))
+        if outcome == "beat":
+            return Heartbeat.BEAT
+        if outcome == "revived":
+            return Heartbeat.REVIVED
+        return Heartbeat.LOST
+
+    async def engine_unregister(self, engine_id: str, incarnation: str) -> None:
+        await self._db.fetch("engine_unregister", {"id": engine_id, "incarnation": incarnation})
+
+    # -- notifications ----------------------------------------------------------------------
+
+    async def listen(self, on_notify: Callable[[str], None]) -> Listener:
+        """LISTEN on a dedicated connection (never a pooled one)."""
+        conn = await self._db.connect("listen")
+        listener = PostgresListener(conn, self._channel, on_notify, self._listeners.discard)
+        try:
+            await listener.subscribe()
+        except DRIVER_ERRORS as exc:
+            await listener.close()
+            raise translate(exc, "listen") from exc
+        except BaseException:
+            await listener.close()
+            raise
+        self._listeners.add(listener)
+        return listener
+
+
+def _text_array(values: Sequence[object]) -> list[str] | None:
+    return [str(v) for v in values] if values else None
+
+
+def _insert_params(insert: JobInsert, now: datetime | None) -> dict[str, object]:
+    return {
+        "queue": insert.queue,
+        "name": insert.name,
+        "args": insert.args_json,
+        "kwargs": insert.kwargs_json,
+        "constructor_args": insert.constructor_args_json,
+        "meta": insert.meta_json,
+        "retry": insert.retry_json,
+        "priority": insert.priority,
+        "max_attempts": insert.max_attempts,
+        "timeout": insert.timeout,
+        "delay": insert.delay,
+        "run_at": insert.run_at,
+        "unique_key": insert.unique_key,
+        "rescheduled_from": insert.rescheduled_from,
+        "now": now,
+    }
+
+
+def _insert_columns(inserts: Sequence[JobInsert], now: datetime | None) -> dict[str, object]:
+    """The batch as one array per column, for unnest()."""
+    return {
+        "queue": [i.queue for i in inserts],
+        "name": [i.name for i in inserts],
+        "args": [i.args_json for i in inserts],
+        "kwargs": [i.kwargs_json for i in inserts],
+        "constructor_args": [i.constructor_args_json for i in inserts],
+        "meta": [i.meta_json for i in inserts],
+        "retry": [i.retry_json for i in inserts],
+        "priority": [i.priority for i in inserts],
+        "max_attempts": [i.max_attempts for i in inserts],
+        "timeout": [i.timeout for i in inserts],
+        "delay": [i.delay for i in inserts],
+        "run_at": [i.run_at for i in inserts],
+        "unique_key": [i.unique_key for i in inserts],
+        "rescheduled_from": [i.rescheduled_from for i in inserts],
+        "now": now,
+    }
+
+
+def _engine_params(registration: EngineRegistration, now: datetime | None) -> dict[str, object]:
+    return {
+        "id": registration.id,
+        "incarnation": registration.incarnation,
+        "host": registration.host,
+        "pid": registration.pid,
+        "queues": None if registration.queues is None else list(registration.queues),
+        "now": now,
+    }

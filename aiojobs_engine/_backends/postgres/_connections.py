@@ -1,0 +1,185 @@
+"""Connections of the PostgreSQL backend: the asyncpg pool, and driver errors made ours.
+
+Every call goes through here, so every driver error is translated at this one boundary:
+connection trouble (refused, lost, server shutting down or terminating us, too many
+connections, timeouts) becomes ``BackendUnavailableError``, worth retrying; anything
+else a ``BackendError``; the driver's exception is kept as ``__cause__``.
+
+A pooled connection that the server closed is dropped by asyncpg when it is next acquired
+and replaced by a new one; a call that was using it when it died fails, once, with
+``BackendUnavailableError``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from typing import Any, Final
+from urllib.parse import parse_qs, urlsplit
+
+import asyncpg  # type: ignore[import-untyped]
+
+from ..._errors import BackendError, BackendUnavailableError, ConfigurationError
+from ._sql import Query
+
+MIN_SERVER_VERSION: Final = 13  # gen_random_uuid() without pgcrypto
+CONNECT_TIMEOUT: Final = 10.0
+CLOSE_TIMEOUT: Final = 10.0
+IDLE_IN_TRANSACTION_MS: Final = 60_000
+
+# Errors that mean "the database cannot be reached right now": worth retrying later.
+_UNAVAILABLE: Final = (
+    asyncpg.PostgresConnectionError,  # class 08, incl. a connection lost mid-operation
+    asyncpg.exceptions.OperatorInterventionError,  # class 57: shutdown, terminated, cannot connect now, timeouts
+    asyncpg.TooManyConnectionsError,
+    OSError,
+    TimeoutError,
+)
+DRIVER_ERRORS: Final = (
+    asyncpg.PostgresError, asyncpg.InterfaceError, asyncpg.InternalClientError, OSError, TimeoutError,
+)
+
+
+def translate(exc: BaseException, what: str) -> BackendError:
+    """Our error for a driver error met while doing ``what`` (a statement name)."""
+    detail = f"{type(exc).__name__}: {exc}"
+    closed = isinstance(exc, asyncpg.InterfaceError) and "connection is closed" in str(exc)
+    if closed or isinstance(exc, _UNAVAILABLE):
+        return BackendUnavailableError(f"PostgreSQL is unavailable ({what}): {detail}")
+    return BackendError(f"PostgreSQL error ({what}): {detail}")
+
+
+async def _keep_session(connection: object) -> None:
+    """Pool reset on release: nothing to undo, so no round trip.
+
+    Our pooled connections hold no session state (no SET, cursors, LISTEN or session-level
+    advisory locks: only transaction-scoped ones), and asyncpg still rolls back a
+    transaction left open. asyncpg's default reset costs a round trip per statement.
+    """
+
+
+class Connections:
+    """A pool of connections to one database, running the statements of ``queries``."""
+
+    def __init__(self, dsn: str, queries: Mapping[str, Query], *, application_name: str,
+                 min_size: int, max_size: int) -> None:
+        if not 1 <= min_size <= max_size:
+            raise ConfigurationError(f"pool sizes must satisfy 1 <= min_size <= max_size, got {min_size}, {max_size}")
+        self._dsn = dsn
+        self._q = queries
+        self._application_name = application_name
+        self._min_size = min_size
+        self._max_size = max_size
+        self._pool: Any = None
+        self._open_lock = asyncio.Lock()
+
+    def server_settings(self, role: str) -> dict[str, str]:
+        """Session settings for our connections, unless the URL sets them itself."""
+        given = parse_qs(urlsplit(self._dsn).query)
+        settings = {
+            # Names our connections in pg_stat_activity, per role (pool, listen).
+            "application_name": f"{self._application_name}:{role}",
+            # Our statements are short index lookups: JIT compilation, which the planner's
+            # cost estimates can trigger on big tables, would cost more than it saves.
+            "jit": "off",
+        }
+        if role == "pool":
+            # Our transactions last milliseconds. One left open by a stalled client (a job
+            # blocking the event loop, a frozen host) would hold its row and advisory locks,
+            # and stall every engine claiming a capped queue: the server ends it instead.
+            settings["idle_in_transaction_session_timeout"] = str(IDLE_IN_TRANSACTION_MS)
+        return {key: value for key, value in settings.items() if key not in given}
+
+    async def open(self) -> None:
+        async with self._open_lock:
+            if self._pool is not None:
+                return
+            try:
+                pool = await asyncpg.create_pool(
+                    self._dsn, min_size=self._min_size, max_size=self._max_size, timeout=CONNECT_TIMEOUT,
+                    server_settings=self.server_settings("pool"), reset=_keep_session,
+                )
+            except (asyncpg.ClientConfigurationError, ValueError) as exc:
+                raise ConfigurationError(f"invalid PostgreSQL connection settings: {exc}") from exc
+            except DRIVER_ERRORS as exc:
+                raise translate(exc, "connect") from exc
+            try:
+                async with pool.acquire() as conn:
+                    version = conn.get_server_version()
+            except DRIVER_ERRORS as exc:
+                pool.terminate()
+                raise translate(exc, "connect") from exc
+            if version.major < MIN_SERVER_VERSION:
+                await pool.close()
+                raise ConfigurationError(
+                    f"PostgreSQL {version.major} is too old: aiojobs_engine needs {MIN_SERVER_VERSION} or newer"
+                )
+            self._pool = pool
+
+    async def close(self) -> None:
+        pool, self._pool = self._pool, None
+        if pool is None:
+            return
+        try:
+            await asyncio.wait_for(pool.close(), CLOSE_TIMEOUT)
+        except Exception:  # a connection stuck in a query, or dead: cut them all
+            pool.terminate()
+
+    def _require_pool(self) -> Any:
+        if self._pool is None:
+            raise BackendError("the PostgreSQL backend is not open")
+        return self._pool
+
+    async def connect(self, role: str) -> Any:
+        """A connection of its own, outside the pool (for LISTEN)."""
+        try:
+            return await asyncpg.connect(self._dsn, timeout=CONNECT_TIMEOUT, server_settings=self.server_settings(role))
+        except DRIVER_ERRORS as exc:
+            raise translate(exc, role) from exc
+
+    async def fetch(self, name: str, params: Mapping[str, object], connection: Any = None) -> list[Any]:
+        """One statement, in autocommit mode on a pooled connection (or on ``connection``)."""
+        query = self._q[name]
+        target = self._require_pool() if connection is None else connection
+        try:
+            rows: list[Any] = await target.fetch(query.sql, *query.args(params))
+        except DRIVER_ERRORS as exc:
+            raise translate(exc, name) from exc
+        return rows
+
+    async def fetchval(self, name: str, params: Mapping[str, object]) -> Any:
+        query = self._q[name]
+        try:
+            return await self._require_pool().fetchval(query.sql, *query.args(params))
+        except DRIVER_ERRORS as exc:
+            raise translate(exc, name) from exc
+
+    @asynccontextmanager
+    async def transaction(self, what: str) -> AsyncIterator[Transaction]:
+        """A READ COMMITTED transaction on one pooled connection: each statement sees what
+        committed before it started (the exact global cap relies on it), whatever the
+        database's default isolation level."""
+        pool = self._require_pool()
+        try:
+            async with pool.acquire() as conn, conn.transaction(isolation="read_committed"):
+                yield Transaction(conn, self._q)
+        except DRIVER_ERRORS as exc:
+            raise translate(exc, what) from exc
+
+
+class Transaction:
+    """Statements run inside ``Connections.transaction()`` (errors are translated there)."""
+
+    def __init__(self, connection: Any, queries: Mapping[str, Query]) -> None:
+        self._conn = connection
+        self._q = queries
+
+    async def fetch(self, name: str, params: Mapping[str, object]) -> list[Any]:
+        query = self._q[name]
+        rows: list[Any] = await self._conn.fetch(query.sql, *query.args(params))
+        return rows
+
+    async def script(self, sql: str) -> None:
+        """SQL without parameters, in one simple-protocol message (may hold several statements)."""
+        await self._conn.execute(sql)

@@ -1,0 +1,395 @@
+-- PostgreSQL statements of the backend, named as their SQLite twins where the statement is
+-- the same. Parameters are written :name and become $n when loaded; each is cast where it
+-- is used, so every prepared statement has fixed parameter types. __schema__ (the quoted
+-- schema) and __channel__ (the notification channel, a literal) are filled in at load.
+--
+-- :now NULL means the database clock: coalesce(:now, now()) everywhere.
+-- Batches arrive as one array per column and are read with unnest(), so a batch of any
+-- size is one statement and one round trip.
+--
+-- Dialect notes:
+-- * The claim selects with FOR UPDATE SKIP LOCKED: engines claiming at once skip each
+--   other's rows instead of waiting (SQLite serialises writers instead).
+-- * Notifications (pg_notify) are sent by the statements that cause them, so they are part
+--   of the same transaction: delivered at commit, and never if it rolls back. PostgreSQL
+--   also folds identical payloads sent in one transaction into one.
+-- * Tokens are compared as text (claim_token::text = :token): a malformed token simply does
+--   not match, where a cast to uuid would fail the whole batch. The id drives the lookup.
+
+-- name: job_insert
+-- One job. The CTE registers its queue and notifies listeners (a data-modifying CTE always
+-- runs to completion, whatever the outer statement reads). JSON columns are returned as
+-- text so that a caller's connection with its own jsonb codec (transactional enqueue)
+-- gives the same rows as the pool.
+WITH registered AS (
+    INSERT INTO __schema__.aiojobs_queues (name, updated_at)
+    SELECT :queue::text, coalesce(:now::timestamptz, now())
+    FROM pg_notify(__channel__, 'enqueued:' || :queue::text)
+    ON CONFLICT (name) DO NOTHING
+)
+INSERT INTO __schema__.aiojobs_jobs (queue, name, args, kwargs, constructor_args, meta, retry,
+                                     priority, max_attempts, timeout, inserted_at, available_at,
+                                     unique_key, rescheduled_from)
+VALUES (:queue::text, :name::text, :args::text::jsonb, :kwargs::text::jsonb,
+        :constructor_args::text::jsonb, :meta::text::jsonb, :retry::text::jsonb,
+        :priority::integer, :max_attempts::integer, :timeout::float8,
+        coalesce(:now::timestamptz, now()),
+        coalesce(:run_at::timestamptz,
+                 coalesce(:now::timestamptz, now()) + make_interval(secs => coalesce(:delay::float8, 0))),
+        :unique_key::text, :rescheduled_from::bigint)
+RETURNING id, queue, name, args::text AS args, kwargs::text AS kwargs,
+          constructor_args::text AS constructor_args, state, priority, attempt, max_attempts,
+          timeout, retry::text AS retry, inserted_at, available_at, claimed_at, attempted_at,
+          completed_at, failed_at, canceled_at, claimed_by, claim_token::text AS claim_token,
+          cancel_requested, result::text AS result, errors::text AS errors, unique_key,
+          rescheduled_from, meta::text AS meta;
+
+-- name: job_insert_many
+-- Many jobs, in the order given (ids are drawn in ORDER BY ord order); one notification and
+-- one queue registration per distinct queue of the batch.
+WITH batch AS (
+    SELECT *
+    FROM unnest(:queue::text[], :name::text[], :args::text[], :kwargs::text[],
+                :constructor_args::text[], :meta::text[], :retry::text[], :priority::integer[],
+                :max_attempts::integer[], :timeout::float8[], :delay::float8[],
+                :run_at::timestamptz[], :unique_key::text[], :rescheduled_from::bigint[])
+         WITH ORDINALITY AS b(queue, name, args, kwargs, constructor_args, meta, retry, priority,
+                              max_attempts, timeout, delay, run_at, unique_key, rescheduled_from,
+                              ord)
+),
+registered AS (
+    INSERT INTO __schema__.aiojobs_queues (name, updated_at)
+    SELECT q.queue, coalesce(:now::timestamptz, now())
+    FROM (SELECT DISTINCT queue FROM batch) AS q,
+         pg_notify(__channel__, 'enqueued:' || q.queue)
+    ON CONFLICT (name) DO NOTHING
+),
+inserted AS (
+    INSERT INTO __schema__.aiojobs_jobs (queue, name, args, kwargs, constructor_args, meta, retry,
+                                         priority, max_attempts, timeout, inserted_at,
+                                         available_at, unique_key, rescheduled_from)
+    SELECT queue, name, args::jsonb, kwargs::jsonb, constructor_args::jsonb, meta::jsonb,
+           retry::jsonb, priority, max_attempts, timeout, coalesce(:now::timestamptz, now()),
+           coalesce(run_at,
+                    coalesce(:now::timestamptz, now()) + make_interval(secs => coalesce(delay, 0))),
+           unique_key, rescheduled_from
+    FROM batch
+    ORDER BY ord
+    RETURNING id, queue, name, args::text AS args, kwargs::text AS kwargs,
+              constructor_args::text AS constructor_args, state, priority, attempt, max_attempts,
+              timeout, retry::text AS retry, inserted_at, available_at, claimed_at, attempted_at,
+              completed_at, failed_at, canceled_at, claimed_by, claim_token::text AS claim_token,
+              cancel_requested, result::text AS result, errors::text AS errors, unique_key,
+              rescheduled_from, meta::text AS meta
+)
+SELECT * FROM inserted ORDER BY id;
+
+-- name: job_get
+SELECT * FROM __schema__.aiojobs_jobs WHERE id = :id::bigint;
+
+-- name: job_list
+SELECT * FROM __schema__.aiojobs_jobs
+WHERE (:states::text[] IS NULL OR state = ANY(:states::text[]))
+  AND (:queues::text[] IS NULL OR queue = ANY(:queues::text[]))
+  AND (:names::text[] IS NULL OR name = ANY(:names::text[]))
+  AND (:before_id::bigint IS NULL OR id < :before_id::bigint)
+ORDER BY id DESC
+LIMIT :limit::integer;
+
+-- name: job_claim
+-- Every demand in one statement: per queue, a LATERAL index scan of the claim index in
+-- (priority, available_at, id) order, stopped at the demand's limit, skipping rows other
+-- engines hold. A capped demand (global_limit) also leaves room for the queue's jobs held
+-- anywhere: its caller has taken queue_lock_claims in the same transaction, so this count,
+-- read by a later statement than the lock, sees every claim committed before it.
+-- The outer UPDATE finds the picked rows by primary key (= ANY(ARRAY(...)) is evaluated
+-- once), and rows come back in demand order, then job order.
+WITH claimed AS (
+    UPDATE __schema__.aiojobs_jobs
+    SET state = 'claimed',
+        claimed_by = :engine_id::text,
+        claimed_at = coalesce(:now::timestamptz, now()),
+        claim_token = gen_random_uuid()
+    WHERE id = ANY(ARRAY(
+        SELECT picked.id
+        FROM (
+            SELECT d.queue,
+                   CASE WHEN d.global_limit IS NULL THEN d.lim
+                        ELSE least(d.lim, greatest(0, d.global_limit - (
+                                 SELECT count(*) FROM __schema__.aiojobs_jobs AS h
+                                 WHERE h.state IN ('claimed', 'running') AND h.queue = d.queue)))
+                   END AS lim
+            FROM unnest(:queues::text[], :limits::integer[], :global_limits::integer[])
+                 AS d(queue, lim, global_limit)
+        ) AS d
+        CROSS JOIN LATERAL (
+            SELECT j.id FROM __schema__.aiojobs_jobs AS j
+            WHERE j.queue = d.queue
+              AND j.state IN ('waiting', 'snoozed')
+              AND j.available_at <= coalesce(:now::timestamptz, now())
+            ORDER BY j.priority, j.available_at, j.id
+            LIMIT d.lim
+            FOR UPDATE SKIP LOCKED
+        ) AS picked
+    ))
+    RETURNING *
+)
+SELECT * FROM claimed
+ORDER BY array_position(:queues::text[], queue), priority, available_at, id;
+
+-- name: queue_lock_claims
+-- Serialises claims of capped queues across engines until the transaction ends. Keys come
+-- sorted, so two engines locking several queues take them in one order (no deadlock).
+SELECT pg_advisory_xact_lock(hashtextextended(k.key, 0))
+FROM unnest(:keys::text[]) AS k(key);
+
+-- name: job_start_many
+-- "j.id = ANY(:ids)" gives the planner a primary-key lookup to start from whatever the
+-- (often stale) statistics say about how many jobs are claimed.
+UPDATE __schema__.aiojobs_jobs AS j
+SET state = 'running', attempt = j.attempt + 1, attempted_at = coalesce(:now::timestamptz, now())
+FROM unnest(:ids::bigint[], :tokens::text[]) AS s(id, token)
+WHERE j.id = ANY(:ids::bigint[]) AND j.id = s.id AND j.claim_token::text = s.token
+  AND j.state = 'claimed'
+RETURNING j.id, j.attempt, j.attempted_at;
+
+-- name: job_finish_many
+-- Updates and deletions of one batch in one statement (SQLite: job_finish_many and
+-- job_delete_fenced in one transaction). Both are fenced by id, token and expected state.
+WITH outcome AS (
+    SELECT *
+    FROM unnest(:ids::bigint[], :tokens::text[], :from_states::text[], :states::text[],
+                :results::text[], :errors::text[], :delays::float8[], :give_backs::integer[],
+                :deletes::boolean[])
+         AS o(id, token, from_state, state, result, error, delay, give_back, remove)
+),
+finished AS (
+    UPDATE __schema__.aiojobs_jobs AS j
+    SET state = o.state,
+        result = CASE WHEN o.state = 'completed' THEN o.result::jsonb ELSE j.result END,
+        errors = CASE WHEN o.error IS NULL THEN j.errors
+                      ELSE j.errors || jsonb_build_array(o.error::jsonb) END,
+        available_at = CASE WHEN o.delay IS NULL THEN j.available_at
+                            ELSE coalesce(:now::timestamptz, now()) + make_interval(secs => o.delay) END,
+        attempt = j.attempt - o.give_back,
+        completed_at = CASE WHEN o.state = 'completed' THEN coalesce(:now::timestamptz, now())
+                            ELSE j.completed_at END,
+        failed_at = CASE WHEN o.state = 'failed' THEN coalesce(:now::timestamptz, now())
+                         ELSE j.failed_at END,
+        canceled_at = CASE WHEN o.state = 'canceled' THEN coalesce(:now::timestamptz, now())
+                           ELSE j.canceled_at END,
+        claim_token = NULL,
+        cancel_requested = false
+    FROM outcome AS o
+    WHERE NOT o.remove AND j.id = o.id AND j.claim_token::text = o.token AND j.state = o.from_state
+    RETURNING j.id
+),
+deleted AS (
+    DELETE FROM __schema__.aiojobs_jobs AS j
+    USING outcome AS o
+    WHERE o.remove AND j.id = o.id AND j.claim_token::text = o.token AND j.state = o.from_state
+    RETURNING j.id
+)
+SELECT id FROM finished
+UNION ALL
+SELECT id FROM deleted;
+
+-- name: job_cancel
+-- A running job is only flagged, and its engine told at once (cancel:<id>, at commit).
+WITH changed AS (
+    UPDATE __schema__.aiojobs_jobs
+    SET state = CASE WHEN state = 'running' THEN state ELSE 'canceled' END,
+        canceled_at = CASE WHEN state = 'running' THEN canceled_at
+                           ELSE coalesce(:now::timestamptz, now()) END,
+        cancel_requested = CASE WHEN state = 'running' THEN true ELSE cancel_requested END,
+        claim_token = CASE WHEN state = 'running' THEN claim_token ELSE NULL END
+    WHERE id = :id::bigint AND state IN ('waiting', 'snoozed', 'claimed', 'running')
+    RETURNING *
+)
+-- The select list is evaluated for every row returned: the notification cannot be skipped.
+SELECT changed.*,
+       CASE WHEN state = 'running' THEN pg_notify(__channel__, 'cancel:' || id) END AS notified
+FROM changed;
+
+-- name: job_cancel_requested
+SELECT id, claim_token::text AS claim_token FROM __schema__.aiojobs_jobs
+WHERE claimed_by = :engine_id::text AND state IN ('claimed', 'running') AND cancel_requested;
+
+-- name: job_retry
+UPDATE __schema__.aiojobs_jobs
+SET state = 'waiting', available_at = coalesce(:now::timestamptz, now()),
+    max_attempts = greatest(max_attempts, attempt + 1),
+    completed_at = NULL, failed_at = NULL, canceled_at = NULL, claim_token = NULL,
+    cancel_requested = false
+WHERE id = :id::bigint AND state IN ('failed', 'canceled', 'completed')
+RETURNING *;
+
+-- name: job_delete
+DELETE FROM __schema__.aiojobs_jobs WHERE id = :id::bigint RETURNING id;
+
+-- name: job_delete_where
+WITH deleted AS (
+    DELETE FROM __schema__.aiojobs_jobs
+    WHERE (:states::text[] IS NULL OR state = ANY(:states::text[]))
+      AND (:queues::text[] IS NULL OR queue = ANY(:queues::text[]))
+    RETURNING 1
+)
+SELECT count(*) FROM deleted;
+
+-- name: job_count
+SELECT queue, state, count(*) AS n FROM __schema__.aiojobs_jobs GROUP BY queue, state;
+
+-- name: job_count_due
+SELECT queue, state, count(*) AS n FROM __schema__.aiojobs_jobs
+WHERE state IN ('waiting', 'snoozed') AND available_at <= coalesce(:now::timestamptz, now())
+GROUP BY queue, state;
+
+-- name: engine_delete_stale
+DELETE FROM __schema__.aiojobs_engines
+WHERE heartbeat_at < coalesce(:now::timestamptz, now()) - make_interval(secs => :stale_after::float8)
+RETURNING id;
+
+-- name: job_rescue
+-- A held job whose engine is gone (or is :engine_id, restarting): a job never started goes
+-- back as it was; a started one has used its attempt, and fails for good if it was the last;
+-- one whose cancellation was asked for is canceled. SET expressions read the old row.
+UPDATE __schema__.aiojobs_jobs AS j
+SET state = CASE WHEN cancel_requested THEN 'canceled'
+                 WHEN state = 'running' AND attempt >= max_attempts THEN 'failed'
+                 ELSE 'waiting' END,
+    available_at = coalesce(:now::timestamptz, now()),
+    failed_at = CASE WHEN NOT cancel_requested AND state = 'running' AND attempt >= max_attempts
+                     THEN coalesce(:now::timestamptz, now()) ELSE failed_at END,
+    canceled_at = CASE WHEN cancel_requested THEN coalesce(:now::timestamptz, now())
+                       ELSE canceled_at END,
+    errors = CASE WHEN state = 'running' THEN errors || jsonb_build_array(jsonb_build_object(
+                 'name', 'EngineLost',
+                 'message', 'the engine running this attempt (' || claimed_by || ') stopped heartbeating',
+                 'traceback', NULL,
+                 'attempt', attempt,
+                 'attempted_by', claimed_by,
+                 'attempted_at', to_char(attempted_at AT TIME ZONE 'UTC',
+                                         'YYYY-MM-DD"T"HH24:MI:SS.US"+00:00"')))
+             ELSE errors END,
+    claim_token = NULL,
+    cancel_requested = false
+WHERE state IN ('claimed', 'running')
+  AND (claimed_by = :engine_id::text
+       OR (:engine_id::text IS NULL
+           AND NOT EXISTS (SELECT FROM __schema__.aiojobs_engines AS e WHERE e.id = j.claimed_by)))
+RETURNING *;
+
+-- name: job_prune
+-- SKIP LOCKED: two reapers pruning at once share the work instead of queueing behind each other.
+WITH pruned AS (
+    DELETE FROM __schema__.aiojobs_jobs
+    WHERE id = ANY(ARRAY(
+        SELECT id FROM __schema__.aiojobs_jobs
+        WHERE (state = 'completed' AND completed_at < coalesce(:now::timestamptz, now())
+                                                      - make_interval(secs => :completed::float8))
+           OR (state = 'canceled' AND canceled_at < coalesce(:now::timestamptz, now())
+                                                    - make_interval(secs => :canceled::float8))
+           OR (state = 'failed' AND failed_at < coalesce(:now::timestamptz, now())
+                                                - make_interval(secs => :failed::float8))
+        LIMIT :limit::integer
+        FOR UPDATE SKIP LOCKED
+    ))
+    RETURNING 1
+)
+SELECT count(*) FROM pruned;
+
+-- name: queue_list
+-- COLLATE "C": byte order, as SQLite sorts, whatever the database's collation.
+SELECT * FROM __schema__.aiojobs_queues ORDER BY priority, name COLLATE "C";
+
+-- name: queue_upsert
+WITH upserted AS (
+    INSERT INTO __schema__.aiojobs_queues AS q (name, concurrency, priority, paused,
+                                                global_concurrency, updated_at)
+    VALUES (:name::text, coalesce(:concurrency::integer, 10), coalesce(:priority::integer, 50),
+            coalesce(:paused::boolean, false), :global_concurrency::integer,
+            coalesce(:now::timestamptz, now()))
+    ON CONFLICT (name) DO UPDATE
+    SET concurrency = coalesce(:concurrency::integer, q.concurrency),
+        priority = coalesce(:priority::integer, q.priority),
+        paused = coalesce(:paused::boolean, q.paused),
+        global_concurrency = CASE WHEN :clear_global::boolean THEN NULL
+                                  ELSE coalesce(:global_concurrency::integer, q.global_concurrency) END,
+        updated_at = coalesce(:now::timestamptz, now())
+    RETURNING *
+)
+SELECT upserted.*, pg_notify(__channel__, 'queue:' || name) AS notified FROM upserted;
+
+-- name: queue_running_counts
+SELECT queue, count(*) AS n FROM __schema__.aiojobs_jobs
+WHERE state IN ('claimed', 'running') AND queue = ANY(:queues::text[])
+GROUP BY queue;
+
+-- name: engine_register
+INSERT INTO __schema__.aiojobs_engines AS e (id, incarnation, host, pid, queues, started_at,
+                                             heartbeat_at)
+VALUES (:id::text, :incarnation::text, :host::text, :pid::integer, :queues::text[],
+        coalesce(:now::timestamptz, now()), coalesce(:now::timestamptz, now()))
+ON CONFLICT (id) DO UPDATE
+SET incarnation = excluded.incarnation, host = excluded.host, pid = excluded.pid,
+    queues = excluded.queues, started_at = excluded.started_at,
+    heartbeat_at = excluded.heartbeat_at
+WHERE e.heartbeat_at < coalesce(:now::timestamptz, now()) - make_interval(secs => :stale_after::float8)
+   OR e.incarnation = :takeover::text
+RETURNING id;
+
+-- name: engine_heartbeat
+-- SQLite's engine_heartbeat and engine_revive in one statement: refresh our row ('beat'); if
+-- there is none, re-create it ('revived'); a row of another incarnation stays (no row: lost).
+WITH beat AS (
+    UPDATE __schema__.aiojobs_engines SET heartbeat_at = coalesce(:now::timestamptz, now())
+    WHERE id = :id::text AND incarnation = :incarnation::text
+    RETURNING 'beat' AS outcome
+),
+revived AS (
+    INSERT INTO __schema__.aiojobs_engines (id, incarnation, host, pid, queues, started_at,
+                                            heartbeat_at)
+    SELECT :id::text, :incarnation::text, :host::text, :pid::integer, :queues::text[],
+           coalesce(:now::timestamptz, now()), coalesce(:now::timestamptz, now())
+    WHERE NOT EXISTS (SELECT FROM beat)
+    ON CONFLICT (id) DO NOTHING
+    RETURNING 'revived' AS outcome
+)
+SELECT outcome FROM beat
+UNION ALL
+SELECT outcome FROM revived;
+
+-- name: engine_get
+SELECT * FROM __schema__.aiojobs_engines WHERE id = :id::text;
+
+-- name: engine_list
+SELECT * FROM __schema__.aiojobs_engines ORDER BY id COLLATE "C";
+
+-- name: engine_unregister
+DELETE FROM __schema__.aiojobs_engines WHERE id = :id::text AND incarnation = :incarnation::text;
+
+-- name: migration_lock
+-- Held until the migrating transaction ends: engines starting at once migrate one by one.
+SELECT pg_advisory_xact_lock(hashtextextended(:key::text, 0));
+
+-- name: namespace_exists
+SELECT EXISTS (SELECT FROM pg_catalog.pg_namespace WHERE nspname = :schema::text);
+
+-- name: schema_create
+CREATE SCHEMA __schema__;
+
+-- name: schema_table_create
+CREATE TABLE IF NOT EXISTS __schema__.aiojobs_schema (
+    version     integer     PRIMARY KEY,
+    name        text        NOT NULL,
+    applied_at  timestamptz NOT NULL DEFAULT now()
+);
+
+-- name: schema_table_exists
+SELECT to_regclass(:table::text) IS NOT NULL;
+
+-- name: schema_version
+SELECT coalesce(max(version), 0) FROM __schema__.aiojobs_schema;
+
+-- name: schema_version_insert
+INSERT INTO __schema__.aiojobs_schema (version, name) VALUES (:version::integer, :name::text);

@@ -1,0 +1,522 @@
+"""PostgreSQL-specific behaviour of the backend, on a real server (no mocks).
+
+The shared behaviour is in the conformance suite; here: the schema option, concurrent
+migrations, LISTEN/NOTIFY, transactional enqueue, dead connections, exact global caps
+across backends, and the claim's query plan.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import uuid
+from collections.abc import AsyncIterator
+from datetime import datetime, timedelta
+from typing import Any
+
+import asyncpg
+import pytest
+
+from aiojobs_engine._backends._protocol import JobClaim, JobInsert, JobStart, QueueChange, QueueDemand
+from aiojobs_engine._backends.postgres import PostgresBackend
+from aiojobs_engine._backends.postgres._sql import compile_query, queries_for
+from aiojobs_engine._errors import BackendError, BackendUnavailableError, ConfigurationError, SchemaError
+from aiojobs_engine._records import JobState
+from aiojobs_engine._url import parse_url
+from aiojobs_engine.conformance import T0, claim, insert, running
+
+pytestmark = pytest.mark.postgres
+
+TABLES = {"aiojobs_jobs", "aiojobs_queues", "aiojobs_engines", "aiojobs_schema"}
+
+
+def _split(url: str) -> tuple[str, str]:
+    parsed = parse_url(url)
+    assert parsed.dsn is not None and parsed.schema is not None
+    return parsed.dsn, parsed.schema
+
+
+@pytest.fixture
+async def admin(postgres_url: str) -> AsyncIterator[asyncpg.Connection]:
+    """A plain connection to the test database, outside any backend."""
+    dsn, _ = _split(postgres_url)
+    conn = await asyncpg.connect(dsn)
+    yield conn
+    await conn.close()
+
+
+@pytest.fixture
+async def backend(postgres_url: str) -> AsyncIterator[PostgresBackend]:
+    dsn, schema = _split(postgres_url)
+    b = PostgresBackend(dsn, schema=schema)
+    await b.open()
+    await b.migrate()
+    yield b
+    await b.close()
+
+
+class Inbox:
+    """Collects notifications; waits for a given one without sleeping."""
+
+    def __init__(self) -> None:
+        self.payloads: list[str] = []
+        self._changed = asyncio.Event()
+
+    def __call__(self, payload: str) -> None:
+        self.payloads.append(payload)
+        self._changed.set()
+
+    async def wait_for(self, payload: str, timeout: float = 5.0) -> None:
+        async with asyncio.timeout(timeout):
+            while payload not in self.payloads:
+                self._changed.clear()
+                await self._changed.wait()
+
+    async def fence(self, backend: PostgresBackend, marker: str = "fence") -> list[str]:
+        """Everything notified before now: notifications arrive in commit order, so once a
+        later transaction's notification is here, every earlier one is too."""
+        await backend.queue_upsert(QueueChange(name=marker), now=T0)
+        await self.wait_for(f"queue:{marker}")
+        received = self.payloads[: self.payloads.index(f"queue:{marker}")]
+        self.payloads.clear()
+        return received
+
+
+async def _listen(backend: PostgresBackend) -> tuple[Inbox, Any]:
+    inbox = Inbox()
+    listener = await backend.listen(inbox)
+    return inbox, listener
+
+
+async def _pids(admin: asyncpg.Connection, application_name: str) -> list[int]:
+    rows = await admin.fetch(
+        "SELECT pid FROM pg_stat_activity WHERE application_name = $1 AND datname = current_database()",
+        application_name,
+    )
+    return [row["pid"] for row in rows]
+
+
+async def _until_gone(admin: asyncpg.Connection, application_name: str) -> None:
+    """A closed connection's server process exits a moment after the client hangs up."""
+    async with asyncio.timeout(5):
+        while await _pids(admin, application_name):
+            await asyncio.sleep(0.02)
+
+
+async def _relations(admin: asyncpg.Connection, schema: str) -> set[str]:
+    rows = await admin.fetch(
+        "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = $1",
+        schema,
+    )
+    return {row["relname"] for row in rows}
+
+
+# -- schema ----------------------------------------------------------------------------------
+
+
+async def test_tables_live_in_the_given_schema_and_nothing_in_public(
+    postgres_url: str, admin: asyncpg.Connection
+) -> None:
+    dsn, schema = _split(postgres_url)
+    public_before = await _relations(admin, "public")
+    b = PostgresBackend(dsn, schema=schema)
+    await b.open()
+    try:
+        assert await b.schema_version() == 0
+        assert await b.migrate() == list(range(1, b.latest_version + 1))
+        assert await b.schema_version() == b.latest_version
+        (job,) = await b.job_insert_many([insert(queue="mail")], now=T0)
+    finally:
+        await b.close()
+    tables = await admin.fetch("SELECT table_name FROM information_schema.tables WHERE table_schema = $1", schema)
+    assert {row["table_name"] for row in tables} == TABLES
+    indexes = {row["indexname"]: row["indexdef"] for row in await admin.fetch(
+        "SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = $1", schema
+    )}
+    assert "WHERE (state = ANY (ARRAY['waiting'::text, 'snoozed'::text]))" in indexes["aiojobs_jobs_claim"]
+    assert "(queue, priority, available_at, id)" in indexes["aiojobs_jobs_claim"]
+    assert {"aiojobs_jobs_held", "aiojobs_jobs_state"} <= set(indexes)
+    assert await _relations(admin, "public") == public_before
+    assert "aiojobs_jobs_id_seq" in await _relations(admin, schema)  # the identity's sequence too
+    stored = await admin.fetchrow(f'SELECT queue, claim_token FROM "{schema}".aiojobs_jobs WHERE id = $1', job.id)
+    assert stored is not None and stored["queue"] == "mail"
+    types = {row["column_name"]: row["data_type"] for row in await admin.fetch(
+        "SELECT column_name, data_type FROM information_schema.columns WHERE table_schema = $1 "
+        "AND table_name = 'aiojobs_jobs'", schema,
+    )}
+    assert types["args"] == "jsonb" and types["errors"] == "jsonb" and types["claim_token"] == "uuid"
+    assert types["available_at"] == "timestamp with time zone" and types["id"] == "bigint"
+
+
+async def test_concurrent_migrations_apply_each_version_once(postgres_url: str, admin: asyncpg.Connection) -> None:
+    dsn, schema = _split(postgres_url)
+    backends = [PostgresBackend(dsn, schema=schema) for _ in range(5)]
+    for b in backends:
+        await b.open()
+    try:
+        results = await asyncio.gather(*(b.migrate() for b in backends))
+    finally:
+        for b in backends:
+            await b.close()
+    everything = list(range(1, backends[0].latest_version + 1))
+    assert sorted(results) == [[]] * 4 + [everything]
+    rows = await admin.fetch(f'SELECT version FROM "{schema}".aiojobs_schema ORDER BY version')
+    assert [row["version"] for row in rows] == everything
+
+
+async def test_a_newer_schema_is_refused(backend: PostgresBackend, admin: asyncpg.Connection) -> None:
+    await admin.execute(
+        f'INSERT INTO "{backend.schema}".aiojobs_schema (version, name) VALUES ($1, $2)',
+        backend.latest_version + 1, "from_the_future",
+    )
+    with pytest.raises(SchemaError, match="newer than this aiojobs_engine knows"):
+        await backend.migrate()
+    assert await backend.schema_version() == backend.latest_version + 1
+
+
+def test_invalid_schema_names_are_refused_before_any_io() -> None:
+    with pytest.raises(ConfigurationError, match="schema must be"):
+        PostgresBackend("postgresql://nowhere/db", schema='x"; DROP TABLE y; --')
+
+
+def test_parameters_compile_to_positions_outside_literals_and_casts() -> None:
+    query = compile_query("q", "SELECT :a::int, ':b', \"c:d\", :e -- :f\n, :a, x::text")
+    assert query.sql == "SELECT $1::int, ':b', \"c:d\", $2 -- :f\n, $1, x::text"
+    assert query.params == ("a", "e")
+
+
+# -- notifications -----------------------------------------------------------------------------
+
+
+async def test_enqueue_notifies_once_per_queue_per_transaction(backend: PostgresBackend) -> None:
+    inbox, listener = await _listen(backend)
+    try:
+        await backend.job_insert_many([insert(queue="a"), insert(queue="b"), insert(queue="a"), insert(queue="a")],
+                                      now=T0)
+        assert sorted(await inbox.fence(backend)) == ["enqueued:a", "enqueued:b"]
+        await backend.job_insert_many([insert(queue="c")], now=T0)  # the single-row statement
+        await backend.job_insert_many([insert(queue="c")], now=T0)  # another transaction
+        assert await inbox.fence(backend) == ["enqueued:c", "enqueued:c"]
+    finally:
+        await listener.close()
+
+
+async def test_cancel_of_a_running_job_and_queue_changes_notify(backend: PostgresBackend) -> None:
+    (job,) = await running(backend, insert())
+    (pending,) = await backend.job_insert_many([insert(queue="other")], now=T0)
+    inbox, listener = await _listen(backend)
+    try:
+        await backend.job_cancel(pending.id, now=T0)  # not running: canceled at once, no message
+        await backend.job_cancel(job.id, now=T0)
+        await backend.queue_upsert(QueueChange(name="mail", paused=True), now=T0)
+        assert await inbox.fence(backend) == [f"cancel:{job.id}", "queue:mail"]
+    finally:
+        await listener.close()
+
+
+async def test_listener_ignores_other_schemas(
+    postgres_url: str, backend: PostgresBackend, admin: asyncpg.Connection
+) -> None:
+    dsn, _ = _split(postgres_url)
+    other = PostgresBackend(dsn, schema=f"{backend.schema}_other")
+    await other.open()
+    inbox, listener = await _listen(backend)
+    try:
+        await other.migrate()
+        await other.job_insert_many([insert(queue="elsewhere")], now=T0)
+        await backend.job_insert_many([insert(queue="here")], now=T0)
+        assert await inbox.fence(backend) == ["enqueued:here"]
+    finally:
+        await listener.close()
+        await other.close()
+        await admin.execute(f'DROP SCHEMA IF EXISTS "{other.schema}" CASCADE')
+
+
+# -- transactional enqueue ----------------------------------------------------------------------
+
+
+async def test_enqueue_in_a_rolled_back_transaction_leaves_nothing(
+    backend: PostgresBackend, postgres_url: str
+) -> None:
+    dsn, _ = _split(postgres_url)
+    inbox, listener = await _listen(backend)
+    conn = await asyncpg.connect(dsn)
+    try:
+        tx = conn.transaction()
+        await tx.start()
+        (record,) = await backend.job_insert_many([insert(queue="tx")], now=T0, connection=conn)
+        assert record.state is JobState.WAITING and record.queue == "tx"
+        await tx.rollback()
+        assert await backend.job_get(record.id) is None
+        assert await backend.job_count() == {}
+        assert "tx" not in {q.name for q in await backend.queue_list()}  # its registration too
+        assert await inbox.fence(backend) == []
+    finally:
+        await conn.close()
+        await listener.close()
+
+
+async def test_enqueue_in_a_committed_transaction_appears_at_commit(
+    backend: PostgresBackend, postgres_url: str
+) -> None:
+    dsn, _ = _split(postgres_url)
+    inbox, listener = await _listen(backend)
+    conn = await asyncpg.connect(dsn)
+    try:
+        async with conn.transaction():
+            records = await backend.job_insert_many([insert(queue="tx"), insert(queue="tx")], now=T0,
+                                                    connection=conn)
+            assert await backend.job_get(records[0].id) is None  # not committed yet
+            assert await inbox.fence(backend) == []  # and nobody was told
+        assert [r.id for r in await backend.job_claim(claim("e1", ("tx", 10)))] == [r.id for r in records]
+        assert await inbox.fence(backend) == ["enqueued:tx"]
+    finally:
+        await conn.close()
+        await listener.close()
+
+
+async def test_enqueue_on_a_pooled_connection_with_its_own_jsonb_codec(
+    backend: PostgresBackend, postgres_url: str
+) -> None:
+    dsn, _ = _split(postgres_url)
+
+    async def init(conn: asyncpg.Connection) -> None:
+        await conn.set_type_codec("jsonb", encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
+
+    pool = await asyncpg.create_pool(dsn, min_size=1, max_size=1, init=init)
+    try:
+        async with pool.acquire() as conn, conn.transaction():
+            (record,) = await backend.job_insert_many([insert(args=[1, {"x": "y"}])], now=T0, connection=conn)
+        assert record.args == [1, {"x": "y"}] and record.meta == {"tag": "x"} and record.errors == []
+        assert await backend.job_get(record.id) == record
+    finally:
+        await pool.close()
+
+
+async def test_enqueue_refuses_a_connection_that_is_not_asyncpg(backend: PostgresBackend) -> None:
+    with pytest.raises(ConfigurationError, match="asyncpg connection"):
+        await backend.job_insert_many([insert()], now=T0, connection=object())
+
+
+# -- dead connections ------------------------------------------------------------------------
+
+
+async def test_listener_check_fails_once_the_server_kills_its_connection(
+    backend: PostgresBackend, admin: asyncpg.Connection
+) -> None:
+    inbox, listener = await _listen(backend)
+    await listener.check()
+    pids = await _pids(admin, f"aiojobs:{backend.schema}:listen")
+    assert pids == [listener.server_pid]
+    assert await admin.fetchval("SELECT pg_terminate_backend($1, 5000)", pids[0])
+    with pytest.raises(BackendUnavailableError):
+        await listener.check()
+    await listener.close()
+    await listener.close()  # twice, on a dead connection: still fine
+    inbox2, again = await _listen(backend)  # a new subscription works
+    try:
+        await backend.job_insert_many([insert(queue="back")], now=T0)
+        await inbox2.wait_for("enqueued:back")
+        assert inbox.payloads == []
+    finally:
+        await again.close()
+
+
+async def test_closing_the_backend_closes_its_listeners(postgres_url: str, admin: asyncpg.Connection) -> None:
+    dsn, schema = _split(postgres_url)
+    b = PostgresBackend(dsn, schema=schema)
+    await b.open()
+    listeners = [await b.listen(lambda payload: None) for _ in range(2)]
+    assert len(await _pids(admin, f"aiojobs:{schema}:listen")) == 2
+    await b.close()
+    await _until_gone(admin, f"aiojobs:{schema}:listen")
+    await _until_gone(admin, f"aiojobs:{schema}:pool")
+    for listener in listeners:
+        with pytest.raises(BackendUnavailableError):
+            await listener.check()
+        await listener.close()
+
+
+def _terminate_while_the_loop_is_blocked(dsn: str, pids: list[int]) -> None:
+    """Kill server processes from another thread while this event loop is blocked, so
+    that the backend's next call meets a dead connection it has not noticed yet."""
+
+    async def kill() -> None:
+        conn = await asyncpg.connect(dsn)
+        try:
+            for pid in pids:
+                assert await conn.fetchval("SELECT pg_terminate_backend($1, 5000)", pid)
+        finally:
+            await conn.close()
+
+    thread = threading.Thread(target=asyncio.run, args=(kill(),))
+    thread.start()
+    thread.join()  # blocks the loop on purpose
+
+
+async def test_backend_recovers_after_its_connections_are_killed(
+    backend: PostgresBackend, admin: asyncpg.Connection, postgres_url: str
+) -> None:
+    dsn, _ = _split(postgres_url)
+    (job,) = await backend.job_insert_many([insert()], now=T0)
+    for _ in range(3):
+        await asyncio.gather(*(backend.job_get(job.id) for _ in range(6)))  # several pooled connections
+        pids = await _pids(admin, f"aiojobs:{backend.schema}:pool")
+        assert pids
+        _terminate_while_the_loop_is_blocked(dsn, pids)
+        try:
+            await backend.job_get(job.id)
+        except BackendUnavailableError:
+            pass  # the first call may meet a dead connection; it must say so in our terms
+        for _ in range(5):
+            assert await backend.job_get(job.id) == job
+        assert not set(pids) & set(await _pids(admin, f"aiojobs:{backend.schema}:pool"))
+
+
+async def test_an_unreachable_server_is_unavailable() -> None:
+    b = PostgresBackend("postgresql://postgres@127.0.0.1:1/nowhere", schema="x")
+    with pytest.raises(BackendUnavailableError):
+        await b.open()
+    with pytest.raises(BackendUnavailableError):
+        await b.listen(lambda payload: None)
+
+
+# -- claims ----------------------------------------------------------------------------------
+
+
+async def test_claim_tokens_are_uuids(backend: PostgresBackend) -> None:
+    await backend.job_insert_many([insert(), insert()], now=T0)
+    claimed = await backend.job_claim(claim())
+    tokens = [r.claim_token for r in claimed]
+    assert all(t is not None and str(uuid.UUID(t)) == t for t in tokens)
+    await backend.job_start_many([JobStart(claimed[0].id, tokens[0] or "")], now=T0)
+    await backend.job_cancel(claimed[0].id, now=T0)
+    assert await backend.job_cancel_requested("e1") == [JobStart(claimed[0].id, tokens[0] or "")]
+
+
+async def test_global_limit_is_exact_across_backends_claiming_at_once(
+    backend: PostgresBackend, postgres_url: str
+) -> None:
+    dsn, schema = _split(postgres_url)
+    others = [PostgresBackend(dsn, schema=schema) for _ in range(3)]
+    for other in others:
+        await other.open()
+    try:
+        for n in range(10):  # races are probabilistic: give a broken cap many chances to show
+            queue = f"capped{n}"
+            await backend.job_insert_many([insert(queue=queue) for _ in range(30)], now=T0)
+            demands = [QueueDemand(queue, 10, 3)]
+            rounds = [b.job_claim(JobClaim(engine_id=f"e{i}", demands=demands, now=T0))
+                      for i, b in enumerate([backend, *others]) for _ in range(4)]
+            results = await asyncio.gather(*rounds)
+            assert sum(len(batch) for batch in results) == 3
+            assert dict(await backend.queue_running_counts([queue])) == {queue: 3}
+    finally:
+        for other in others:
+            await other.close()
+
+
+async def test_cancelling_a_claim_mid_transaction_leaves_no_lock_and_no_transaction(
+    backend: PostgresBackend, postgres_url: str, admin: asyncpg.Connection
+) -> None:
+    dsn, schema = _split(postgres_url)
+    other = PostgresBackend(dsn, schema=schema)
+    await other.open()
+    capped = [QueueDemand("default", 1, 1000)]  # a cap: the claim runs in a transaction under a lock
+    try:
+        await backend.job_insert_many([insert() for _ in range(100)], now=T0)
+        for round_ in range(40):
+            task = asyncio.create_task(backend.job_claim(JobClaim(engine_id="e1", demands=capped, now=T0)))
+            await asyncio.sleep(round_ % 10 * 0.0003)  # cancel at a different point each time
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+            async with asyncio.timeout(5):  # the queue's lock was released
+                await other.job_claim(JobClaim(engine_id="e2", demands=capped, now=T0))
+            await backend.job_insert_many([insert(queue="after")], now=T0)  # and nothing stays open
+            held = await admin.fetch(
+                "SELECT l.pid, a.state FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
+                "WHERE l.locktype = 'advisory' AND a.application_name = $1", f"aiojobs:{schema}:pool",
+            )
+            assert held == []
+            busy = await admin.fetch(
+                "SELECT pid FROM pg_stat_activity WHERE application_name = $1 AND state <> 'idle'",
+                f"aiojobs:{schema}:pool",
+            )
+            assert busy == []
+    finally:
+        await other.close()
+    assert await admin.fetchval(f'SELECT count(*) FROM "{schema}".aiojobs_jobs WHERE queue = $1', "after") == 40
+
+
+def _literal(value: object) -> str:
+    """A SQL literal for the test's own values (EXPLAIN EXECUTE takes no parameters)."""
+    if value is None:
+        return "NULL"
+    if isinstance(value, list):
+        return "'{" + ",".join("NULL" if v is None else str(v) for v in value) + "}'"
+    if isinstance(value, datetime):
+        return f"'{value.isoformat()}'"
+    return f"'{value}'"
+
+
+async def test_claim_uses_the_claim_index(backend: PostgresBackend, admin: asyncpg.Connection) -> None:
+    batch = [insert(queue=f"q{i % 4}", priority=i % 7) for i in range(4000)]
+    await backend.job_insert_many(batch, now=T0)
+    table = f'"{backend.schema}".aiojobs_jobs'
+    await admin.execute(f"UPDATE {table} SET state = 'completed', completed_at = now() WHERE id % 3 <> 0")
+    await running(backend, insert(queue="q1"))  # a few held jobs for the global count
+    await admin.execute(f"ANALYZE {table}")
+    query = queries_for(backend.schema)["job_claim"]
+    args = query.args({
+        "engine_id": "e1", "now": T0 + timedelta(seconds=1), "queues": ["q1", "q2"], "limits": [10, 5],
+        "global_limits": [None, 20],
+    })
+
+    def scans(plan: dict[str, Any]) -> list[tuple[str, str | None, str | None]]:
+        found = [(plan["Node Type"], plan.get("Relation Name"), plan.get("Index Name"))]
+        for child in plan.get("Plans", []):
+            found += scans(child)
+        return found
+
+    async with admin.transaction():  # nothing is executed, but keep it tidy
+        custom = json.loads(await admin.fetchval(f"EXPLAIN (FORMAT JSON) {query.sql}", *args))[0]["Plan"]
+        await admin.execute("SET LOCAL plan_cache_mode = force_generic_plan")
+        await admin.execute(f"PREPARE aiojobs_claim AS {query.sql}")
+        literals = ", ".join(_literal(value) for value in args)
+        generic_json = await admin.fetchval(f"EXPLAIN (FORMAT JSON) EXECUTE aiojobs_claim({literals})")
+        generic = json.loads(generic_json)[0]["Plan"]
+        await admin.execute("DEALLOCATE aiojobs_claim")
+    assert "COALESCE($2" in generic_json  # a generic plan indeed: the time is still a parameter
+    for plan in (custom, generic):
+        nodes = scans(plan)
+        assert not [n for n in nodes if n[0] == "Seq Scan"], nodes
+        assert any(n[2] == "aiojobs_jobs_claim" for n in nodes), nodes
+    claimed = await backend.job_claim(JobClaim(engine_id="e1", demands=[QueueDemand("q1", 10), QueueDemand("q2", 5)],
+                                               now=T0 + timedelta(seconds=1)))
+    assert [r.queue for r in claimed] == ["q1"] * 10 + ["q2"] * 5
+    q1 = [r for r in claimed if r.queue == "q1"]
+    assert [(r.priority, r.id) for r in q1] == sorted((r.priority, r.id) for r in q1)
+
+
+async def test_database_clock_is_used_when_no_time_is_given(backend: PostgresBackend) -> None:
+    (job,) = await backend.job_insert_many([insert(delay=3600)])
+    db_now = job.inserted_at
+    assert job.available_at == db_now + timedelta(hours=1)
+    assert await backend.job_claim(JobClaim(engine_id="e1", demands=[QueueDemand("default", 10)])) == []
+    (due,) = await backend.job_insert_many([insert()])
+    (claimed,) = await backend.job_claim(JobClaim(engine_id="e1", demands=[QueueDemand("default", 10)]))
+    assert claimed.id == due.id and claimed.claimed_at is not None and claimed.claimed_at >= db_now
+    started = await backend.job_start_many([JobStart(claimed.id, claimed.claim_token or "")])
+    assert started[0].attempt == 1
+
+
+async def test_bad_json_is_a_backend_error_not_a_driver_error(backend: PostgresBackend) -> None:
+    broken = JobInsert(queue="q", name="n", args_json="[not json", kwargs_json="{}", constructor_args_json="[]",
+                       meta_json="{}", retry_json=None, priority=1, max_attempts=1, timeout=None)
+    with pytest.raises(BackendError) as caught:
+        await backend.job_insert_many([broken], now=T0)
+    assert not isinstance(caught.value, BackendUnavailableError)
+    assert isinstance(caught.value.__cause__, asyncpg.PostgresError)
+    assert await backend.job_count() == {}
+

@@ -1,0 +1,79 @@
+"""An injected clock drives every stored time; a global cap holds across engines."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+
+from aiojobs_engine import FrozenClock, JobState, Retry, Snooze, current_job
+
+
+async def test_a_frozen_clock_moves_delays_snoozes_and_backoffs(make_engine) -> None:
+    clock = FrozenClock(datetime(2030, 1, 1, tzinfo=UTC))
+    engine = make_engine(clock=clock)
+    runs = []
+
+    @engine.job(max_attempts=3)
+    async def job(kind: str) -> str:
+        runs.append((kind, current_job().attempt))
+        if kind == "snooze" and len([r for r in runs if r[0] == "snooze"]) == 1:
+            raise Snooze(300)
+        if kind == "retry" and current_job().attempt == 1:
+            raise Retry(delay=120)
+        return kind
+
+    async with engine:
+        delayed = await job.options(delay=60).enqueue("delayed")
+        snoozing = await job.enqueue("snooze")
+        retrying = await job.enqueue("retry")
+        assert delayed and snoozing and retrying
+        assert delayed.available_at == datetime(2030, 1, 1, 0, 1, tzinfo=UTC)
+        assert await engine.workoff() == 2  # the delayed job is not due yet
+        clock.advance(61)
+        assert await engine.workoff() == 1
+        clock.advance(60)
+        assert await engine.workoff() == 1  # the retry came due at +120 s
+        clock.advance(180)
+        assert await engine.workoff() == 1  # the snooze came due at +300 s
+        for record in (delayed, snoozing, retrying):
+            done = await engine.get_job(record.id)
+            assert done and done.state is JobState.COMPLETED
+        done = await engine.get_job(retrying.id)
+        assert done and done.completed_at == datetime(2030, 1, 1, 0, 2, 1, tzinfo=UTC)
+
+
+async def test_global_concurrency_caps_a_queue_across_engines(make_engine) -> None:
+    active = 0
+    peak = 0
+
+    async def body() -> None:
+        nonlocal active, peak
+        active += 1
+        peak = max(peak, active)
+        await asyncio.sleep(0.05)
+        active -= 1
+
+    engines = [make_engine(), make_engine()]
+    for engine in engines:
+        engine.job(name="capped")(_wrap(body))
+    async with engines[0]:
+        await engines[0].set_queue("default", concurrency=5, global_concurrency=2)
+        await engines[0].enqueue_many([engines[0].new("capped") for _ in range(12)])
+        async with engines[0].running(), engines[1].running():
+            async def all_done() -> bool:
+                counts = await engines[0].count_jobs()
+                return counts.get(("default", JobState.COMPLETED), 0) == 12
+
+            for _ in range(400):
+                if await all_done():
+                    break
+                await asyncio.sleep(0.025)
+            assert await all_done()
+    assert peak == 2
+
+
+def _wrap(body):
+    async def capped() -> None:
+        await body()
+
+    return capped
