@@ -45,3 +45,16 @@ async def slow(seconds: float, first_run_only: bool = False) -> int:
         await asyncio.sleep(seconds)
     ledger("end")
     return os.getpid()
+
+
+@engine.job(max_attempts=5)
+async def blocks_loop(seconds: float) -> int:
+    """Blocks the event loop (a common bug); runs after the first return at once."""
+    again = started_before()
+    ledger("start")
+    if not again:
+        import time
+
+        time.sleep(seconds)
+    ledger("end")
+    return os.getpid()

@@ -78,6 +78,11 @@ async def client(db_url: str) -> AsyncIterator[Engine]:
         yield worker_app.engine
 
 
+def reaper_only(url: str) -> Engine:
+    """An engine that claims nothing (it works an empty queue) but rescues and watches."""
+    return Engine(url, queues=["nothing-here"], **SETTINGS)
+
+
 def ledger_lines(workers: Workers) -> list[list[str]]:
     return [line.split() for line in workers.ledger.read_text().splitlines() if line]
 
@@ -199,3 +204,29 @@ async def test_grace_period_expiry_hands_back_then_another_engine_finishes(worke
     workers.start()
     done = await client.wait_for(record.id, timeout=20)
     assert done.state is JobState.COMPLETED and done.attempt == 1
+
+
+async def test_a_job_blocking_the_loop_does_not_get_its_engine_reaped(workers: Workers, client: Engine) -> None:
+    """The heartbeat runs in a thread: a loop blocked for 3 x stale_after is not a dead engine."""
+    worker = workers.start()
+    record = await worker_app.blocks_loop.enqueue(3.0)
+    assert record
+    async with reaper_only(workers.url).running():  # a live reaper watching the worker
+        done = await client.wait_for(record.id, timeout=30)
+    assert done.state is JobState.COMPLETED and done.attempt == 1 and done.result == worker.pid
+    assert [line[0] for line in ledger_lines(workers)] == ["start", "end"]
+    assert "event loop has been blocked" in workers.log(0) and "blocks_loop" in workers.log(0)
+
+
+async def test_a_loop_blocked_past_the_limit_stops_heartbeats_and_the_job_is_rescued(workers: Workers,
+                                                                                     client: Engine) -> None:
+    wedged = workers.start(blocked_loop_limit=0.5)
+    record = await worker_app.blocks_loop.enqueue(30.0)
+    assert record
+    await until(lambda: started_by(workers, record.id) == wedged.pid, what="job started")
+    workers.start()
+    async with reaper_only(workers.url).running():
+        done = await client.wait_for(record.id, timeout=30)
+    assert done.state is JobState.COMPLETED and done.attempt == 2 and done.result != wedged.pid
+    assert done.errors[0]["name"] == "EngineLost"
+    await until(lambda: "stops heartbeating" in workers.log(0), timeout=10, what="the suspension to be logged")
