@@ -41,12 +41,17 @@ class HeartbeatThread:
             target=self._main, name=f"aiojobs-heartbeat-{services.engine_id}", daemon=True
         )
         self._last_success = time.monotonic()
+        self._last_failure = float("-inf")
         self._warned_blocked = False
         self._warned_silent = False
         self.beats = 0
 
     def start(self) -> None:
         self._thread.start()
+
+    def healthy_for(self) -> float:
+        """Seconds since a heartbeat last failed (infinite if none ever did)."""
+        return time.monotonic() - self._last_failure
 
     def stop(self, timeout: float = 5.0) -> None:
         self._stop.set()
@@ -62,6 +67,7 @@ class HeartbeatThread:
                 if not opened:
                     opened = self._try(loop, backend.open(), "open a connection")
                     if not opened:
+                        self._last_failure = time.monotonic()
                         continue
                 if not self._loop_is_sane():
                     continue
@@ -103,6 +109,7 @@ class HeartbeatThread:
                 timeout=max(interval, 1.0),
             ))
         except Exception as exc:
+            self._last_failure = time.monotonic()
             silent = time.monotonic() - self._last_success
             logger.warning("heartbeat failed (%s); silent for %.1fs", exc, silent,
                            extra={"event": Event.HEARTBEAT_FAILED, "engine_id": self._s.engine_id})

@@ -17,7 +17,7 @@ from .._errors import BackendError
 from .._log import Event, logger
 from ._services import Services
 
-CHECK_EVERY = 5.0
+CHECK_EVERY_POLLS = 5  # the listening connection is checked every 5 poll intervals (at least 1 s)
 _MAX_BACKOFF = 30.0
 
 
@@ -78,6 +78,7 @@ class Notifier:
                     await listener.close()
 
     async def _watch(self, listener: Listener) -> None:
+        every = max(1.0, CHECK_EVERY_POLLS * self._s.settings.poll_interval)
         while True:
-            await asyncio.sleep(CHECK_EVERY)
+            await asyncio.sleep(every)
             await listener.check()

@@ -12,6 +12,7 @@ holds the table for long.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 
 from .._backends._protocol import Retention
 from .._log import Event, logger
@@ -22,8 +23,12 @@ _MAX_BATCHES_PER_PASS = 20
 
 
 class Reaper:
-    def __init__(self, services: Services) -> None:
+    """``trusted_for()``: seconds this engine's own view of the database has been sound
+    (its heartbeats succeeding); None when there is no heartbeat to go by."""
+
+    def __init__(self, services: Services, trusted_for: Callable[[], float] | None = None) -> None:
         self._s = services
+        self._trusted_for = trusted_for
         self._next_prune = 0.0
         self.rescued = 0
         self.pruned = 0
@@ -36,6 +41,12 @@ class Reaper:
             await self.prune()
 
     async def rescue(self) -> None:
+        if self._trusted_for is not None and self._trusted_for() < self._s.settings.stale_after:
+            # This engine has just failed to reach the database itself (an outage, a lost
+            # connection). Every engine's heartbeat may look stale now for the same reason:
+            # judging them before they had `stale_after` to beat again would rescue the jobs
+            # of live engines. Rescuing waits; crashed engines are rescued a little later.
+            return
         result = await self._s.backend.job_rescue(
             stale_after=self._s.settings.stale_after, now=self._s.clock.for_database()
         )

@@ -53,7 +53,7 @@ class Runtime:
         self.pool = ProcessPool(services.settings.cpu_worker_count)
         self.executor = Executor(services, self.queues, self.pool, self._slot_freed)
         self.dispatcher = Dispatcher(services, self.queues, self.executor, drain=drain)
-        self.reaper = Reaper(services)
+        self.reaper = Reaper(services, self._heartbeat_health)
         self.monitor = LoopMonitor()
         self.notifier: Notifier | None = None
         self._heartbeat: HeartbeatThread | None = None
@@ -87,6 +87,9 @@ class Runtime:
             return
         for job in await self._s.backend.job_cancel_requested(self._s.engine_id):
             self.executor.cancel(job.id, job.token)
+
+    def _heartbeat_health(self) -> float:
+        return float("inf") if self._heartbeat is None else self._heartbeat.healthy_for()
 
     def _slot_freed(self, more: bool) -> None:
         if more or self._drain:

@@ -15,3 +15,14 @@ def test_benchmark_runs_on_both_backends(postgres_database: str | None) -> None:
         assert set(figures) == {"enqueue-single", "enqueue-bulk", "drain-c10", "drain-c100", "raw-ceiling"}
         assert all(value > 0 for value in figures.values())
     assert "drain-c10" in bench.report(results)
+
+
+def test_claim_cost_benchmark_runs(postgres_database: str | None) -> None:
+    from benchmarks import claim_cost
+
+    backends = ["sqlite"] + (["postgresql"] if postgres_database else [])
+    claim_cost.ROUNDS = 5
+    results = asyncio.run(claim_cost.run(2000, backends))
+    assert set(results) == set(backends)
+    assert all(set(f) == {"small", "waiting", "finished"} for f in results.values())
+    assert "finished" in claim_cost.report(results, 2000)

@@ -230,3 +230,31 @@ async def test_a_loop_blocked_past_the_limit_stops_heartbeats_and_the_job_is_res
     assert done.state is JobState.COMPLETED and done.attempt == 2 and done.result != wedged.pid
     assert done.errors[0]["name"] == "EngineLost"
     await until(lambda: "stops heartbeating" in workers.log(0), timeout=10, what="the suspension to be logged")
+
+
+@pytest.mark.postgres
+@pytest.mark.timeout(240)
+async def test_four_engine_processes_on_postgres_run_10000_jobs_exactly_once(postgres_url: str,
+                                                                            tmp_path: Path) -> None:
+    workers = Workers(postgres_url, tmp_path / "ledger.txt", tmp_path)
+    workers.ledger.touch()
+    worker_app.engine.configure(url=postgres_url, **SETTINGS)
+    try:
+        for _ in range(4):
+            workers.start()
+        async with worker_app.engine as client:
+            records = await client.enqueue_many([worker_app.record.new(i) for i in range(10_000)])
+            ids = {r.id for r in records if r}
+
+            async def all_done() -> bool:
+                counts = await client.count_jobs()
+                return counts.get(("default", JobState.COMPLETED), 0) == 10_000
+
+            await until(all_done, timeout=200, what="10,000 jobs completed")
+        runs = Counter(int(jid) for event, jid, _a, _p in ledger_lines(workers) if event == "run")
+        assert set(runs) == ids, f"{len(ids - set(runs))} jobs lost"
+        assert max(runs.values()) == 1, f"jobs run twice: {[j for j, n in runs.items() if n > 1][:10]}"
+        per_process = Counter(pid for _e, _j, _a, pid in ledger_lines(workers))
+        assert len(per_process) == 4, per_process
+    finally:
+        workers.stop_all()

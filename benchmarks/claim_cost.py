@@ -1,0 +1,141 @@
+"""Claim cost as the jobs table grows: it must stay flat.
+
+    python benchmarks/claim_cost.py                  # 1,000,000 rows, both backends
+    python benchmarks/claim_cost.py --rows 200000    # quicker
+
+For each backend, the time of one claim of 10 jobs plus the fenced completion of those 10
+(the engine's own statements, through its backend), median of 300 rounds, in three tables:
+  small      10,000 waiting jobs
+  waiting    --rows waiting jobs
+  finished   10,000 waiting jobs and --rows completed ones (a table that was never pruned)
+Ratios are against "small" in the same run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import asyncpg
+
+from aiojobs_engine._backends import Backend, make_backend
+from aiojobs_engine._backends._protocol import JobClaim, JobOutcome, JobStart, QueueDemand
+from aiojobs_engine._records import JobState
+from aiojobs_engine._url import parse_url
+from benchmarks.bench import POSTGRES_URL, _drop_postgres_database, _postgres_database
+
+ROUNDS = 300
+SMALL = 10_000
+
+_FILL_SQLITE = """
+WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < {count})
+INSERT INTO aiojobs_jobs (queue, name, state, inserted_at, available_at, completed_at)
+SELECT 'bench', 'noop', '{state}', 0, i, CASE WHEN '{state}' = 'completed' THEN i END FROM n
+"""
+_FILL_POSTGRES = """
+INSERT INTO {schema}.aiojobs_jobs (queue, name, state, inserted_at, available_at, completed_at)
+SELECT 'bench', 'noop', '{state}', now(), now() - make_interval(secs => i),
+       CASE WHEN '{state}' = 'completed' THEN now() END
+FROM generate_series(1, {count}) AS i
+"""
+
+
+async def _fill(url: str, waiting: int, finished: int) -> None:
+    parsed = parse_url(url)
+    if parsed.kind == "sqlite":
+        import aiosqlite
+
+        assert parsed.path is not None
+        async with aiosqlite.connect(parsed.path, isolation_level=None) as conn:
+            await conn.execute("DELETE FROM aiojobs_jobs")
+            for state, count in (("waiting", waiting), ("completed", finished)):
+                if count:
+                    await conn.execute(_FILL_SQLITE.format(count=count, state=state))
+            await conn.execute("ANALYZE")
+        return
+    assert parsed.dsn is not None
+    conn = await asyncpg.connect(parsed.dsn)
+    try:
+        await conn.execute("TRUNCATE public.aiojobs_jobs")
+        for state, count in (("waiting", waiting), ("completed", finished)):
+            if count:
+                await conn.execute(_FILL_POSTGRES.format(schema="public", count=count, state=state))
+        await conn.execute("VACUUM ANALYZE public.aiojobs_jobs")
+    finally:
+        await conn.close()
+
+
+async def _measure(backend: Backend) -> float:
+    """Median seconds of one claim of 10 plus the completion of those 10."""
+    timings = []
+    for _ in range(ROUNDS):
+        started = time.perf_counter()
+        claimed = await backend.job_claim(JobClaim(engine_id="bench", demands=[QueueDemand("bench", 10)]))
+        await backend.job_start_many([JobStart(j.id, j.claim_token or "") for j in claimed])
+        await backend.job_finish_many([
+            JobOutcome(id=j.id, token=j.claim_token or "", from_state=JobState.RUNNING, state=JobState.COMPLETED,
+                       result_json="null")
+            for j in claimed
+        ])
+        timings.append(time.perf_counter() - started)
+    return statistics.median(timings)
+
+
+async def measure(url: str, rows: int) -> dict[str, float]:
+    backend = make_backend(parse_url(url))
+    await backend.open()
+    try:
+        await backend.migrate()
+        figures = {}
+        for label, waiting, finished in (("small", SMALL, 0), ("waiting", rows, 0), ("finished", SMALL, rows)):
+            await _fill(url, waiting, finished)
+            figures[label] = await _measure(backend)
+        return figures
+    finally:
+        await backend.close()
+
+
+async def run(rows: int, backends: list[str]) -> dict[str, dict[str, float]]:
+    results = {}
+    with tempfile.TemporaryDirectory() as folder:
+        if "sqlite" in backends:
+            results["sqlite"] = await measure(f"sqlite:///{Path(folder) / 'claims.db'}", rows)
+        if "postgresql" in backends:
+            database = await _postgres_database()
+            if database is None:
+                print(f"PostgreSQL at {POSTGRES_URL} does not answer: skipped", file=sys.stderr)
+            else:
+                try:
+                    results["postgresql"] = await measure(database, rows)
+                finally:
+                    await _drop_postgres_database(database)
+    return results
+
+
+def report(results: dict[str, dict[str, float]], rows: int) -> str:
+    lines = [f"{'backend':<11} {'table':<34} {'claim+complete 10':>18} {'vs small':>9}"]
+    labels = {"small": f"{SMALL:,} waiting", "waiting": f"{rows:,} waiting",
+              "finished": f"{SMALL:,} waiting + {rows:,} finished"}
+    for backend, figures in results.items():
+        for label, seconds in figures.items():
+            lines.append(f"{backend:<11} {labels[label]:<34} {seconds * 1000:>15.2f} ms {seconds / figures['small']:>9.2f}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--backend", action="append", choices=["sqlite", "postgresql"])
+    args = parser.parse_args(argv)
+    results = asyncio.run(run(args.rows, args.backend or ["sqlite", "postgresql"]))
+    print(report(results, args.rows))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

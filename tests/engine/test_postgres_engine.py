@@ -1,0 +1,191 @@
+"""Engines on PostgreSQL: instant pickup, listener recovery, dead connections, outages,
+transactional enqueue — with real connections killed by the real server."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import Counter
+from collections.abc import AsyncIterator
+
+import asyncpg
+import pytest
+
+from aiojobs_engine import Engine, JobState
+from aiojobs_engine._url import parse_url
+from tests.conftest import FAST, POSTGRES_URL
+
+pytestmark = pytest.mark.postgres
+
+
+@pytest.fixture
+async def admin(postgres_url: str) -> AsyncIterator[asyncpg.Connection]:
+    dsn = parse_url(postgres_url).dsn
+    assert dsn is not None
+    conn = await asyncpg.connect(dsn)
+    yield conn
+    await conn.close()
+
+
+def schema_of(url: str) -> str:
+    schema = parse_url(url).schema
+    assert schema is not None
+    return schema
+
+
+async def kill_connections(admin: asyncpg.Connection, schema: str, role: str = "%") -> int:
+    """Terminate this test's engine connections (named ``aiojobs:<schema>:<role>``)."""
+    rows = await admin.fetch(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name LIKE $1 AND pid <> "
+        "pg_backend_pid()", f"aiojobs:{schema}:{role}",
+    )
+    return len(rows)
+
+
+async def wait_listening(engine: Engine) -> None:
+    runtime = engine._runtime
+    assert runtime is not None and runtime.notifier is not None
+    await asyncio.wait_for(runtime.notifier.connected.wait(), 10)
+
+
+async def test_an_idle_engine_starts_a_job_enqueued_elsewhere_at_once(postgres_url: str) -> None:
+    worker = Engine(postgres_url, **{**FAST, "poll_interval": 30.0})  # polling cannot explain a fast pickup
+    started = asyncio.Event()
+
+    @worker.job(name="ping")
+    async def ping() -> None:
+        started.set()
+
+    enqueuer = Engine(postgres_url)
+    async with worker.running(), enqueuer:
+        await wait_listening(worker)
+        await asyncio.sleep(0.2)
+        t0 = time.monotonic()
+        await enqueuer.enqueue("ping")
+        await asyncio.wait_for(started.wait(), 5)
+        assert time.monotonic() - t0 < 0.5
+
+
+async def test_the_listener_comes_back_after_the_server_kills_it(postgres_url: str,
+                                                               admin: asyncpg.Connection) -> None:
+    worker = Engine(postgres_url, **{**FAST, "poll_interval": 0.3})
+    runs: list[float] = []
+
+    @worker.job(name="ping")
+    async def ping() -> None:
+        runs.append(time.monotonic())
+
+    enqueuer = Engine(postgres_url)
+    async with worker.running(), enqueuer:
+        await wait_listening(worker)
+        assert await kill_connections(admin, schema_of(postgres_url), "listen") == 1
+        record = await enqueuer.enqueue("ping")  # the listener may be dead: polling picks it up
+        assert record
+        await worker.wait_for(record.id, timeout=10)
+        for _ in range(100):  # then the notifier re-subscribes
+            runtime = worker._runtime
+            assert runtime is not None and runtime.notifier is not None
+            if runtime.notifier.connected.is_set() and runtime.notifier.received:
+                break
+            await asyncio.sleep(0.05)
+        await wait_listening(worker)
+        await asyncio.sleep(0.5)
+        t0 = time.monotonic()
+        again = await enqueuer.enqueue("ping")
+        assert again
+        await worker.wait_for(again.id, timeout=10)
+        assert runs[-1] - t0 < 0.25  # faster than a poll: notified again
+
+
+async def test_an_engine_survives_the_server_killing_all_its_connections(postgres_url: str,
+                                                                        admin: asyncpg.Connection) -> None:
+    engine = Engine(postgres_url, **FAST)
+    runs: Counter[int] = Counter()
+
+    @engine.job(max_attempts=20)
+    async def work(n: int) -> int:
+        runs[n] += 1
+        await asyncio.sleep(0.005)
+        return n
+
+    async with engine.running():
+        await engine.enqueue_many([work.new(i) for i in range(300)])
+        for _ in range(5):
+            await asyncio.sleep(0.15)
+            await kill_connections(admin, schema_of(postgres_url))
+
+        async def all_done() -> bool:
+            try:
+                counts = await engine.count_jobs()
+            except Exception:
+                return False
+            return counts.get(("default", JobState.COMPLETED), 0) == 300
+
+        deadline = time.monotonic() + 60
+        while not await all_done():
+            assert time.monotonic() < deadline, await engine.count_jobs()
+            await asyncio.sleep(0.1)
+    assert set(runs) == set(range(300))
+
+
+async def test_outcomes_are_written_when_the_database_comes_back(postgres_url: str, admin: asyncpg.Connection,
+                                                                caplog: pytest.LogCaptureFixture) -> None:
+    engine = Engine(postgres_url, **{**FAST, "stale_after": 30.0})
+    started = asyncio.Event()
+    release = asyncio.Event()
+
+    @engine.job
+    async def waits() -> str:
+        started.set()
+        await release.wait()
+        return "finished during the outage"
+
+    caplog.set_level(logging.WARNING, logger="aiojobs_engine")
+    database = await admin.fetchval("SELECT current_database()")
+    server = await asyncpg.connect(POSTGRES_URL)  # ALTER DATABASE must come from another database
+    async with engine.running():
+        record = await waits.enqueue()
+        assert record
+        await asyncio.wait_for(started.wait(), 10)
+        await server.execute(f'ALTER DATABASE "{database}" WITH ALLOW_CONNECTIONS false')
+        try:
+            await kill_connections(admin, schema_of(postgres_url))
+            release.set()  # the job finishes while nothing can reach the database
+            await asyncio.sleep(1.0)
+        finally:
+            await server.execute(f'ALTER DATABASE "{database}" WITH ALLOW_CONNECTIONS true')
+            await server.close()
+        done = await engine.wait_for(record.id, timeout=30)
+    assert done.state is JobState.COMPLETED and done.attempt == 1 and done.result == "finished during the outage"
+    assert "completer: database write failed" in caplog.text  # it was kept and retried, not lost
+
+
+async def test_transactional_enqueue_commits_or_rolls_back_with_the_caller(postgres_url: str) -> None:
+    engine = Engine(postgres_url, **FAST)
+
+    @engine.job
+    async def welcome(user: str) -> str:
+        return f"hello {user}"
+
+    dsn = parse_url(postgres_url).dsn
+    async with engine:
+        conn = await asyncpg.connect(dsn)
+        try:
+            with pytest.raises(RuntimeError):
+                async with conn.transaction():
+                    await welcome.options(connection=conn).enqueue("ghost")
+                    raise RuntimeError("the caller's transaction fails")
+            async with conn.transaction():
+                kept = await welcome.options(connection=conn).enqueue("ada")
+                assert kept
+                assert await engine.get_job(kept.id) is None  # not visible before the commit
+        finally:
+            await conn.close()
+        assert await engine.get_job(kept.id) is not None
+        assert await engine.workoff() == 1
+        assert [(j.args, j.result) for j in await engine.list_jobs()] == [(["ada"], "hello ada")]
+
+
+def test_the_url_schema_keeps_tables_out_of_public(postgres_url: str) -> None:
+    assert schema_of(postgres_url).startswith("t_")
