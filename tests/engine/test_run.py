@@ -235,3 +235,28 @@ async def test_running_surfaces_start_up_errors(make_engine) -> None:
         with pytest.raises(EngineIdInUseError):
             async with second.running():
                 pass
+
+
+async def test_queue_changes_made_elsewhere_are_followed_within_a_poll(make_engine) -> None:
+    worker = make_engine(poll_interval=0.2)
+    runs: list[int] = []
+
+    @worker.job
+    async def tick(n: int) -> None:
+        runs.append(n)
+
+    controller = make_engine()
+    async with worker.running(), controller:
+        first = await controller.enqueue("tick", 1)
+        assert first
+        await controller.wait_for(first.id, timeout=5)
+        await controller.pause_queue("default")
+        await asyncio.sleep(0.6)  # a few polls: the worker has read the pause
+        held = await controller.enqueue("tick", 2)
+        assert held
+        await asyncio.sleep(0.6)
+        assert runs == [1] and await state_is(controller, held.id, JobState.WAITING)
+        await controller.set_queue("default", concurrency=3)
+        await controller.resume_queue("default")
+        await controller.wait_for(held.id, timeout=5)
+        assert runs == [1, 2]
