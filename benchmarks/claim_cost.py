@@ -123,7 +123,8 @@ def report(results: dict[str, dict[str, float]], rows: int) -> str:
               "finished": f"{SMALL:,} waiting + {rows:,} finished"}
     for backend, figures in results.items():
         for label, seconds in figures.items():
-            lines.append(f"{backend:<11} {labels[label]:<34} {seconds * 1000:>15.2f} ms {seconds / figures['small']:>9.2f}")
+            ratio = seconds / figures["small"]
+            lines.append(f"{backend:<11} {labels[label]:<34} {seconds * 1000:>15.2f} ms {ratio:>9.2f}")
     return "\n".join(lines)
 
 
