@@ -72,6 +72,8 @@ class Engine:
         self._backend: Backend | None = None
         self._runtime: Runtime | None = None
         self._run_finished: asyncio.Event | None = None
+        self._opened = 0  # open() calls not yet matched by close(): nested users share one backend
+        self._open_lock: asyncio.Lock | None = None
 
     # -- configuration --------------------------------------------------------------------
 
@@ -191,9 +193,19 @@ class Engine:
     # -- opening and closing --------------------------------------------------------------
 
     async def open(self) -> None:
-        """Connect and bring the schema up to date (or check it, with ``auto_migrate=False``)."""
-        if self._backend is not None:
-            return
+        """Connect and bring the schema up to date (or check it, with ``auto_migrate=False``).
+
+        Opens nest: each ``open()`` (or ``async with engine``) needs its ``close()``, and the
+        engine closes with the last one, so code inside a job can safely ``async with engine``.
+        """
+        if self._open_lock is None:
+            self._open_lock = asyncio.Lock()
+        async with self._open_lock:
+            if self._backend is None:
+                await self._connect()
+            self._opened += 1
+
+    async def _connect(self) -> None:
         url = parse_url(resolve_url(self._configured_url, self._given_url))
         backend = make_backend(url)
         await backend.open()
@@ -231,6 +243,12 @@ class Engine:
             )
 
     async def close(self) -> None:
+        """Undo one ``open()``; the last one closes the database (a running engine keeps it open)."""
+        if self._opened == 0:
+            return
+        self._opened -= 1
+        if self._opened > 0:
+            return
         if self._runtime is not None:
             await self.stop()
         backend, self._backend = self._backend, None
@@ -445,15 +463,15 @@ class Engine:
     async def workoff(self) -> int:
         """Run every due job of every queue that is not paused, until none is left.
 
-        Includes jobs that come due or are enqueued meanwhile; does not wait for future
-        retries or delays. Returns the number of attempts run.
+        Includes jobs that come due or are enqueued meanwhile, and jobs of engines that died
+        (rescued first); does not wait for future retries or delays, nor for room under a
+        queue's global cap held by other engines. Returns the number of attempts run.
         """
         return await self._work(drain=True, signals=False)
 
     async def _work(self, *, drain: bool, signals: bool) -> int:
         if self._runtime is not None:
             raise EngineStateError("this engine is already running; call stop() first")
-        opened_here = self._backend is None
         await self.open()
         backend = self._require_open()
         url = self._url
@@ -473,8 +491,7 @@ class Engine:
         finally:
             self._runtime = None
             self._run_finished.set()
-            if opened_here:
-                await self.close()
+            await self.close()
 
     def _registration(self) -> EngineRegistration:
         return EngineRegistration(
@@ -500,11 +517,16 @@ class Engine:
     async def running(self) -> AsyncIterator[Engine]:
         """Run the engine in the background of a service: ``async with engine.running(): ...``."""
         task = asyncio.create_task(self.run(), name="aiojobs-engine-run")
-        while self._runtime is None or not self._runtime.started.is_set():
-            if task.done():
-                await task  # start-up failed: raise its error here
-                raise EngineStateError("the engine stopped during start-up")
-            await asyncio.sleep(0.005)
+        try:
+            while self._runtime is None or not self._runtime.started.is_set():
+                if task.done():
+                    await task  # start-up failed: raise its error here
+                    raise EngineStateError("the engine stopped during start-up")
+                await asyncio.sleep(0.005)
+        except BaseException:
+            task.cancel()  # cancelled (or failed) while starting: stop the half-started run
+            await asyncio.gather(task, return_exceptions=True)
+            raise
         try:
             yield self
         finally:

@@ -22,7 +22,10 @@ def dumps(value: object, what: str) -> str:
     """
     try:
         text = _encoder.encode(value)
-    except (TypeError, ValueError) as exc:
+        text.encode("utf-8")  # lone surrogates (say, from os.fsdecode) cannot be stored
+    except UnicodeEncodeError:
+        raise SerializationError(f"{what} must not contain lone surrogate characters in its strings") from None
+    except (TypeError, ValueError, RecursionError) as exc:
         raise SerializationError(
             f"{what} must be JSON-serialisable (dict, list, str, int, float, bool, None): {exc}"
         ) from None
@@ -32,8 +35,9 @@ def dumps(value: object, what: str) -> str:
 
 
 def text_for_storage(text: str) -> str:
-    """Text from an exception (a message, a traceback), made storable: NUL becomes ``\\x00``."""
-    return text.replace("\x00", "\\x00")
+    """Text from an exception (a message, a traceback), made storable: NUL becomes ``\\x00``
+    and a lone surrogate its ``\\udcxx`` escape."""
+    return text.replace("\x00", "\\x00").encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 # \u0000 preceded by an even number of backslashes is an escaped NUL, not a literal "\u0000".

@@ -82,6 +82,8 @@ class JobRecord:
     meta: dict[str, Any] = field(default_factory=dict)
     cancel_requested: bool = False
     retry: dict[str, Any] | None = field(default=None, repr=False)  # a backoff policy set at enqueue
+    # Internal: why the stored row could not be read in full (the job then fails for good).
+    corrupt: str | None = field(default=None, repr=False, compare=False)
     # Internal: the fencing token of the current claim; never shown to users' code as API.
     claim_token: str | None = field(default=None, repr=False, compare=False)
 

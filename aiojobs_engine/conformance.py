@@ -152,6 +152,21 @@ class BackendConformance:
         ids = [r.id for batch in results for r in batch]
         assert len(ids) == len(set(ids)) == 200
 
+    async def test_claims_need_a_fresh_heartbeat_of_this_incarnation(self, backend: Backend) -> None:
+        await backend.job_insert_many([insert() for _ in range(3)], now=T0)
+
+        def guarded(incarnation: str, at: datetime) -> JobClaim:
+            return JobClaim(engine_id="w1", demands=[QueueDemand("default", 1)], now=at,
+                            incarnation=incarnation, fresh_within=10)
+
+        assert await backend.job_claim(guarded("a", T0)) == []  # not registered
+        await backend.engine_register(registration("w1", "a"), stale_after=30, takeover_incarnation=None, now=T0)
+        assert len(await backend.job_claim(guarded("a", T0 + timedelta(seconds=5)))) == 1
+        assert await backend.job_claim(guarded("b", T0 + timedelta(seconds=5))) == []  # another incarnation
+        assert await backend.job_claim(guarded("a", T0 + timedelta(seconds=11))) == []  # heartbeat too old
+        await backend.engine_heartbeat(registration("w1", "a"), now=T0 + timedelta(seconds=11))
+        assert len(await backend.job_claim(guarded("a", T0 + timedelta(seconds=12)))) == 1
+
     async def test_snoozed_jobs_are_claimable_when_due(self, backend: Backend) -> None:
         (job,) = await running(backend)
         await backend.job_finish_many([outcome(job, JobState.SNOOZED, delay=10, give_back_attempt=True)], now=T0)
@@ -168,10 +183,13 @@ class BackendConformance:
         started = await backend.job_start_many([JobStart(a.id, a.claim_token or ""), JobStart(b.id, "wrong")],
                                                now=T0 + timedelta(seconds=1))
         assert [(s.id, s.attempt, s.attempted_at) for s in started] == [(a.id, 1, T0 + timedelta(seconds=1))]
-        again = await backend.job_start_many([JobStart(a.id, a.claim_token or "")], now=T0)
-        assert again == []  # already running: a second start is refused
+        # Sent again (its reply was lost): the same attempt, not a second one.
+        again = await backend.job_start_many([JobStart(a.id, a.claim_token or "")], now=T0 + timedelta(seconds=5))
+        assert [(s.id, s.attempt, s.attempted_at) for s in again] == [(a.id, 1, T0 + timedelta(seconds=1))]
         current = await backend.job_get(a.id)
         assert current is not None and current.state is JobState.RUNNING and current.attempt == 1
+        await backend.job_finish_many([outcome(a, JobState.COMPLETED, result_json="1")], now=T0)
+        assert await backend.job_start_many([JobStart(a.id, a.claim_token or "")], now=T0) == []
 
     async def test_finish_records_each_kind_of_outcome(self, backend: Backend) -> None:
         jobs = await running(backend, *[insert() for _ in range(5)])
@@ -221,6 +239,20 @@ class BackendConformance:
         assert current is not None and current.state is JobState.WAITING and current.attempt == 0
         assert current.available_at == T0 + timedelta(seconds=5)
 
+    async def test_a_cancel_asked_for_during_the_attempt_wins_over_a_retry(self, backend: Backend) -> None:
+        retried, snoozed, completed = await running(backend, insert(), insert(), insert())
+        for job in (retried, snoozed, completed):
+            await backend.job_cancel(job.id, now=T0)
+        await backend.job_finish_many([
+            outcome(retried, JobState.WAITING, delay=5),
+            outcome(snoozed, JobState.SNOOZED, delay=5, give_back_attempt=True),
+            outcome(completed, JobState.COMPLETED, result_json="1"),
+        ], now=T0 + timedelta(seconds=1))
+        states = {j.id: (j.state, j.canceled_at) for j in await backend.job_list(JobFilter())}
+        later = T0 + timedelta(seconds=1)
+        assert states[retried.id] == (JobState.CANCELED, later) and states[snoozed.id] == (JobState.CANCELED, later)
+        assert states[completed.id] == (JobState.COMPLETED, None)
+
     async def test_hand_back_gives_the_attempt_back(self, backend: Backend) -> None:
         (job,) = await running(backend)
         back = outcome(job, JobState.WAITING, delay=0, give_back_attempt=True)
@@ -243,6 +275,15 @@ class BackendConformance:
         assert again is not None and again.state is JobState.CANCELED
         assert await backend.job_cancel(999_999, now=T0) is None
 
+    async def test_held_jobs_are_listed_per_engine(self, backend: Backend) -> None:
+        (run,) = await running(backend, insert(), engine="e1")
+        await backend.job_insert_many([insert()], now=T0)
+        (claimed,) = await backend.job_claim(claim("e1"))
+        held = sorted(await backend.job_held("e1"), key=lambda h: h.id)
+        assert [(h.id, h.token, h.state) for h in held] == [
+            (run.id, run.claim_token, JobState.RUNNING), (claimed.id, claimed.claim_token, JobState.CLAIMED)]
+        assert await backend.job_held("e2") == []
+
     async def test_cancel_of_a_claimed_job_fences_its_start(self, backend: Backend) -> None:
         await backend.job_insert_many([insert()], now=T0)
         (job,) = await backend.job_claim(claim())
@@ -264,6 +305,9 @@ class BackendConformance:
     async def test_delete_and_delete_where(self, backend: Backend) -> None:
         a, b, c = await backend.job_insert_many([insert(), insert(queue="x"), insert(queue="x")], now=T0)
         assert await backend.job_delete(a.id) and not await backend.job_delete(a.id)
+        (held,) = await running(backend, insert())
+        assert not await backend.job_delete(held.id)  # an engine holds it
+        assert await backend.job_get(held.id) is not None
         assert await backend.job_delete_where([JobState.WAITING], ["x"]) == 2
         assert await backend.job_get(b.id) is None and await backend.job_get(c.id) is None
 
@@ -372,8 +416,10 @@ class BackendConformance:
                                              now=T0)
         assert not await backend.engine_register(registration("w1", "b"), stale_after=10, takeover_incarnation=None,
                                                  now=T0 + timedelta(seconds=5))
+        assert not await backend.engine_register(registration("w1", "b"), stale_after=10, takeover_incarnation="a",
+                                                 takeover_quiet=6, now=T0 + timedelta(seconds=5))  # "a" beat 5 s ago
         assert await backend.engine_register(registration("w1", "b"), stale_after=10, takeover_incarnation="a",
-                                             now=T0 + timedelta(seconds=5))
+                                             takeover_quiet=4, now=T0 + timedelta(seconds=5))
         assert await backend.engine_register(registration("w1", "c"), stale_after=10, takeover_incarnation=None,
                                              now=T0 + timedelta(seconds=30))
         record = await backend.engine_get("w1")

@@ -61,9 +61,15 @@ class QueueDemand:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class JobClaim:
+    """Claim for ``engine_id``. With ``incarnation``, only while that engine's row holds this
+    incarnation and a heartbeat newer than ``fresh_within`` seconds: an engine that others
+    may be about to declare dead takes nothing new."""
+
     engine_id: str
     demands: Sequence[QueueDemand]  # in queue-priority order
     now: datetime | None = None
+    incarnation: str | None = None
+    fresh_within: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +78,13 @@ class JobStart:
 
     id: int
     token: str
+
+
+@dataclass(frozen=True, slots=True)
+class HeldJob:
+    id: int
+    token: str
+    state: JobState
 
 
 @dataclass(frozen=True, slots=True)
@@ -210,11 +223,17 @@ class Backend(Protocol):
         ...
 
     async def job_start_many(self, starts: Sequence[JobStart], *, now: datetime | None = None) -> list[StartedJob]:
-        """``claimed → running``, attempt + 1; only the jobs whose token still matches."""
+        """``claimed → running``, attempt + 1; only the jobs whose token still matches.
+
+        Idempotent: a job already running under the same token is returned as it is (a
+        start resent after its reply was lost does not count the attempt twice)."""
         ...
 
     async def job_finish_many(self, outcomes: Sequence[JobOutcome], *, now: datetime | None = None) -> set[int]:
-        """Record outcomes; return the ids whose write was accepted (token and state matched)."""
+        """Record outcomes; return the ids whose write was accepted (token and state matched).
+
+        A job whose cancellation was asked for while it ran is canceled instead of going
+        back to waiting or snoozed."""
         ...
 
     async def job_cancel(self, job_id: int, *, now: datetime | None = None) -> JobRecord | None:
@@ -225,11 +244,17 @@ class Backend(Protocol):
         """Running jobs of this engine whose cancellation was asked for."""
         ...
 
+    async def job_held(self, engine_id: str) -> list[HeldJob]:
+        """Every job this engine holds (claimed or running), with its token."""
+        ...
+
     async def job_retry(self, job_id: int, *, now: datetime | None = None) -> JobRecord | None:
         """Put a failed, canceled or completed job back to ``waiting``, available now."""
         ...
 
-    async def job_delete(self, job_id: int) -> bool: ...
+    async def job_delete(self, job_id: int) -> bool:
+        """Delete a job that no engine holds (not claimed or running); False otherwise."""
+        ...
 
     async def job_delete_where(self, states: Sequence[JobState], queues: Sequence[str]) -> int:
         """Delete jobs in these states (all when empty) of these queues (all when empty)."""
@@ -269,9 +294,13 @@ class Backend(Protocol):
 
     async def engine_register(
         self, registration: EngineRegistration, *, stale_after: float, takeover_incarnation: str | None,
-        now: datetime | None = None,
+        takeover_quiet: float = 0.0, now: datetime | None = None,
     ) -> bool:
-        """Store the engine; False if a live engine (fresh heartbeat, other incarnation) holds the id."""
+        """Store the engine; False if another engine holds the id and is alive.
+
+        The holder counts as dead when its heartbeat is older than ``stale_after``, or when
+        it is ``takeover_incarnation`` (known dead to the caller) and its heartbeat is older
+        than ``takeover_quiet`` seconds."""
         ...
 
     async def engine_get(self, engine_id: str) -> EngineRecord | None: ...

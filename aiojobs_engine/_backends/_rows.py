@@ -17,16 +17,44 @@ TimeReader = Callable[[Any], datetime | None]
 
 
 def job_from_row(row: Mapping[str, Any], read_time: TimeReader, read_json: Callable[[Any], Any]) -> JobRecord:
-    inserted_at = read_time(row["inserted_at"])
-    available_at = read_time(row["available_at"])
-    assert inserted_at is not None and available_at is not None
+    """A record from a row; never raises for bad data in a row.
+
+    A column that cannot be read (JSON of the wrong shape, a value from an older or foreign
+    writer) gets an empty value and the record notes it in ``corrupt``: the engine then fails
+    that one job with a readable error instead of stopping on it.
+    """
+    problems: list[str] = []
+
+    def data(column: str, kind: type, empty: Any) -> Any:
+        try:
+            value = read_json(row[column])
+        except Exception as exc:
+            problems.append(f"{column}: {exc}")
+            return empty
+        if value is None and empty is None:
+            return None
+        if not isinstance(value, kind):
+            problems.append(f"{column} is not a JSON {kind.__name__}")
+            return empty
+        return value
+
+    def when(column: str) -> datetime | None:
+        try:
+            return read_time(row[column])
+        except Exception as exc:
+            problems.append(f"{column}: {exc}")
+            return _FAR_FUTURE
+
+    errors = [_error_from(item) for item in data("errors", list, [])]
+    inserted_at = when("inserted_at") or _FAR_FUTURE
+    available_at = when("available_at") or _FAR_FUTURE
     return JobRecord(
         id=row["id"],
         queue=row["queue"],
         name=row["name"],
-        args=read_json(row["args"]),
-        kwargs=read_json(row["kwargs"]),
-        constructor_args=read_json(row["constructor_args"]),
+        args=data("args", list, []),
+        kwargs=data("kwargs", dict, {}),
+        constructor_args=data("constructor_args", list, []),
         state=JobState(row["state"]),
         priority=row["priority"],
         attempt=row["attempt"],
@@ -34,31 +62,47 @@ def job_from_row(row: Mapping[str, Any], read_time: TimeReader, read_json: Calla
         timeout=row["timeout"],
         inserted_at=inserted_at,
         available_at=available_at,
-        claimed_at=read_time(row["claimed_at"]),
-        attempted_at=read_time(row["attempted_at"]),
-        completed_at=read_time(row["completed_at"]),
-        failed_at=read_time(row["failed_at"]),
-        canceled_at=read_time(row["canceled_at"]),
+        claimed_at=when("claimed_at"),
+        attempted_at=when("attempted_at"),
+        completed_at=when("completed_at"),
+        failed_at=when("failed_at"),
+        canceled_at=when("canceled_at"),
         claimed_by=row["claimed_by"],
-        result=read_json(row["result"]),
-        errors=[_error_from(item) for item in read_json(row["errors"]) or []],
+        result=_result(row["result"], read_json, problems),
+        errors=errors,
         unique_key=row["unique_key"],
         rescheduled_from=row["rescheduled_from"],
-        meta=read_json(row["meta"]) or {},
+        meta=data("meta", dict, {}),
         cancel_requested=bool(row["cancel_requested"]),
-        retry=read_json(row["retry"]),
+        retry=data("retry", dict, None),
+        corrupt="; ".join(problems) or None,
         claim_token=None if row["claim_token"] is None else str(row["claim_token"]),
     )
 
 
-def _error_from(item: Mapping[str, Any]) -> JobErrorInfo:
+_FAR_FUTURE = datetime.max.replace(tzinfo=UTC)
+
+
+def _result(raw: Any, read_json: Callable[[Any], Any], problems: list[str]) -> Any:
+    try:
+        return read_json(raw)
+    except Exception as exc:
+        problems.append(f"result: {exc}")
+        return None
+
+
+def _error_from(item: Any) -> JobErrorInfo:
+    if not isinstance(item, Mapping):
+        return JobErrorInfo(name="", message=str(item), traceback=None, attempt=0, attempted_by=None,
+                            attempted_at=None)
     attempted_at = item.get("attempted_at")
+    attempt = item.get("attempt")
     return JobErrorInfo(
         name=str(item.get("name", "")),
         message=str(item.get("message", "")),
-        traceback=item.get("traceback"),
-        attempt=int(item.get("attempt", 0) or 0),
-        attempted_by=item.get("attempted_by"),
+        traceback=item.get("traceback") if isinstance(item.get("traceback"), str) else None,
+        attempt=attempt if isinstance(attempt, int) and not isinstance(attempt, bool) else 0,
+        attempted_by=item.get("attempted_by") if isinstance(item.get("attempted_by"), str) else None,
         attempted_at=parse_iso(attempted_at) if isinstance(attempted_at, str) else None,
     )
 

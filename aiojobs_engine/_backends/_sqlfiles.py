@@ -17,10 +17,16 @@ _MIGRATION = re.compile(r"(\d{4})_([a-z0-9_]+)\.sql")
 def load_queries(package: str, filename: str = "queries.sql") -> dict[str, str]:
     text = resources.files(package).joinpath(filename).read_text(encoding="utf-8")
     parts = _HEADER.split(text)
-    queries = {name: body.strip().rstrip(";") for name, body in zip(parts[1::2], parts[2::2], strict=True)}
+    queries = {name: _without_comments(body) for name, body in zip(parts[1::2], parts[2::2], strict=True)}
     if not queries:
         raise RuntimeError(f"no queries found in {package}/{filename}")
     return queries
+
+
+def _without_comments(body: str) -> str:
+    """The statement without its leading comment lines and final semicolon."""
+    lines = [line for line in body.strip().splitlines() if not line.lstrip().startswith("--")]
+    return "\n".join(lines).strip().rstrip(";")
 
 
 @dataclass(frozen=True, slots=True)

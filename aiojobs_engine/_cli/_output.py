@@ -16,7 +16,7 @@ from typing import Any
 
 from .. import JobRecord, QueueRecord
 
-_HIDDEN_FIELDS = frozenset({"claim_token"})
+_HIDDEN_FIELDS = frozenset({"claim_token", "corrupt"})
 
 
 def emit(text: str) -> None:

@@ -14,10 +14,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import Counter
+from typing import Any
 
-from .._backends._protocol import JobClaim
+from .._backends._protocol import JobClaim, JobOutcome
 from .._errors import BackendError
 from .._log import Event, logger
+from .._records import JobState
 from ._executor import Executor
 from ._queues import QueueManager
 from ._services import Services
@@ -34,7 +36,16 @@ class Dispatcher:
         self._wake = asyncio.Event()
         self._stopping = False
         self._refresh_now = False
+        self._reconcile = False
         self.rounds = 0
+        settings = services.settings
+        # Claim only while this engine's heartbeat is fresh enough that no other engine can
+        # have declared it dead: a margin of one heartbeat below stale_after. A database no
+        # other process can open needs no such proof.
+        self._guard: dict[str, Any] = {
+            "incarnation": services.registration.incarnation,
+            "fresh_within": settings.stale_after - settings.heartbeat_interval,
+        } if services.backend.capabilities.shared else {}
 
     def wake(self) -> None:
         self._wake.set()
@@ -60,6 +71,8 @@ class Dispatcher:
             # nothing: a job finishing during the claim may have freed a slot or come due again.
             idle_before = self._executor.in_flight == 0
             try:
+                if self._reconcile:
+                    await self._hand_back_lost_claims()
                 if self._refresh_now or (polling and loop.time() >= next_poll):
                     self._refresh_now = False
                     await self._queues.refresh()
@@ -67,6 +80,7 @@ class Dispatcher:
                 claimed = await self._claim(include_idle=polling)
             except BackendError as exc:
                 failures += 1
+                self._reconcile = True  # a claim may have committed although its reply was lost
                 delay = min(poll * failures, _MAX_BACKOFF)
                 logger.warning("dispatcher: database error (%s); retrying in %.1fs", exc, delay,
                                extra={"event": Event.BACKEND_RETRY, "component": "dispatcher"})
@@ -84,13 +98,30 @@ class Dispatcher:
         if not demands:
             return 0
         self.rounds += 1
-        records = await self._s.backend.job_claim(
-            JobClaim(engine_id=self._s.engine_id, demands=demands, now=self._s.clock.for_database())
-        )
+        records = await self._s.backend.job_claim(JobClaim(
+            engine_id=self._s.engine_id, demands=demands, now=self._s.clock.for_database(), **self._guard,
+        ))
         self._queues.record_claim(demands, Counter(r.queue for r in records))
         for record in records:
             self._executor.submit(record)
         return len(records)
+
+    async def _hand_back_lost_claims(self) -> None:
+        """Jobs this engine holds in the database but runs nowhere (a claim whose reply was
+        lost with its connection) go back to waiting at once. Runs between claims, so no
+        claim of ours is in flight."""
+        known = self._executor.known_tokens()
+        lost = [h for h in await self._s.backend.job_held(self._s.engine_id) if h.token not in known]
+        self._reconcile = False
+        if not lost:
+            return
+        await self._s.backend.job_finish_many([
+            JobOutcome(id=h.id, token=h.token, from_state=h.state, state=JobState.WAITING, delay=0.0,
+                       give_back_attempt=h.state is JobState.RUNNING)
+            for h in lost
+        ], now=self._s.clock.for_database())
+        logger.warning("handed back %d job(s) whose claim this engine had lost track of", len(lost),
+                       extra={"event": Event.JOB_HANDED_BACK, "job_ids": [h.id for h in lost]})
 
     async def _sleep(self, seconds: float) -> None:
         if self._stopping:

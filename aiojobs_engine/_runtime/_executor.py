@@ -2,16 +2,19 @@
 
 For every claim the executor starts a supervisor task. The supervisor waits for what the
 body needs (a thread slot, a worker process), marks the job running (batched with other
-starts), launches the body — a task for async jobs, a thread for blocking ones, a worker
-process for CPU-bound ones — and waits for the first of: the body ending, its timeout, a
-cancellation, or a shutdown hand-back. It then writes exactly one fenced outcome.
+starts), launches the body — a task for async jobs, a daemon thread for blocking ones, a
+worker process for CPU-bound ones — and waits for the first of: the body ending, its
+timeout, a cancellation, or a shutdown hand-back. It then writes exactly one fenced outcome.
 
 Invariants:
-- one outcome per claim, written by the supervisor; the body never writes;
-- a body that ignores its timeout (swallows cancellation, blocks the loop, runs in a
-  thread) is recorded as timed out and its late result discarded; its queue slot stays
-  taken until the body really ends, so concurrency limits keep telling the truth;
-- the queue slot is released only after the outcome is stored.
+- one outcome per claim, written by its supervisor; the body never writes;
+- runs are keyed by claim token: a later claim of the same job is another run;
+- a body that does not stop when told (swallows cancellation, blocks, runs in a thread) is
+  *abandoned*: its outcome is recorded (timed out, canceled, handed back), its late result
+  discarded, and its queue slot stays taken until it really ends, so concurrency limits
+  keep telling the truth; this engine does not start the same job again meanwhile;
+- whatever goes wrong inside a supervisor, it still writes an outcome (a failed attempt,
+  or a hand-back if the body never started): a live engine never strands a job.
 """
 
 from __future__ import annotations
@@ -21,7 +24,6 @@ import contextvars
 import functools
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
 
@@ -30,8 +32,8 @@ from .._backends._protocol import JobOutcome, JobStart, StartedJob
 from .._context import JobContext, set_current_job
 from .._control import Cancel, Complete, Delete, Fail, JobSignal, Retry, Snooze
 from .._definitions import JobDefinition, RunMode
-from .._errors import JobTimeoutError, SerializationError, UnknownJobError
-from .._hooks import run_hooks
+from .._errors import BackendError, JobTimeoutError, SerializationError, UnknownJobError
+from .._hooks import Hooks, run_hooks
 from .._log import Event, job_extra, logger
 from .._records import JobRecord, JobState
 from ._batcher import Batcher
@@ -40,6 +42,7 @@ from ._pool_worker import record_to_json, signal_from_reply
 from ._process_pool import ProcessPool
 from ._queues import QueueManager
 from ._services import Services
+from ._threads import run_in_daemon_thread
 
 T = TypeVar("T")
 
@@ -50,6 +53,10 @@ HAND_BACK = "hand_back"
 Launch = Callable[[JobRecord, JobDefinition], "Body"]
 
 
+class InternalError(Exception):
+    """Something failed inside the engine while it ran this attempt (see the engine's log)."""
+
+
 @dataclass(eq=False)
 class Run:
     """One claim, from its supervisor's start to its outcome."""
@@ -58,8 +65,13 @@ class Run:
     interrupt: asyncio.Future[str]
     started: bool = False
     decided: bool = False  # the outcome is chosen: interrupts no longer apply
-    abandoned: asyncio.Future[None] | None = None  # a body that would not stop
+    written: bool = False  # the outcome was sent to the database (accepted or refused)
+    abandoned: bool = False  # its body would not stop: the slot is released when it ends
     task: asyncio.Task[None] | None = field(default=None, repr=False)
+
+    @property
+    def token(self) -> str:
+        return self.record.claim_token or ""
 
     def interrupt_with(self, reason: str) -> bool:
         if self.decided or self.interrupt.done():
@@ -86,10 +98,10 @@ class Executor:
         self._queues = queues
         self._pool = pool
         self._on_slot_free = on_slot_free
-        workers = services.settings.thread_workers
-        self._threads = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="aiojobs-job")
-        self._thread_slots = asyncio.Semaphore(workers)
-        self._runs: dict[int, Run] = {}
+        self._thread_slots = asyncio.Semaphore(services.settings.thread_workers)
+        self._runs: dict[str, Run] = {}
+        self._abandoned: dict[int, int] = {}  # job id -> bodies still running after their outcome
+        self._hooks: dict[str, Hooks] = {}
         self._idle = asyncio.Event()
         self._idle.set()
         self.attempts_started = 0
@@ -100,24 +112,29 @@ class Executor:
 
     @property
     def in_flight(self) -> int:
+        """Claims whose outcome is not stored yet."""
         return len(self._runs)
 
     def running_ids(self) -> list[int]:
-        return list(self._runs)
+        return [run.record.id for run in self._runs.values()]
+
+    def known_tokens(self) -> set[str]:
+        return set(self._runs)
 
     def submit(self, record: JobRecord) -> None:
         self._queues.acquire(record.queue)
         run = Run(record=record, interrupt=asyncio.get_running_loop().create_future())
-        self._runs[record.id] = run
+        self._runs[run.token] = run
         self._idle.clear()
         run.task = asyncio.create_task(self._supervise(run), name=f"aiojobs-job-{record.id}")
 
     def cancel(self, job_id: int, token: str | None = None) -> bool:
         """Cancel a job this engine holds (``token`` None: whatever its claim)."""
-        run = self._runs.get(job_id)
-        if run is None or (token is not None and run.record.claim_token != token):
-            return False
-        return run.interrupt_with(CANCEL)
+        hit = False
+        for run in list(self._runs.values()):
+            if run.record.id == job_id and (token is None or run.token == token):
+                hit = run.interrupt_with(CANCEL) or hit
+        return hit
 
     async def wait_idle(self, timeout: float | None = None) -> bool:
         try:
@@ -126,18 +143,25 @@ class Executor:
             return False
         return True
 
+    def interrupt_all(self) -> list[Run]:
+        """Every run not yet decided goes back to waiting, its attempt not charged."""
+        return [run for run in list(self._runs.values()) if run.interrupt_with(HAND_BACK)]
+
     async def hand_back_all(self) -> int:
-        """Shutdown: every run not yet decided goes back to waiting, its attempt not charged."""
-        runs = [run for run in self._runs.values() if run.interrupt_with(HAND_BACK)]
+        """Shutdown: interrupt every undecided run and wait for its hand-back to be written."""
+        runs = self.interrupt_all()
         supervisors = [run.task for run in runs if run.task is not None]
         if supervisors:
-            await asyncio.wait(supervisors, timeout=STOP_GRACE + 5.0)
+            await asyncio.wait(supervisors, timeout=5.0)
         return len(runs)
 
     async def close(self, timeout: float) -> None:
         await self._starter.close(timeout)
         await self._completer.close(timeout)
-        self._threads.shutdown(wait=False, cancel_futures=True)
+        leftovers = [run.task for run in self._runs.values() if run.task is not None and not run.task.done()]
+        for task in leftovers:
+            task.cancel()
+        await asyncio.gather(*leftovers, return_exceptions=True)
 
     # -- batched writes -------------------------------------------------------------------
 
@@ -155,32 +179,51 @@ class Executor:
     async def _supervise(self, run: Run) -> None:
         try:
             await self._attempt(run)
-        except Exception:
-            logger.exception(
-                "supervisor of job %s failed; the job stays claimed until it is rescued", run.record.id,
-                extra=self._extra(run, Event.COMPONENT_ERROR),
-            )
+        except Exception as exc:
+            logger.exception("supervisor of job %s failed", run.record.id,
+                             extra=self._extra(run, Event.COMPONENT_ERROR))
+            if not run.written:
+                await self._write_fallback(run, exc)
         finally:
-            if run.abandoned is not None:
-                await asyncio.shield(run.abandoned)  # its slot is taken until the body ends
-            self._runs.pop(run.record.id, None)
-            self._on_slot_free(self._queues.release(run.record.queue))
+            self._runs.pop(run.token, None)
+            if not run.abandoned:
+                self._release_slot(run)
             if not self._runs:
                 self._idle.set()
 
+    def _release_slot(self, run: Run) -> None:
+        self._on_slot_free(self._queues.release(run.record.queue))
+
+    async def _write_fallback(self, run: Run, exc: Exception) -> None:
+        """The supervisor itself failed: still end the claim, so the job is not stranded."""
+        error = InternalError(f"the engine failed while running this attempt: {type(exc).__name__}: {exc}")
+        decision = Decision.failure(error) if run.started else Decision.handed_back()
+        try:
+            await self._finish(run, None, decision)
+        except Exception:
+            logger.exception("could not record the outcome of job %s; it is rescued once this engine stops",
+                             run.record.id, extra=self._extra(run, Event.COMPONENT_ERROR))
+
     async def _attempt(self, run: Run) -> None:
-        definition = self._s.registry.get(run.record.name)
-        if definition is None:
+        record = run.record
+        definition = self._s.registry.get(record.name)
+        problem = _unrunnable(record, definition, self._s.engine_id)
+        if problem is not None:
             if await self._start(run):
-                error = UnknownJobError(
-                    f"no job named {run.record.name!r} is declared in engine {self._s.engine_id}; "
-                    "does this worker run the same code as the enqueuer?"
-                )
-                await self._finish(run, None, Decision.failure(error, final=True))
+                await self._finish(run, definition, Decision.failure(problem, final=True))
             return
-        deferral = await self._gate(run, definition)
-        if deferral is not None:
-            await self._finish(run, definition, Decision.deferred(deferral))
+        assert definition is not None
+        if record.id in self._abandoned:
+            # An earlier body of this job still runs here (it ignored its timeout): do not
+            # run a second one beside it. It comes back after a short wait, attempt unused.
+            await self._finish(run, definition, Decision.deferred(STOP_GRACE))
+            return
+        gate = await self._interruptible(run, self._gate(run, definition), _nothing)
+        if gate is None:
+            await self._finish(run, definition, self._interrupted(run))
+            return
+        if gate[0] is not None:
+            await self._finish(run, definition, Decision.deferred(gate[0]))
             return
         resource = await self._acquire(run, definition)
         if resource is None:
@@ -189,19 +232,19 @@ class Executor:
         launch, release = resource
         launched = False
         try:
-            if run.interrupt.done():
+            if not run.interrupt.done() and await self._start(run):
+                if run.interrupt.done():  # interrupted while the start was being written
+                    await self._finish(run, definition, self._interrupted(run))
+                    return
+                await self._before(run, definition)
+                began = time.monotonic()
+                body = launch(run.record, definition)
+                launched = True
+                body.future.add_done_callback(lambda _: release())
+                decision = await self._watch(run, body, began)
+                await self._finish(run, definition, decision)
+            elif not run.decided:
                 await self._finish(run, definition, self._interrupted(run))
-                return
-            if not await self._start(run):
-                return
-            await run_hooks("before_perform", self._s.hooks.before_perform + definition.hooks.before_perform,
-                            run.record, extra=self._extra(run))
-            began = time.monotonic()
-            body = launch(run.record, definition)
-            launched = True
-            body.future.add_done_callback(lambda _: release())
-            decision = await self._watch(run, body, began)
-            await self._finish(run, definition, decision)
         finally:
             if not launched:
                 release()
@@ -216,32 +259,35 @@ class Executor:
                 return None
             return self._launch_thread, slots.release
         pool = self._pool
-        worker = await self._interruptible(run, pool.acquire(), pool.release)
-        if worker is None:
+        acquired = await self._interruptible(run, pool.acquire(), pool.release)
+        if acquired is None:
             return None
+        worker = acquired[0]
         return functools.partial(self._launch_process, worker), functools.partial(pool.release, worker)
 
-    async def _interruptible(self, run: Run, acquire: Awaitable[T], undo: Callable[[T], None]) -> T | None:
-        waiter = asyncio.ensure_future(acquire)
-        waiting: set[asyncio.Future[Any]] = {waiter, run.interrupt}
-        await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+    async def _interruptible(self, run: Run, waiting_for: Awaitable[T], undo: Callable[[T], None]) -> tuple[T] | None:
+        """``(result,)`` of ``waiting_for``, or None (and the result undone) if interrupted first."""
+        waiter = asyncio.ensure_future(waiting_for)
+        if not waiter.done():
+            pending: set[asyncio.Future[Any]] = {waiter, run.interrupt}
+            await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
         if not run.interrupt.done():
-            return waiter.result()
+            return (waiter.result(),)
         waiter.cancel()
         await asyncio.gather(waiter, return_exceptions=True)
         if not waiter.cancelled() and waiter.exception() is None:
-            undo(waiter.result())  # acquired at the very moment of the interrupt
+            undo(waiter.result())  # it came at the very moment of the interrupt
         return None
 
     def _interrupted(self, run: Run) -> Decision:
         if run.interrupt.result() == CANCEL:
-            return Decision.canceled("canceled before it started")
+            return Decision.canceled("canceled before it started" if not run.started else "canceled")
         return Decision.handed_back()
 
     async def _start(self, run: Run) -> bool:
-        started = await self._starter.submit(JobStart(run.record.id, run.record.claim_token or ""))
+        started = await self._starter.submit(JobStart(run.record.id, run.token))
         if started is None:
-            run.decided = True
+            run.decided = run.written = True
             logger.info(
                 "job %s was taken away before it started (canceled or rescued meanwhile)", run.record.id,
                 extra=self._extra(run, Event.JOB_OUTCOME_REFUSED),
@@ -255,10 +301,10 @@ class Executor:
 
     async def _watch(self, run: Run, body: Body, began: float) -> Decision:
         timeout = run.record.timeout
-        done, _ = await asyncio.wait({body.future, run.interrupt}, timeout=timeout,
-                                     return_when=asyncio.FIRST_COMPLETED)
+        waiting: set[asyncio.Future[Any]] = {body.future, run.interrupt}
+        await asyncio.wait(waiting, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
         run.decided = True
-        if body.future in done and not run.interrupt.done():
+        if body.future.done():  # the body's own end wins over an interrupt that came with it
             elapsed = time.monotonic() - began
             if timeout is not None and elapsed > timeout:
                 # It ended, but after its deadline: it blocked the event loop, so the timeout
@@ -271,29 +317,61 @@ class Executor:
             return _decide(body)
         reason = run.interrupt.result() if run.interrupt.done() else "timeout"
         body.stop()
-        ended, _ = await asyncio.wait({body.future}, timeout=STOP_GRACE if body.stoppable else 0)
-        if ended:
+        # A hand-back is decided at once (shutdown has a deadline); a cancel or a timeout
+        # gives the body a moment to clean up first.
+        grace = STOP_GRACE if body.stoppable and reason != HAND_BACK else 0
+        ended, _ = await asyncio.wait({body.future}, timeout=grace) if grace else (set(), set())
+        if ended or body.future.done():
             _consume(body.future)
         else:
-            run.abandoned = asyncio.ensure_future(_settle(body.future))
-            logger.warning(
-                "job %s did not stop when told to (%s): %s; its slot stays taken until it ends",
-                run.record.id, reason,
-                "it ignores cancellation or blocks" if body.stoppable else "a thread cannot be stopped",
-                extra=self._extra(run, Event.JOB_TIMEOUT_IGNORED),
-            )
+            self._abandon(run, body, reason)
         if reason == CANCEL:
             return Decision.canceled("canceled while running")
         if reason == HAND_BACK:
             return Decision.handed_back()
         return Decision.failure(JobTimeoutError(f"timed out after {timeout:g}s"))
 
+    def _abandon(self, run: Run, body: Body, reason: str) -> None:
+        run.abandoned = True
+        job_id = run.record.id
+        self._abandoned[job_id] = self._abandoned.get(job_id, 0) + 1
+        if reason != HAND_BACK:
+            logger.warning(
+                "job %s did not stop when told to (%s): %s; its slot stays taken until it ends",
+                job_id, reason, "it ignores cancellation or blocks" if body.stoppable else "a thread cannot be stopped",
+                extra=self._extra(run, Event.JOB_TIMEOUT_IGNORED),
+            )
+
+        def ended(future: asyncio.Future[Any]) -> None:
+            _consume(future)
+            left = self._abandoned.get(job_id, 1) - 1
+            if left:
+                self._abandoned[job_id] = left
+            else:
+                self._abandoned.pop(job_id, None)
+            self._release_slot(run)
+
+        body.future.add_done_callback(ended)
+
     async def _finish(self, run: Run, definition: JobDefinition | None, decision: Decision) -> None:
         run.decided = True
         decision = settle_failure(decision, run.record, definition)
         outcome = outcome_for(run.record, decision, self._s.engine_id, started=run.started)
-        accepted = await self._completer.submit(outcome)
         extra = self._extra(run)
+        try:
+            accepted = await self._completer.submit(outcome)
+        except BackendError as exc:
+            # The database refused this outcome itself (not a lost connection: those are
+            # retried). Record a plain failed attempt instead, which it can store.
+            logger.error("the outcome of job %s (%s) could not be stored: %s; recording a failed attempt instead",
+                         run.record.id, decision.kind, exc, extra={**extra, "event": Event.COMPONENT_ERROR})
+            decision = settle_failure(Decision.failure(InternalError(
+                f"the outcome of this attempt ({decision.kind}) could not be stored: {type(exc).__name__}"
+            )), run.record, definition)
+            accepted = await self._completer.submit(
+                outcome_for(run.record, decision, self._s.engine_id, started=run.started)
+            )
+        run.written = True
         if not accepted:
             logger.warning(
                 "outcome of job %s (%s) refused: its claim was taken away meanwhile (rescued, handed "
@@ -305,22 +383,38 @@ class Executor:
         if run.started and decision.kind not in ("deferred", "handed_back"):
             await self._after(run, definition, decision, extra)
 
+    def _hooks_for(self, definition: JobDefinition | None) -> Hooks:
+        if definition is None:
+            return self._s.hooks
+        hooks = self._hooks.get(definition.name)
+        if hooks is None:
+            hooks = self._hooks[definition.name] = self._s.hooks.then(definition.hooks)
+        return hooks
+
+    async def _before(self, run: Run, definition: JobDefinition) -> None:
+        hooks = self._hooks_for(definition).before_perform
+        if hooks:
+            await run_hooks("before_perform", hooks, run.record, extra=self._extra(run))
+
     async def _after(self, run: Run, definition: JobDefinition | None, decision: Decision,
                      extra: dict[str, object]) -> None:
-        hooks = self._s.hooks if definition is None else self._s.hooks.then(definition.hooks)
+        hooks = self._hooks_for(definition)
+        if not hooks:
+            return
         record = run.record
-        if decision.kind == "completed":
+        if decision.kind == "completed" and hooks.on_success:
             await run_hooks("on_success", hooks.on_success, record, decision.result, extra=extra)
         elif decision.kind == "failure" and decision.error is not None:
             await run_hooks("on_failure", hooks.on_failure, record, decision.error, extra=extra)
             if decision.exhausted:
                 await run_hooks("on_max_attempts_exhausted", hooks.on_max_attempts_exhausted, record,
                                 decision.error, extra=extra)
-        await run_hooks("after_perform", hooks.after_perform, record, decision.kind, extra=extra)
+        if hooks.after_perform:
+            await run_hooks("after_perform", hooks.after_perform, record, decision.kind, extra=extra)
 
     async def _gate(self, run: Run, definition: JobDefinition) -> float | None:
         """Ask the okay_to_run hooks: seconds to defer the job by, or None to run it."""
-        hooks = self._s.hooks.okay_to_run + definition.hooks.okay_to_run
+        hooks = self._hooks_for(definition).okay_to_run
         if not hooks:
             return None
         for answer in await run_hooks("okay_to_run", hooks, run.record, extra=self._extra(run)):
@@ -345,7 +439,7 @@ class Executor:
 
     def _launch_thread(self, record: JobRecord, definition: JobDefinition) -> Body:
         call = functools.partial(self._context_for(record).run, _call_blocking, definition, record)
-        future = asyncio.get_running_loop().run_in_executor(self._threads, call)
+        future = run_in_daemon_thread(call, name=f"aiojobs-job-{record.id}")
         return Body(future, _nothing, stoppable=False)
 
     def _launch_process(self, worker: Any, record: JobRecord, definition: JobDefinition) -> Body:
@@ -369,6 +463,18 @@ class Executor:
 
 
 def _nothing(*_: object) -> None:
+    return None
+
+
+def _unrunnable(record: JobRecord, definition: JobDefinition | None, engine_id: str) -> Exception | None:
+    """Why this job cannot run here at all (it fails for good), or None."""
+    if record.corrupt is not None:
+        return SerializationError(f"the stored job could not be read: {record.corrupt}")
+    if definition is None:
+        return UnknownJobError(
+            f"no job named {record.name!r} is declared in engine {engine_id}; "
+            "does this worker run the same code as the enqueuer?"
+        )
     return None
 
 
@@ -438,11 +544,6 @@ def _decision_from_reply(reply: dict[str, Any]) -> Decision:
         return decision_for_signal(signal_from_reply(reply))
     error = RemoteError(reply.get("name", "Error"), reply.get("message", ""), reply.get("traceback"))
     return Decision.failure(error, final=bool(reply.get("final")))
-
-
-async def _settle(future: asyncio.Future[Any]) -> None:
-    await asyncio.wait({future})  # the outcome is already recorded; this only waits for the end
-    _consume(future)
 
 
 def _consume(future: asyncio.Future[Any]) -> None:

@@ -31,11 +31,13 @@ class HeartbeatThread:
         open_backend: Callable[[], Backend],
         monitor: LoopMonitor,
         on_lost: Callable[[], None],
+        on_revived: Callable[[], None],
     ) -> None:
         self._s = services
         self._open_backend = open_backend
         self._monitor = monitor
         self._on_lost = on_lost
+        self._on_revived = on_revived
         self._stop = threading.Event()
         self._thread = threading.Thread(
             target=self._main, name=f"aiojobs-heartbeat-{services.engine_id}", daemon=True
@@ -49,6 +51,11 @@ class HeartbeatThread:
     def start(self) -> None:
         self._thread.start()
 
+    @property
+    def died(self) -> bool:
+        """The thread ended without being asked to (a bug): the engine must not go on."""
+        return not self._thread.is_alive() and not self._stop.is_set()
+
     def healthy_for(self) -> float:
         """Seconds since a heartbeat last failed (infinite if none ever did)."""
         return time.monotonic() - self._last_failure
@@ -59,6 +66,13 @@ class HeartbeatThread:
             self._thread.join(timeout)
 
     def _main(self) -> None:
+        try:
+            self._beat_until_stopped()
+        except Exception:
+            logger.exception("the heartbeat thread failed", extra={"event": Event.HEARTBEAT_FAILED,
+                                                                   "engine_id": self._s.engine_id})
+
+    def _beat_until_stopped(self) -> None:
         loop = asyncio.new_event_loop()
         backend = self._open_backend()
         try:
@@ -125,7 +139,13 @@ class HeartbeatThread:
         self._last_success = time.monotonic()
         self._warned_silent = False
         self.beats += 1
-        if result is Heartbeat.REVIVED:
+        if result is Heartbeat.REVIVED and self._stop.is_set():
+            # A beat that outlasted the engine's shutdown re-created the row it had just
+            # deleted: delete it again, or it would look like a live engine for stale_after.
+            self._try(loop, backend.engine_unregister(self._s.engine_id, self._s.registration.incarnation),
+                      "unregister after a late beat")
+        elif result is Heartbeat.REVIVED:
+            self._on_revived()
             logger.error(
                 "engine %s had been declared dead by another engine (no heartbeat for over %.0fs); "
                 "its jobs were rescued and their outcomes here will be refused",

@@ -76,14 +76,34 @@ class Decision:
         return self.kind == "failure" and not self.final
 
 
+MAX_DELAY = 10 * 365 * 86_400.0  # ten years: anything later is a bug, and would overflow storage
+
+
 def settle_failure(decision: Decision, record: JobRecord, definition: JobDefinition | None) -> Decision:
     """A failure either retries after a backoff delay or, attempts spent, fails for good."""
     if decision.kind != "failure" or decision.final:
         return decision
     if record.attempt >= record.max_attempts:
         return replace(decision, final=True, exhausted=True)
-    delay = decision.delay if decision.delay is not None else backoff_for(record, definition).delay(record.attempt)
-    return replace(decision, delay=delay)
+    delay = decision.delay
+    if delay is None:
+        policy = backoff_for(record, definition)
+        try:
+            delay = policy.delay(record.attempt)
+        except Exception:
+            logger.exception("the backoff policy of job %s failed; using the default one", record.name,
+                             extra={"event": Event.COMPONENT_ERROR, "job_id": record.id})
+            delay = DEFAULT_BACKOFF.delay(record.attempt)
+    return replace(decision, delay=clamp_delay(delay))
+
+
+def clamp_delay(delay: float | None) -> float | None:
+    """A storable delay: not negative, not NaN, at most ``MAX_DELAY``."""
+    if delay is None:
+        return None
+    if not delay >= 0:  # negative or NaN
+        return 0.0
+    return min(delay, MAX_DELAY)
 
 
 def backoff_for(record: JobRecord, definition: JobDefinition | None) -> BackoffPolicy:
@@ -108,14 +128,16 @@ def outcome_for(record: JobRecord, decision: Decision, engine_id: str, *, starte
             return JobOutcome(**base, state=JobState.FAILED, error_json=error)
         return JobOutcome(**base, state=JobState.WAITING, error_json=error, delay=decision.delay)
     if kind == "snoozed":
-        return JobOutcome(**base, state=JobState.SNOOZED, delay=decision.delay, give_back_attempt=started)
+        return JobOutcome(**base, state=JobState.SNOOZED, delay=clamp_delay(decision.delay),
+                          give_back_attempt=started)
     if kind == "canceled":
         return JobOutcome(**base, state=JobState.CANCELED, error_json=_entry_json(
             "Canceled", decision.reason or "canceled", None, record, engine_id))
     if kind == "deleted":
         return JobOutcome(**base, state=JobState.COMPLETED, delete=True)
     # deferred (never started) or handed back (its attempt is given back)
-    return JobOutcome(**base, state=JobState.WAITING, delay=decision.delay or 0.0, give_back_attempt=started)
+    return JobOutcome(**base, state=JobState.WAITING, delay=clamp_delay(decision.delay or 0.0),
+                      give_back_attempt=started)
 
 
 def error_json(exc: BaseException, record: JobRecord, engine_id: str) -> str:
@@ -143,12 +165,25 @@ def describe(exc: BaseException) -> tuple[str, str, str | None]:
     """Name, message and traceback of an attempt's error (our own errors need no traceback)."""
     if isinstance(exc, RemoteError):
         return exc.remote_name, str(exc), exc.remote_traceback
+    message = _message(exc)
     if isinstance(exc, _OWN_ERRORS):
-        return type(exc).__name__, str(exc), None
-    trace = "".join(traceback.format_exception(exc))
+        return type(exc).__name__, message, None
+    try:
+        trace = "".join(traceback.format_exception(exc))
+    except Exception:  # an exception whose __str__ or frames misbehave
+        trace = None
+    if trace is None:
+        return type(exc).__name__, message, None
     if len(trace) > _MAX_TRACEBACK:
         trace = trace[:1000] + "\n…\n" + trace[-(_MAX_TRACEBACK - 1000):]
     return type(exc).__name__, str(exc), trace
+
+
+def _message(exc: BaseException) -> str:
+    try:
+        return str(exc)
+    except Exception:
+        return f"<{type(exc).__name__} whose message could not be read>"
 
 
 def log_outcome(record: JobRecord, decision: Decision, extra: dict[str, object]) -> None:

@@ -30,9 +30,15 @@ from .._records import JobRecord, JobState
 _targets: dict[tuple[str, str], Any] = {}
 
 
-def worker_main(conn: Connection, parent_pid: int) -> None:
+def worker_main(conn: Connection, parent_pid: int, preload: list[str]) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     threading.Thread(target=_exit_with_parent, args=(parent_pid,), daemon=True, name="aiojobs-orphan-watch").start()
+    for module in preload:  # import the jobs' modules now, so no job's timeout pays for it
+        try:
+            importlib.import_module(module)
+        except Exception:
+            traceback.print_exc()  # the job itself will fail with the same error, where it is seen
+    conn.send_bytes(b'{"kind": "ready"}')
     while True:
         try:
             message = json.loads(conn.recv_bytes())

@@ -41,6 +41,8 @@ class Reaper:
             await self.prune()
 
     async def rescue(self) -> None:
+        if not self._s.backend.capabilities.shared:
+            return  # no other process can use this database: there is no other engine to rescue
         if self._trusted_for is not None and self._trusted_for() < self._s.settings.stale_after:
             # This engine has just failed to reach the database itself (an outage, a lost
             # connection). Every engine's heartbeat may look stale now for the same reason:

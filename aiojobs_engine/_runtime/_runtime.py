@@ -19,6 +19,7 @@ from collections.abc import Callable, Coroutine, Mapping, Sequence
 from typing import Any
 
 from .._backends._protocol import Backend
+from .._definitions import RunMode
 from .._errors import BackendError, EngineIdInUseError
 from .._log import Event, logger
 from .._options import QueueConfig
@@ -50,7 +51,10 @@ class Runtime:
         self._drain = drain
         self._open_backend = open_backend
         self.queues = QueueManager(services.backend, queues)
-        self.pool = ProcessPool(services.settings.cpu_worker_count)
+        self.pool = ProcessPool(
+            services.settings.cpu_worker_count,
+            preload=[d.import_path[0] for d in services.registry if d.mode is RunMode.PROCESS],
+        )
         self.executor = Executor(services, self.queues, self.pool, self._slot_freed)
         self.dispatcher = Dispatcher(services, self.queues, self.executor, drain=drain)
         self.reaper = Reaper(services, self._heartbeat_health)
@@ -81,6 +85,13 @@ class Runtime:
         await self.queues.refresh()
         self.dispatcher.wake()
 
+    async def _watch_heartbeat(self) -> None:
+        """Without its heartbeat an engine cannot claim (claims need a fresh one): stop instead."""
+        while True:
+            await asyncio.sleep(self._s.settings.heartbeat_interval)
+            if self._heartbeat is not None and self._heartbeat.died:
+                raise RuntimeError("the heartbeat thread died (see the log above)")
+
     async def _watch_cancels(self) -> None:
         """Cancellations asked for elsewhere reach the jobs running here within a poll."""
         if not self.executor.in_flight:
@@ -103,8 +114,19 @@ class Runtime:
             )
             self.request_stop(immediate=True)
 
+        self._from_thread(fail)
+
+    def _revived(self) -> None:
+        """Called from the heartbeat thread: we had been declared dead and our jobs rescued.
+
+        The jobs running here were claimed before that rescue (claims need a fresh
+        heartbeat), so their claims are void: stop them; their outcomes will be refused.
+        """
+        self._from_thread(self.executor.interrupt_all)
+
+    def _from_thread(self, callback: Callable[[], object]) -> None:
         with contextlib.suppress(RuntimeError):  # the loop is already closed
-            self._loop.call_soon_threadsafe(fail)
+            self._loop.call_soon_threadsafe(callback)
 
     # -- the run --------------------------------------------------------------------------
 
@@ -115,9 +137,12 @@ class Runtime:
         tasks: list[asyncio.Task[None]] = []
         try:
             await self._s.backend.job_rescue(engine_id=self._s.engine_id, now=self._s.clock.for_database())
+            if self._drain:
+                await self.reaper.rescue()  # a workoff also runs the jobs of engines that died
             await self.queues.refresh()
             if self._s.backend.capabilities.shared:
-                self._heartbeat = HeartbeatThread(self._s, self._open_backend, self.monitor, self._lost_id)
+                self._heartbeat = HeartbeatThread(self._s, self._open_backend, self.monitor, self._lost_id,
+                                                  self._revived)
                 self._heartbeat.start()
             tasks = self._start_loops()
             logger.info("engine %s started", self._s.engine_id,
@@ -126,9 +151,9 @@ class Runtime:
             await self._wait_until_done(tasks)
         except BaseException:
             self._immediate.set()
-            await asyncio.shield(self._shutdown(tasks))
+            await _to_the_end(self._shutdown(tasks))
             raise
-        await asyncio.shield(self._shutdown(tasks))
+        await _to_the_end(self._shutdown(tasks))
         if self._fatal is not None:
             raise self._fatal
         return self.executor.attempts_started
@@ -142,6 +167,8 @@ class Runtime:
         ]
         if not self._drain:
             loops.append(("reaper", Periodic("reaper", settings.reaper_interval, self.reaper.step).run()))
+        if self._heartbeat is not None:
+            loops.append(("heartbeat-watch", self._watch_heartbeat()))
         if self._s.backend.capabilities.supports_notify:
             self.notifier = Notifier(
                 self._s,
@@ -202,33 +229,57 @@ class Runtime:
                     extra={"event": Event.ENGINE_STOPPED, "engine_id": self._s.engine_id})
 
     async def _register(self) -> None:
-        """Register under the worker id, refusing an id that a live engine holds."""
+        """Register under the worker id, refusing an id that a live engine holds.
+
+        An earlier life of this id on this host whose process is gone (a crash, then a restart
+        by systemd or a container runtime) is taken over, and its orphaned jobs rescued at
+        once, as soon as its heartbeat has been quiet for two intervals: a pid alone proves
+        nothing across containers that share a host name, a silent heartbeat does.
+        """
         registration = self._s.registration
         backend = self._s.backend
-        existing = await backend.engine_get(registration.id)
-        takeover = None
-        if (
-            existing is not None
-            and existing.host == registration.host
-            and existing.incarnation not in _LIVE
-            and (existing.pid == registration.pid or not _pid_alive(existing.pid))
-        ):
-            # An earlier life of this id on this host whose process is gone (or is this
-            # process, restarted as the same pid in a container): its jobs are orphans.
-            takeover = existing.incarnation
-        ok = await backend.engine_register(
-            registration, stale_after=self._s.settings.stale_after, takeover_incarnation=takeover,
-            now=self._s.clock.for_database(),
+        settings = self._s.settings
+        quiet = 2 * settings.heartbeat_interval
+        deadline = asyncio.get_running_loop().time() + quiet + settings.heartbeat_interval
+        while True:
+            existing = await backend.engine_get(registration.id)
+            takeover = None
+            if (
+                existing is not None
+                and existing.host == registration.host
+                and existing.incarnation not in _LIVE
+                and (existing.pid == registration.pid or not _pid_alive(existing.pid))
+            ):
+                takeover = existing.incarnation
+            if await backend.engine_register(
+                registration, stale_after=settings.stale_after, takeover_incarnation=takeover,
+                takeover_quiet=quiet, now=self._s.clock.for_database(),
+            ):
+                _LIVE.add(registration.incarnation)
+                return
+            if takeover is None or asyncio.get_running_loop().time() >= deadline:
+                break
+            await asyncio.sleep(settings.heartbeat_interval / 2)  # let the dead one's heartbeat age
+        holder = await backend.engine_get(registration.id)
+        where = f"pid {holder.pid} on {holder.host}, heartbeat at {holder.heartbeat_at:%H:%M:%S}" if holder else "?"
+        raise EngineIdInUseError(
+            f"engine id {registration.id!r} is in use by a live engine ({where}); give this "
+            f"engine another worker_id, or wait {settings.stale_after:g}s after that one stopped"
         )
-        if ok:
-            _LIVE.add(registration.incarnation)
-        else:
-            holder = await backend.engine_get(registration.id)
-            where = f"pid {holder.pid} on {holder.host}, heartbeat at {holder.heartbeat_at:%H:%M:%S}" if holder else "?"
-            raise EngineIdInUseError(
-                f"engine id {registration.id!r} is in use by a live engine ({where}); give this "
-                f"engine another worker_id, or wait {self._s.settings.stale_after:g}s after that one stopped"
-            )
+
+
+async def _to_the_end(shutdown: Coroutine[Any, Any, None]) -> None:
+    """Run the shutdown to its end even if cancelled (again) meanwhile, then re-raise that."""
+    task = asyncio.ensure_future(shutdown)
+    cancelled = False
+    while not task.done():
+        try:
+            await asyncio.shield(task)
+        except asyncio.CancelledError:
+            cancelled = True
+    task.result()
+    if cancelled:
+        raise asyncio.CancelledError
 
 
 def _pid_alive(pid: int) -> bool:

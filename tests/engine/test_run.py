@@ -193,7 +193,7 @@ async def test_a_worker_id_in_use_is_refused(make_engine) -> None:
 
 async def test_restart_under_the_same_id_takes_orphans_back_at_once(make_engine) -> None:
     """A restart of a crashed engine (same host, dead pid) re-runs its jobs without waiting."""
-    engine = make_engine(worker_id="stable-1", stale_after=3600, heartbeat_interval=10)
+    engine = make_engine(worker_id="stable-1", stale_after=3600, heartbeat_interval=0.2)
 
     @engine.job
     async def job() -> str:
@@ -208,7 +208,9 @@ async def test_restart_under_the_same_id_takes_orphans_back_at_once(make_engine)
         await engine.backend.engine_register(crashed, stale_after=3600, takeover_incarnation=None)
         await engine.backend.job_claim(JobClaim(engine_id="stable-1", demands=[QueueDemand("default", 10)]))
         assert await state_is(engine, record.id, JobState.CLAIMED)
-        async with engine.running():
+        t0 = time.monotonic()
+        async with engine.running():  # waits until the dead one's heartbeat is two intervals old
+            assert time.monotonic() - t0 < 3  # not stale_after (an hour)
             done = await engine.wait_for(record.id, timeout=5)
             assert done.result == "ran"
 

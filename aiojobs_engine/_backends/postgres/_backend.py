@@ -42,6 +42,7 @@ from .._protocol import (
     BackendCapabilities,
     EngineRegistration,
     Heartbeat,
+    HeldJob,
     JobClaim,
     JobFilter,
     JobInsert,
@@ -204,6 +205,8 @@ class PostgresBackend:
             "queues": [d.queue for d in demands],
             "limits": [max(d.limit, 0) for d in demands],
             "global_limits": [d.global_limit for d in demands],
+            "incarnation": claim.incarnation,
+            "fresh_within": claim.fresh_within,
         }
         capped = sorted({d.queue for d in demands if d.global_limit is not None})
         if not capped:
@@ -247,6 +250,10 @@ class PostgresBackend:
     async def job_cancel_requested(self, engine_id: str) -> list[JobStart]:
         rows = await self._db.fetch("job_cancel_requested", {"engine_id": engine_id})
         return [JobStart(row[0], row[1]) for row in rows]
+
+    async def job_held(self, engine_id: str) -> list[HeldJob]:
+        rows = await self._db.fetch("job_held", {"engine_id": engine_id})
+        return [HeldJob(row[0], row[1], JobState(row[2])) for row in rows]
 
     async def job_retry(self, job_id: int, *, now: datetime | None = None) -> JobRecord | None:
         rows = await self._db.fetch("job_retry", {"id": job_id, "now": now})
@@ -325,11 +332,12 @@ class PostgresBackend:
 
     async def engine_register(
         self, registration: EngineRegistration, *, stale_after: float, takeover_incarnation: str | None,
-        now: datetime | None = None,
+        takeover_quiet: float = 0.0, now: datetime | None = None,
     ) -> bool:
         rows = await self._db.fetch("engine_register", _engine_params(registration, now) | {
             "stale_after": stale_after,
             "takeover": takeover_incarnation,
+            "takeover_quiet": takeover_quiet,
         })
         return bool(rows)
 

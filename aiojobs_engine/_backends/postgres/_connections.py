@@ -29,10 +29,13 @@ CLOSE_TIMEOUT: Final = 10.0
 IDLE_IN_TRANSACTION_MS: Final = 60_000
 
 # Errors that mean "the database cannot be reached right now": worth retrying later.
+# Anything else means the database refused this statement itself (a data error).
 _UNAVAILABLE: Final = (
     asyncpg.PostgresConnectionError,  # class 08, incl. a connection lost mid-operation
     asyncpg.exceptions.OperatorInterventionError,  # class 57: shutdown, terminated, cannot connect now, timeouts
-    asyncpg.TooManyConnectionsError,
+    asyncpg.exceptions.InsufficientResourcesError,  # class 53: too many connections, out of memory, disk full
+    asyncpg.InterfaceError,  # the client's connection is closed or in a broken state
+    asyncpg.InternalClientError,  # ditto, met inside the protocol ("cannot switch to state …")
     OSError,
     TimeoutError,
 )
@@ -44,8 +47,12 @@ DRIVER_ERRORS: Final = (
 def translate(exc: BaseException, what: str) -> BackendError:
     """Our error for a driver error met while doing ``what`` (a statement name)."""
     detail = f"{type(exc).__name__}: {exc}"
-    closed = isinstance(exc, asyncpg.InterfaceError) and "connection is closed" in str(exc)
-    if closed or isinstance(exc, _UNAVAILABLE):
+    # 55000 is raised for a database that does not accept connections now (ALLOW_CONNECTIONS
+    # false, or being dropped): no other statement can succeed meanwhile either.
+    refusing = isinstance(exc, asyncpg.exceptions.ObjectNotInPrerequisiteStateError) and (
+        "accepting connections" in str(exc)
+    )
+    if refusing or isinstance(exc, _UNAVAILABLE):
         return BackendUnavailableError(f"PostgreSQL is unavailable ({what}): {detail}")
     return BackendError(f"PostgreSQL error ({what}): {detail}")
 

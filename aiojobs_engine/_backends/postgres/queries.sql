@@ -132,6 +132,13 @@ WITH claimed AS (
             FOR UPDATE SKIP LOCKED
         ) AS picked
     ))
+      -- Only while this engine's row holds this incarnation and a fresh heartbeat: an
+      -- engine that others may be about to declare dead takes nothing new.
+      AND (:incarnation::text IS NULL OR EXISTS (
+          SELECT FROM __schema__.aiojobs_engines AS e
+          WHERE e.id = :engine_id::text AND e.incarnation = :incarnation::text
+            AND e.heartbeat_at >= coalesce(:now::timestamptz, now())
+                                  - make_interval(secs => coalesce(:fresh_within::float8, 0))))
     RETURNING *
 )
 SELECT * FROM claimed
@@ -145,12 +152,17 @@ FROM unnest(:keys::text[]) AS k(key);
 
 -- name: job_start_many
 -- "j.id = ANY(:ids)" gives the planner a primary-key lookup to start from whatever the
--- (often stale) statistics say about how many jobs are claimed.
+-- (often stale) statistics say about how many jobs are claimed. Idempotent: a start sent
+-- again after its reply was lost finds the job running under the same token and returns it
+-- without counting the attempt twice.
 UPDATE __schema__.aiojobs_jobs AS j
-SET state = 'running', attempt = j.attempt + 1, attempted_at = coalesce(:now::timestamptz, now())
+SET state = 'running',
+    attempt = CASE WHEN j.state = 'claimed' THEN j.attempt + 1 ELSE j.attempt END,
+    attempted_at = CASE WHEN j.state = 'claimed' THEN coalesce(:now::timestamptz, now())
+                        ELSE j.attempted_at END
 FROM unnest(:ids::bigint[], :tokens::text[]) AS s(id, token)
 WHERE j.id = ANY(:ids::bigint[]) AND j.id = s.id AND j.claim_token::text = s.token
-  AND j.state = 'claimed'
+  AND j.state IN ('claimed', 'running')
 RETURNING j.id, j.attempt, j.attempted_at;
 
 -- name: job_finish_many
@@ -164,8 +176,10 @@ WITH outcome AS (
          AS o(id, token, from_state, state, result, error, delay, give_back, remove)
 ),
 finished AS (
+    -- A cancellation asked for while the attempt ran wins over going back to waiting/snoozed.
     UPDATE __schema__.aiojobs_jobs AS j
-    SET state = o.state,
+    SET state = CASE WHEN j.cancel_requested AND o.state IN ('waiting', 'snoozed') THEN 'canceled'
+                     ELSE o.state END,
         result = CASE WHEN o.state = 'completed' THEN o.result::jsonb ELSE j.result END,
         errors = CASE WHEN o.error IS NULL THEN j.errors
                       ELSE j.errors || jsonb_build_array(o.error::jsonb) END,
@@ -176,8 +190,9 @@ finished AS (
                             ELSE j.completed_at END,
         failed_at = CASE WHEN o.state = 'failed' THEN coalesce(:now::timestamptz, now())
                          ELSE j.failed_at END,
-        canceled_at = CASE WHEN o.state = 'canceled' THEN coalesce(:now::timestamptz, now())
-                           ELSE j.canceled_at END,
+        canceled_at = CASE WHEN o.state = 'canceled'
+                                OR (j.cancel_requested AND o.state IN ('waiting', 'snoozed'))
+                           THEN coalesce(:now::timestamptz, now()) ELSE j.canceled_at END,
         claim_token = NULL,
         cancel_requested = false
     FROM outcome AS o
@@ -215,6 +230,10 @@ FROM changed;
 SELECT id, claim_token::text AS claim_token FROM __schema__.aiojobs_jobs
 WHERE claimed_by = :engine_id::text AND state IN ('claimed', 'running') AND cancel_requested;
 
+-- name: job_held
+SELECT id, claim_token::text AS claim_token, state FROM __schema__.aiojobs_jobs
+WHERE claimed_by = :engine_id::text AND state IN ('claimed', 'running');
+
 -- name: job_retry
 UPDATE __schema__.aiojobs_jobs
 SET state = 'waiting', available_at = coalesce(:now::timestamptz, now()),
@@ -225,7 +244,9 @@ WHERE id = :id::bigint AND state IN ('failed', 'canceled', 'completed')
 RETURNING *;
 
 -- name: job_delete
-DELETE FROM __schema__.aiojobs_jobs WHERE id = :id::bigint RETURNING id;
+DELETE FROM __schema__.aiojobs_jobs
+WHERE id = :id::bigint AND state NOT IN ('claimed', 'running')
+RETURNING id;
 
 -- name: job_delete_where
 WITH deleted AS (
@@ -335,7 +356,9 @@ SET incarnation = excluded.incarnation, host = excluded.host, pid = excluded.pid
     queues = excluded.queues, started_at = excluded.started_at,
     heartbeat_at = excluded.heartbeat_at
 WHERE e.heartbeat_at < coalesce(:now::timestamptz, now()) - make_interval(secs => :stale_after::float8)
-   OR e.incarnation = :takeover::text
+   OR (e.incarnation = :takeover::text
+       AND e.heartbeat_at < coalesce(:now::timestamptz, now())
+                            - make_interval(secs => :takeover_quiet::float8))
 RETURNING id;
 
 -- name: engine_heartbeat

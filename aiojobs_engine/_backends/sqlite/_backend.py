@@ -1,10 +1,12 @@
 """The SQLite backend (aiosqlite): the embedded default, zero set-up.
 
-One connection per backend, serialised by an asyncio lock so that statements of one
-transaction never interleave with another coroutine's. Writes run in ``BEGIN IMMEDIATE``
-transactions (SQLite's single write lock is taken before anything is read), WAL lets
-readers in other processes proceed meanwhile, and ``busy_timeout`` makes a writer wait its
-turn instead of failing. Several processes may share one database file.
+One connection per backend, used by one coroutine at a time (an asyncio lock). Every write
+the engine makes at work is a single statement in autocommit mode: SQLite holds its one
+write lock for that statement only, inside one call on aiosqlite's thread, never across
+turns of the event loop, so a job that blocks the loop cannot lock other processes out.
+WAL lets readers proceed meanwhile, and ``busy_timeout`` makes a writer wait its turn
+instead of failing. Several processes may share one database file. Only migrations use a
+multi-statement ``BEGIN IMMEDIATE`` transaction.
 
 ``sqlite:///:memory:`` lives in this one connection: nothing else can see it, so it needs
 no heartbeat thread and no reaper of other engines (``capabilities.shared`` is False).
@@ -14,11 +16,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import os
 import sqlite3
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
 import aiosqlite
@@ -31,6 +34,7 @@ from .._protocol import (
     BackendCapabilities,
     EngineRegistration,
     Heartbeat,
+    HeldJob,
     JobClaim,
     JobFilter,
     JobInsert,
@@ -61,7 +65,7 @@ def to_us(value: datetime) -> int:
 def from_us(value: int | None) -> datetime | None:
     if value is None:
         return None
-    return datetime.fromtimestamp(value // _US, UTC).replace(microsecond=value % _US)
+    return _EPOCH + timedelta(microseconds=value)
 
 
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
@@ -167,8 +171,19 @@ class SQLiteBackend:
 
     async def _write_one(self, name: str, params: Mapping[str, Any]) -> list[sqlite3.Row]:
         """One statement in autocommit mode: SQLite makes it its own transaction."""
+        return await self._fetch(_Q[name], params)
+
+    async def _fetch(self, sql: str, params: Mapping[str, Any]) -> list[sqlite3.Row]:
         async with self._guard() as conn:
-            return list(await conn.execute_fetchall(_Q[name], params))
+            return list(await conn.execute_fetchall(sql, params))
+
+    async def _write_count(self, name: str, params: Mapping[str, Any]) -> int:
+        """One statement in autocommit mode; the number of rows it changed."""
+        async with self._guard() as conn:
+            cursor = await conn.execute(_Q[name], params)
+            count = cursor.rowcount
+            await cursor.close()
+            return count
 
     # -- schema ---------------------------------------------------------------------------
 
@@ -231,8 +246,7 @@ class SQLiteBackend:
             rows = await self._write_one("job_insert", _insert_params(inserts[0], now_us) | {"now": now_us})
         else:
             batch = _json.dumps([_insert_params(i, now_us) for i in inserts], "batch")
-            async with self._write() as conn:
-                rows = list(await conn.execute_fetchall(_Q["job_insert_many"], {"batch": batch, "now": now_us}))
+            rows = await self._write_one("job_insert_many", {"batch": batch, "now": now_us})  # one statement: atomic
         return sorted((_job(row) for row in rows), key=lambda r: r.id)
 
     async def job_get(self, job_id: int) -> JobRecord | None:
@@ -250,24 +264,22 @@ class SQLiteBackend:
         return [_job(row) for row in rows]
 
     async def job_claim(self, claim: JobClaim) -> list[JobRecord]:
-        if not claim.demands:
+        demands = claim.demands
+        if not demands:
             return []
         now_us = _now_us(claim.now)
-        claimed: list[JobRecord] = []
-        async with self._write() as conn:
-            for demand in claim.demands:
-                limit = demand.limit
-                if demand.global_limit is not None:
-                    # Exact: the write lock is held, so no other engine claims meanwhile.
-                    held = await conn.execute_fetchall(_Q["queue_held_count"], {"queue": demand.queue})
-                    limit = min(limit, demand.global_limit - next(iter(held))[0])
-                    if limit <= 0:
-                        continue
-                rows = await conn.execute_fetchall(_Q["job_claim"], {
-                    "engine_id": claim.engine_id, "now": now_us, "queue": demand.queue, "limit": limit,
-                })
-                claimed.extend(sorted((_job(row) for row in rows), key=_claim_order))
-        return claimed
+        params: dict[str, Any] = {
+            "engine_id": claim.engine_id,
+            "now": now_us,
+            "incarnation": claim.incarnation,
+            "fresh_since": now_us - int((claim.fresh_within or 0) * _US),
+        }
+        for n, demand in enumerate(demands):
+            params |= {f"queue_{n}": demand.queue, f"limit_{n}": max(demand.limit, 0),
+                       f"global_{n}": demand.global_limit}
+        rows = await self._fetch(_claim_sql(len(demands)), params)
+        order = {demand.queue: n for n, demand in enumerate(demands)}
+        return sorted((_job(row) for row in rows), key=lambda r: (order.get(r.queue, 0), *_claim_order(r)))
 
     async def job_start_many(self, starts: Sequence[JobStart], *, now: datetime | None = None) -> list[StartedJob]:
         if not starts:
@@ -280,18 +292,16 @@ class SQLiteBackend:
         if not outcomes:
             return set()
         now_us = _now_us(now)
-        updates = [o for o in outcomes if not o.delete]
-        deletes = [o for o in outcomes if o.delete]
+        updates = [_outcome_params(o) for o in outcomes if not o.delete]
+        deletes = [_outcome_params(o) for o in outcomes if o.delete]
         accepted: set[int] = set()
-        async with self._write() as conn:
-            if updates:
-                batch = _json.dumps([_outcome_params(o) for o in updates], "batch")
-                rows = await conn.execute_fetchall(_Q["job_finish_many"], {"batch": batch, "now": now_us})
-                accepted.update(row[0] for row in rows)
-            if deletes:
-                batch = _json.dumps([_outcome_params(o) for o in deletes], "batch")
-                rows = await conn.execute_fetchall(_Q["job_delete_fenced"], {"batch": batch})
-                accepted.update(row[0] for row in rows)
+        # Two statements, each atomic on its own: outcomes do not depend on each other.
+        if updates:
+            rows = await self._write_one("job_finish_many", {"batch": _json.dumps(updates, "batch"), "now": now_us})
+            accepted.update(row[0] for row in rows)
+        if deletes:
+            rows = await self._write_one("job_delete_fenced", {"batch": _json.dumps(deletes, "batch")})
+            accepted.update(row[0] for row in rows)
         return accepted
 
     async def job_cancel(self, job_id: int, *, now: datetime | None = None) -> JobRecord | None:
@@ -302,6 +312,10 @@ class SQLiteBackend:
         rows = await self._read("job_cancel_requested", {"engine_id": engine_id})
         return [JobStart(row["id"], row["claim_token"]) for row in rows]
 
+    async def job_held(self, engine_id: str) -> list[HeldJob]:
+        rows = await self._read("job_held", {"engine_id": engine_id})
+        return [HeldJob(row["id"], row["claim_token"], JobState(row["state"])) for row in rows]
+
     async def job_retry(self, job_id: int, *, now: datetime | None = None) -> JobRecord | None:
         rows = await self._write_one("job_retry", {"id": job_id, "now": _now_us(now)})
         return _job(rows[0]) if rows else await self.job_get(job_id)
@@ -310,11 +324,7 @@ class SQLiteBackend:
         return bool(await self._write_one("job_delete", {"id": job_id}))
 
     async def job_delete_where(self, states: Sequence[JobState], queues: Sequence[str]) -> int:
-        async with self._write() as conn:
-            cursor = await conn.execute(
-                _Q["job_delete_where"], {"states": _json_list(states), "queues": _json_list(queues)}
-            )
-            return cursor.rowcount
+        return await self._write_count("job_delete_where", {"states": _json_list(states), "queues": _json_list(queues)})
 
     async def job_count(
         self, *, now: datetime | None = None, due_only: bool = False
@@ -330,13 +340,13 @@ class SQLiteBackend:
     ) -> RescueResult:
         now_us = _now_us(now)
         dead: list[str] = []
-        async with self._write() as conn:
-            if stale_after is not None:
-                stale_before = now_us - int(stale_after * _US)
-                rows = await conn.execute_fetchall(_Q["engine_delete_stale"], {"stale_before": stale_before})
-                dead = [row[0] for row in rows]
-            rows = await conn.execute_fetchall(_Q["job_rescue"], {"engine_id": engine_id, "now": now_us})
-            jobs = [_job(row) for row in rows]
+        if stale_after is not None:
+            # Deleting the dead engines first makes their jobs orphans; should this stop in
+            # between, the next pass rescues those orphans all the same.
+            rows = await self._write_one("engine_delete_stale", {"stale_before": now_us - int(stale_after * _US)})
+            dead = [row[0] for row in rows]
+        rows = await self._write_one("job_rescue", {"engine_id": engine_id, "now": now_us})
+        jobs = [_job(row) for row in rows]
         return RescueResult(
             dead_engines=dead,
             retried=[j for j in jobs if j.state is JobState.WAITING],
@@ -349,14 +359,12 @@ class SQLiteBackend:
         def before(seconds: float | None) -> int | None:
             return None if seconds is None else now_us - int(seconds * _US)
 
-        async with self._write() as conn:
-            cursor = await conn.execute(_Q["job_prune"], {
-                "completed_before": before(retention.completed),
-                "canceled_before": before(retention.canceled),
-                "failed_before": before(retention.failed),
-                "limit": limit,
-            })
-            return cursor.rowcount
+        return await self._write_count("job_prune", {
+            "completed_before": before(retention.completed),
+            "canceled_before": before(retention.canceled),
+            "failed_before": before(retention.failed),
+            "limit": limit,
+        })
 
     # -- queues ---------------------------------------------------------------------------
 
@@ -383,12 +391,13 @@ class SQLiteBackend:
 
     async def engine_register(
         self, registration: EngineRegistration, *, stale_after: float, takeover_incarnation: str | None,
-        now: datetime | None = None,
+        takeover_quiet: float = 0.0, now: datetime | None = None,
     ) -> bool:
         now_us = _now_us(now)
         rows = await self._write_one("engine_register", _engine_params(registration, now_us) | {
             "stale_before": now_us - int(stale_after * _US),
             "takeover": takeover_incarnation,
+            "quiet_before": now_us - int(takeover_quiet * _US),
         })
         return bool(rows)
 
@@ -401,11 +410,11 @@ class SQLiteBackend:
 
     async def engine_heartbeat(self, registration: EngineRegistration, *, now: datetime | None = None) -> Heartbeat:
         params = _engine_params(registration, _now_us(now))
-        async with self._write() as conn:
-            if await conn.execute_fetchall(_Q["engine_heartbeat"], params):
-                return Heartbeat.BEAT
-            if await conn.execute_fetchall(_Q["engine_revive"], params):
-                return Heartbeat.REVIVED
+        if await self._write_one("engine_heartbeat", params):
+            return Heartbeat.BEAT
+        # No row of ours: re-create it, unless another incarnation has taken the id meanwhile.
+        if await self._write_one("engine_revive", params):
+            return Heartbeat.REVIVED
         return Heartbeat.LOST
 
     async def engine_unregister(self, engine_id: str, incarnation: str) -> None:
@@ -442,6 +451,13 @@ def _check_folder(path: str) -> None:
 
 def _now_us(now: datetime | None) -> int:
     return to_us(now if now is not None else datetime.now(UTC))
+
+
+@functools.cache
+def _claim_sql(demands: int) -> str:
+    """The claim statement for this many demands (cached: a handful of shapes in practice)."""
+    picks = " UNION ALL ".join(_Q["job_claim_pick"].replace("{n}", str(n)) for n in range(demands))
+    return _Q["job_claim"].replace("{picks}", picks)
 
 
 def _claim_order(record: JobRecord) -> tuple[int, datetime, int]:

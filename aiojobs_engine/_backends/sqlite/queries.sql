@@ -2,9 +2,14 @@
 -- Batches arrive as one JSON array parameter (:batch) read with json_each, so a batch of
 -- any size is one statement: SQLite has no arrays to bind, and executemany cannot RETURN.
 --
--- Dialect note (why the claim is safe without SKIP LOCKED): every write runs inside
--- BEGIN IMMEDIATE, which takes SQLite's single write lock before reading, so two engines,
--- in one process or many, can never select the same waiting row for their claims.
+-- Dialect notes:
+-- * Every write is a single statement in autocommit mode, so it holds SQLite's one write
+--   lock only while SQLite runs it, never across turns of the event loop (a job that blocks
+--   the loop must not lock every other process out of the database). A statement reads
+--   and writes under that lock, so two engines, in one process or many, can never select
+--   the same waiting row for their claims: no SKIP LOCKED is needed.
+-- * Where the engine needs several statements (rescue: delete dead engines, then rescue
+--   jobs), each is correct on its own and the next pass repairs an interrupted sequence.
 
 -- name: job_insert
 INSERT INTO aiojobs_jobs (queue, name, args, kwargs, constructor_args, meta, retry, priority,
@@ -39,33 +44,50 @@ ORDER BY id DESC
 LIMIT :limit;
 
 -- name: job_claim
+-- One statement for every demand: the picks placeholder becomes one job_claim_pick per
+-- demand, joined with UNION ALL. Claims only while this engine's row (this incarnation) has a fresh heartbeat,
+-- so an engine that others may already consider dead takes nothing new.
 UPDATE aiojobs_jobs
 SET state = 'claimed',
     claimed_by = :engine_id,
     claimed_at = :now,
     claim_token = lower(hex(randomblob(16)))
-WHERE id IN (
-    SELECT id FROM aiojobs_jobs
-    WHERE state IN ('waiting', 'snoozed') AND queue = :queue AND available_at <= :now
-    ORDER BY priority, available_at, id
-    LIMIT :limit
-)
+WHERE id IN ({picks})
+  AND (:incarnation IS NULL OR EXISTS (
+      SELECT 1 FROM aiojobs_engines
+      WHERE id = :engine_id AND incarnation = :incarnation AND heartbeat_at >= :fresh_since))
 RETURNING *;
 
--- name: queue_held_count
-SELECT count(*) FROM aiojobs_jobs WHERE queue = :queue AND state IN ('claimed', 'running');
+-- name: job_claim_pick
+-- One demand: due jobs of one queue in claim-index order; with a global cap, no more than
+-- leaves that many jobs of the queue held across all engines (exact: one writer at a time).
+SELECT id FROM (
+    SELECT id FROM aiojobs_jobs
+    WHERE state IN ('waiting', 'snoozed') AND queue = :queue_{n} AND available_at <= :now
+    ORDER BY priority, available_at, id
+    LIMIT max(0, CASE WHEN :global_{n} IS NULL THEN :limit_{n}
+                      ELSE min(:limit_{n}, :global_{n} - (
+                          SELECT count(*) FROM aiojobs_jobs
+                          WHERE queue = :queue_{n} AND state IN ('claimed', 'running'))) END)
+)
 
 -- name: job_start_many
-UPDATE aiojobs_jobs AS j
-SET state = 'running', attempt = j.attempt + 1, attempted_at = :now
-FROM (SELECT value ->> '$[0]' AS id, value ->> '$[1]' AS token FROM json_each(:batch)) AS s
+-- Idempotent: a start whose reply was lost and is sent again finds the job already running
+-- under the same token, and returns it without counting the attempt twice.
 -- "+j.state" keeps SQLite from scanning the state index: the batch drives, by primary key.
-WHERE j.id = s.id AND j.claim_token = s.token AND +j.state = 'claimed'
+UPDATE aiojobs_jobs AS j
+SET state = 'running',
+    attempt = CASE WHEN j.state = 'claimed' THEN j.attempt + 1 ELSE j.attempt END,
+    attempted_at = CASE WHEN j.state = 'claimed' THEN :now ELSE j.attempted_at END
+FROM (SELECT value ->> '$[0]' AS id, value ->> '$[1]' AS token FROM json_each(:batch)) AS s
+WHERE j.id = s.id AND j.claim_token = s.token AND +j.state IN ('claimed', 'running')
 RETURNING id, attempt, attempted_at;
 
 -- name: job_finish_many
+-- A cancellation asked for while the attempt ran wins over going back to waiting/snoozed.
 UPDATE aiojobs_jobs AS j
-SET state = o.state,
+SET state = CASE WHEN j.cancel_requested = 1 AND o.state IN ('waiting', 'snoozed') THEN 'canceled'
+                 ELSE o.state END,
     result = CASE WHEN o.state = 'completed' THEN o.result ELSE j.result END,
     errors = CASE WHEN o.error IS NULL THEN j.errors
                   ELSE json_insert(j.errors, '$[#]', json(o.error)) END,
@@ -74,7 +96,9 @@ SET state = o.state,
     attempt = j.attempt - o.give_back,
     completed_at = CASE WHEN o.state = 'completed' THEN :now ELSE j.completed_at END,
     failed_at = CASE WHEN o.state = 'failed' THEN :now ELSE j.failed_at END,
-    canceled_at = CASE WHEN o.state = 'canceled' THEN :now ELSE j.canceled_at END,
+    canceled_at = CASE WHEN o.state = 'canceled'
+                            OR (j.cancel_requested = 1 AND o.state IN ('waiting', 'snoozed'))
+                       THEN :now ELSE j.canceled_at END,
     claim_token = NULL,
     cancel_requested = 0
 FROM (SELECT value ->> 'id' AS id, value ->> 'token' AS token, value ->> 'from' AS from_state,
@@ -105,6 +129,10 @@ RETURNING *;
 SELECT id, claim_token FROM aiojobs_jobs
 WHERE claimed_by = :engine_id AND state IN ('claimed', 'running') AND cancel_requested = 1;
 
+-- name: job_held
+SELECT id, claim_token, state FROM aiojobs_jobs
+WHERE claimed_by = :engine_id AND state IN ('claimed', 'running');
+
 -- name: job_retry
 UPDATE aiojobs_jobs
 SET state = 'waiting', available_at = :now, max_attempts = max(max_attempts, attempt + 1),
@@ -114,7 +142,7 @@ WHERE id = :id AND state IN ('failed', 'canceled', 'completed')
 RETURNING *;
 
 -- name: job_delete
-DELETE FROM aiojobs_jobs WHERE id = :id RETURNING id;
+DELETE FROM aiojobs_jobs WHERE id = :id AND state NOT IN ('claimed', 'running') RETURNING id;
 
 -- name: job_delete_where
 DELETE FROM aiojobs_jobs
@@ -196,7 +224,8 @@ ON CONFLICT (id) DO UPDATE
 SET incarnation = excluded.incarnation, host = excluded.host, pid = excluded.pid,
     queues = excluded.queues, started_at = excluded.started_at,
     heartbeat_at = excluded.heartbeat_at
-WHERE aiojobs_engines.heartbeat_at < :stale_before OR aiojobs_engines.incarnation = :takeover
+WHERE aiojobs_engines.heartbeat_at < :stale_before
+   OR (aiojobs_engines.incarnation = :takeover AND aiojobs_engines.heartbeat_at < :quiet_before)
 RETURNING id;
 
 -- name: engine_heartbeat

@@ -1,0 +1,275 @@
+"""Failure modes found in review, each pinned: none may strand, lose or double-run a job."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from aiojobs_engine import Engine, JobState, Snooze
+from aiojobs_engine._backends._protocol import EngineRegistration, JobClaim, JobStart, QueueDemand
+from aiojobs_engine._errors import BackendUnavailableError
+from tests.conftest import FAST
+
+
+async def until(predicate: Callable[[], Any], timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        result = predicate()
+        if asyncio.iscoroutine(result):
+            result = await result
+        if result:
+            return
+        assert time.monotonic() < deadline, "condition not met in time"
+        await asyncio.sleep(0.02)
+
+
+async def test_a_memory_engine_never_reaps_its_own_running_jobs() -> None:
+    engine = Engine("sqlite:///:memory:", **FAST)
+    starts = []
+
+    @engine.job
+    async def long() -> str:
+        starts.append(1)
+        await asyncio.sleep(1.5)  # longer than stale_after (0.6 s)
+        return "once"
+
+    async with engine.running():
+        record = await long.enqueue()
+        assert record
+        done = await engine.wait_for(record.id, timeout=10)
+    assert done.state is JobState.COMPLETED and done.attempt == 1 and starts == [1]
+
+
+async def test_an_engine_whose_heartbeat_stopped_claims_nothing(make_engine) -> None:
+    engine = make_engine()
+    starts = []
+
+    @engine.job
+    async def job() -> None:
+        starts.append(1)
+
+    async with engine.running():
+        runtime = engine._runtime
+        if runtime is None or runtime._heartbeat is None:
+            pytest.skip("this backend needs no heartbeat")
+        runtime._heartbeat._stop.set()  # as if its connection could not be opened any more
+        await asyncio.sleep(FAST["stale_after"] + 0.2)
+        record = await job.enqueue()
+        await asyncio.sleep(1.0)
+        assert record and starts == []
+        current = await engine.get_job(record.id)
+        assert current and current.state is JobState.WAITING
+
+
+async def test_outcomes_the_database_cannot_store_do_not_block_the_others(make_engine) -> None:
+    engine = make_engine()
+
+    @engine.job(max_attempts=2, retry=lambda attempt: 10**400)  # overflows any clock
+    async def overflow() -> None:
+        raise ValueError("boom")
+
+    @engine.job(max_attempts=1)
+    async def surrogate() -> None:
+        raise ValueError("bad file name: \udcff")
+
+    @engine.job
+    async def far_snooze() -> None:
+        raise Snooze(1e300)
+
+    @engine.job
+    async def fine() -> str:
+        return "ok"
+
+    async with engine:
+        records = [await j.enqueue() for j in (overflow, surrogate, far_snooze, fine)]
+        await engine.workoff()
+        o, s, f, ok = [await engine.get_job(r.id) for r in records if r]
+    assert o and o.state is JobState.WAITING and o.attempt == 1  # the default backoff stood in
+    assert s and s.state is JobState.FAILED and "\\udcff" in s.errors[0]["message"]
+    assert f and f.state is JobState.SNOOZED and f.available_at.year < 2100
+    assert ok and ok.state is JobState.COMPLETED
+
+
+async def test_a_backoff_policy_that_raises_still_ends_the_attempt(make_engine) -> None:
+    engine = make_engine()
+
+    def broken(attempt: int) -> float:
+        raise ZeroDivisionError("policy bug")
+
+    @engine.job(max_attempts=3, retry=broken)
+    async def job() -> None:
+        raise RuntimeError("fails")
+
+    async with engine:
+        record = await job.enqueue()
+        await engine.workoff()
+        assert record
+        current = await engine.get_job(record.id)
+    assert current and current.state is JobState.WAITING and current.attempt == 1
+
+
+async def test_a_job_whose_body_ignored_its_timeout_is_not_run_twice_at_once(make_engine) -> None:
+    engine = make_engine()
+    active = 0
+    overlap = False
+
+    @engine.job(timeout=0.2, max_attempts=2, retry=lambda attempt: 0.0)
+    async def stubborn() -> None:
+        nonlocal active, overlap
+        active += 1
+        overlap = overlap or active > 1
+        try:
+            for _ in range(8):  # ignores the cancellation for 0.8 s
+                try:
+                    await asyncio.sleep(0.1)
+                except asyncio.CancelledError:
+                    pass
+        finally:
+            active -= 1
+
+    async with engine:
+        record = await stubborn.enqueue()
+        assert record
+        await engine.workoff()
+        await until(lambda: active == 0, timeout=5)
+        current = await engine.get_job(record.id)
+    assert not overlap
+    assert current and current.state is JobState.FAILED and current.attempt == 2
+    assert [e["name"] for e in current.errors] == ["JobTimeoutError", "JobTimeoutError"]
+
+
+async def test_a_malformed_stored_row_fails_that_job_only(sqlite_url: str) -> None:
+    engine = Engine(sqlite_url, **FAST)
+
+    @engine.job
+    async def hello(x: int) -> int:
+        return x
+
+    async with engine:
+        bad = await hello.enqueue(1)
+        good = [await hello.enqueue(i) for i in range(3)]
+    assert bad
+    with sqlite3.connect(sqlite_url.removeprefix("sqlite:///")) as raw:
+        raw.execute("UPDATE aiojobs_jobs SET kwargs = '[\"not an object\"]' WHERE id = ?", (bad.id,))
+    async with engine:
+        await engine.workoff()
+        broken = await engine.get_job(bad.id)
+        assert broken and broken.state is JobState.FAILED and "could not be read" in broken.errors[0]["message"]
+        for record in good:
+            assert record and (await engine.get_job(record.id)).state is JobState.COMPLETED  # type: ignore[union-attr]
+
+
+async def test_cancelling_run_twice_still_hands_the_job_back(make_engine) -> None:
+    engine = make_engine(shutdown_grace=30)
+    started = asyncio.Event()
+
+    @engine.job
+    async def endless() -> None:
+        started.set()
+        await asyncio.sleep(3600)
+
+    async with engine:
+        record = await endless.enqueue()
+        runner = asyncio.create_task(engine.run())
+        await asyncio.wait_for(started.wait(), 5)
+        runner.cancel()
+        await asyncio.sleep(0)
+        runner.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await runner
+        assert record
+        back = await engine.get_job(record.id)
+        assert back and back.state is JobState.WAITING and back.attempt == 0
+        assert await engine.list_engines() == []
+
+
+async def test_opening_the_engine_inside_a_job_does_not_close_it(make_engine) -> None:
+    engine = make_engine()
+
+    @engine.job
+    async def first() -> None:
+        async with engine:  # what a job shared with a web app might do
+            await second.enqueue()
+
+    @engine.job
+    async def second() -> str:
+        return "ran"
+
+    async with engine.running():
+        record = await first.enqueue()
+        assert record
+        await engine.wait_for(record.id, timeout=5)
+        await until(lambda: _completed(engine, "second"))
+
+
+async def _completed(engine: Engine, name: str) -> bool:
+    return any(j.state is JobState.COMPLETED for j in await engine.list_jobs(name=name))
+
+
+async def test_workoff_also_runs_the_jobs_of_dead_engines(make_engine) -> None:
+    engine = make_engine()
+
+    @engine.job
+    async def job() -> str:
+        return "rescued"
+
+    async with engine:
+        record = await job.enqueue()
+        assert record
+        ghost = EngineRegistration(id="ghost", incarnation="x", host="elsewhere", pid=1, queues=None)
+        await engine.backend.engine_register(ghost, stale_after=0.5, takeover_incarnation=None)
+        (claimed,) = await engine.backend.job_claim(JobClaim(engine_id="ghost", demands=[QueueDemand("default", 1)]))
+        await engine.backend.job_start_many([JobStart(claimed.id, claimed.claim_token or "")])
+        await asyncio.sleep(FAST["stale_after"] + 0.1)
+        assert await engine.workoff() == 1
+        done = await engine.get_job(record.id)
+    assert done and done.state is JobState.COMPLETED and done.attempt == 2
+
+
+async def test_a_claim_whose_reply_was_lost_is_handed_back_and_runs(make_engine) -> None:
+    engine = make_engine()
+
+    @engine.job
+    async def hello() -> str:
+        return "hi"
+
+    await engine.open()
+    try:
+        backend = engine.backend
+        real_claim = backend.job_claim
+        lost = False
+
+        async def claim_then_lose_the_reply(claim: JobClaim) -> Any:
+            nonlocal lost
+            result = await real_claim(claim)
+            if result and not lost:
+                lost = True  # committed, but the connection died before the reply came back
+                raise BackendUnavailableError("connection lost after commit (simulated)")
+            return result
+
+        backend.job_claim = claim_then_lose_the_reply  # type: ignore[method-assign]
+        record = await hello.enqueue()
+        assert record
+        async with engine.running():
+            done = await engine.wait_for(record.id, timeout=10)
+        assert lost and done.state is JobState.COMPLETED and done.attempt == 1
+    finally:
+        await engine.close()
+
+
+@pytest.mark.slow
+async def test_a_slow_import_does_not_count_against_a_cpu_jobs_timeout(sqlite_url: str) -> None:
+    from tests.apps import slow_import_app
+
+    slow_import_app.engine.configure(url=sqlite_url, **FAST)
+    async with slow_import_app.engine as engine:
+        record = await slow_import_app.quick.enqueue()
+        await engine.workoff()
+        assert record
+        done = await engine.get_job(record.id)
+    assert done and done.state is JobState.COMPLETED and done.result == "fast, once imported"
