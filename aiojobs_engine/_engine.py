@@ -18,7 +18,7 @@ from contextlib import asynccontextmanager
 from typing import Any, ParamSpec, Protocol, TypeVar, Unpack, overload
 
 from ._backends import Backend, make_backend
-from ._backends._protocol import EngineRegistration, JobFilter, JobInsert, QueueChange, Retention
+from ._backends._protocol import EngineRegistration, JobFilter, QueueChange
 from ._clock import Clock, SystemClock
 from ._context import _current as _current_job_var
 from ._definitions import Registry, make_definition
@@ -28,6 +28,7 @@ from ._hooks import HOOK_NAMES, Hook, Hooks, check_hook, hooks_from, run_hooks
 from ._options import JobOptions, OptionsDict, QueueConfig, check_queue_settings, make_options
 from ._records import EngineRecord, JobRecord, JobState, QueueRecord
 from ._retry import BackoffPolicy, coerce_backoff
+from ._runtime._inserts import insert_for
 from ._runtime._runtime import Runtime
 from ._runtime._services import Services
 from ._settings import EngineSettings, SettingsDict
@@ -313,9 +314,11 @@ class Engine:
         results: list[JobRecord | None] = [None] * len(requests)
         if not kept:
             return results
-        inserts = [_insert_for(requests[i]) for i in kept]
+        now = self._clock.now()
+        inserts = [insert_for(requests[i], now) for i in kept]
         records = await backend.job_insert_many(
-            inserts, now=self._clock.for_database(), connection=next(iter(connections.values()))
+            inserts, now=self._clock.for_database(), connection=next(iter(connections.values())),
+            retention=self._settings.retention,
         )
         for index, record in zip(kept, records, strict=True):
             results[index] = record
@@ -378,7 +381,9 @@ class Engine:
         Returns the record after the call (still ``running`` with ``cancel_requested`` when
         another engine runs it), or None for an unknown id.
         """
-        record = await self._require_open().job_cancel(_check_id(job_id), now=self._clock.for_database())
+        record = await self._require_open().job_cancel(
+            _check_id(job_id), retention=self._settings.retention, now=self._clock.for_database()
+        )
         if record is not None and record.cancel_requested and self._runtime is not None:
             self._runtime.cancel_local(record.id)
         return record
@@ -407,17 +412,14 @@ class Engine:
         return await self._require_open().job_delete_where(wanted, [check_name(q, "queue") for q in queues])
 
     async def prune(self) -> int:
-        """Delete finished jobs past the retention settings now; how many were deleted."""
-        settings = self._settings
-        retention = Retention(completed=settings.completed_retention, canceled=settings.canceled_retention,
-                              failed=settings.failed_retention)
+        """Delete finished jobs past their retention now; how many were deleted."""
         backend = self._require_open()
+        batch = self._settings.prune_batch_size
         total = 0
         while True:
-            deleted = await backend.job_prune(retention, limit=settings.prune_batch_size,
-                                              now=self._clock.for_database())
+            deleted = await backend.job_prune(limit=batch, now=self._clock.for_database())
             total += deleted
-            if deleted < settings.prune_batch_size:
+            if deleted < batch:
                 return total
 
     async def list_engines(self) -> list[EngineRecord]:
@@ -532,16 +534,6 @@ class Engine:
         finally:
             await self.stop()
             await task
-
-
-def _insert_for(request: JobRequest) -> JobInsert:
-    options = request.options
-    return JobInsert(
-        queue=request.queue, name=request.name, args_json=request.args_json, kwargs_json=request.kwargs_json,
-        constructor_args_json=request.constructor_args_json, meta_json=request.meta_json,
-        retry_json=request.retry_json, priority=request.priority, max_attempts=request.max_attempts,
-        timeout=request.timeout, delay=options.delay, run_at=options.run_at,
-    )
 
 
 def _normalise_queues(queues: QueuesArg) -> dict[str, QueueConfig] | None:

@@ -6,13 +6,15 @@ declaration ← ``.options(...)``) is a merge of set fields, resolved once per e
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, fields, replace
 from datetime import datetime, timedelta
-from typing import Any, Final, TypedDict
+from typing import Any, Final, Literal, TypedDict
 
 from . import _json
 from ._errors import ConfigurationError
+from ._records import JobState
 from ._retry import BackoffPolicy, coerce_backoff
 from ._validation import check_bool, check_int, check_name, seconds_from
 
@@ -22,6 +24,74 @@ DEFAULT_MAX_ATTEMPTS: Final = 5
 DEFAULT_CONCURRENCY: Final = 10
 PRIORITY_RANGE: Final = (0, 10_000)
 MAX_ATTEMPTS_LIMIT: Final = 1_000_000
+
+
+RETENTION_STATES: Final = ("completed", "failed", "canceled")
+DEFAULT_UNIQUE_STATES: Final = (JobState.WAITING, JobState.SNOOZED, JobState.CLAIMED, JobState.RUNNING)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class UniqueConfig:
+    """At most one job per key in ``states``; ``unique=True`` means ``UniqueConfig()``.
+
+    key      what identifies "the same job" (default: a digest of the job's arguments); the
+             job's name is always part of it, so keys of different jobs never collide
+    period   seconds (or a timedelta): the key holds within a time bucket of that length
+             (``86400``: once a day); default: for as long as a holder is in ``states``
+    states   the states in which a job holds its key (default: waiting, snoozed, claimed,
+             running — until it finishes)
+    on_conflict  "drop": keep the existing job and return it (the default); "replace":
+             cancel the existing job if it has not started (or has run longer than
+             ``replace_running_after``, so it counts as stuck) and store the new one; a
+             younger running job is never canceled: the new one yields to it
+    """
+
+    key: str | None = None
+    period: float | timedelta | None = None
+    states: Sequence[JobState | str] = DEFAULT_UNIQUE_STATES
+    on_conflict: Literal["drop", "replace"] = "drop"
+    replace_running_after: float | timedelta = 3600.0
+
+    def __post_init__(self) -> None:
+        _check_unique_key(self.key)
+        if self.period is not None:
+            object.__setattr__(self, "period", seconds_from(self.period, "unique period", allow_zero=False))
+        try:
+            states = tuple(dict.fromkeys(JobState(s) for s in self.states))
+        except (TypeError, ValueError):
+            raise ConfigurationError(
+                f"unique states must be job states ({', '.join(s.value for s in JobState)}), got {self.states!r}"
+            ) from None
+        if not states:
+            raise ConfigurationError("unique states must name at least one state")
+        object.__setattr__(self, "states", states)
+        if self.on_conflict not in ("drop", "replace"):
+            raise ConfigurationError(f"on_conflict must be 'drop' or 'replace', got {self.on_conflict!r}")
+        object.__setattr__(self, "replace_running_after",
+                           seconds_from(self.replace_running_after, "replace_running_after", allow_zero=False))
+
+    def key_for(self, name: str, args_json: str, kwargs_json: str, now: datetime) -> str:
+        identity = self.key
+        if identity is None:
+            identity = hashlib.sha256(f"{args_json}\n{kwargs_json}".encode()).hexdigest()[:32]
+        key = f"{name}:{identity}"
+        if self.period is not None:
+            period = seconds_from(self.period, "unique period", allow_zero=False)
+            key += f"@{int(now.timestamp() // period)}"
+        return key
+
+
+def _check_unique_key(key: object) -> None:
+    if key is not None and (not isinstance(key, str) or not 0 < len(key) <= 200):
+        raise ConfigurationError(f"unique key must be a string of 1-200 characters, got {key!r}")
+
+
+class RetentionDict(TypedDict, total=False):
+    """Seconds (or a timedelta) to keep finished jobs before deleting them; None: for ever."""
+
+    completed: float | timedelta | None
+    failed: float | timedelta | None
+    canceled: float | timedelta | None
 
 
 class OptionsDict(TypedDict, total=False):
@@ -37,6 +107,8 @@ class OptionsDict(TypedDict, total=False):
     constructor_args: Sequence[object]
     meta: Mapping[str, object]
     connection: object
+    unique: bool | UniqueConfig
+    retention: RetentionDict
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -54,6 +126,12 @@ class JobOptions:
     constructor_args: tuple[object, ...] | None = None
     meta: Mapping[str, object] | None = None
     connection: object | None = None
+    unique: UniqueConfig | bool | None = None  # False: explicitly not unique
+    retention: Mapping[str, float | None] | None = None
+
+    @property
+    def unique_config(self) -> UniqueConfig | None:
+        return self.unique if isinstance(self.unique, UniqueConfig) else None
 
     def merged(self, other: JobOptions) -> JobOptions:
         """These options with every field ``other`` set taken from ``other``."""
@@ -133,6 +211,26 @@ def _check_meta(value: object) -> Mapping[str, object]:
     return dict(value)
 
 
+def _check_unique(value: object) -> UniqueConfig | bool:
+    if value is True:
+        return UniqueConfig()
+    if value is False or isinstance(value, UniqueConfig):
+        return value
+    raise ConfigurationError(f"unique must be True, False or a UniqueConfig, got {value!r}")
+
+
+def check_retention(value: object, what: str = "retention") -> dict[str, float | None]:
+    """``{"completed": seconds, "failed": None, ...}``: seconds, a timedelta, or None (for ever)."""
+    if not isinstance(value, Mapping):
+        raise ConfigurationError(f"{what} must be a dict like {{'completed': 3600, 'failed': None}}, got {value!r}")
+    unknown = sorted(set(value) - set(RETENTION_STATES))
+    if unknown:
+        accepted = ", ".join(RETENTION_STATES)
+        raise ConfigurationError(f"{what} takes {accepted}; unknown: {', '.join(map(repr, unknown))}")
+    return {state: None if seconds is None else seconds_from(seconds, f"{what}[{state!r}]")
+            for state, seconds in value.items()}
+
+
 _ALLOWED = frozenset(OptionsDict.__annotations__)
 _CHECKS: dict[str, Callable[[object], object]] = {
     "queue": lambda value: check_name(value, "queue"),
@@ -144,6 +242,8 @@ _CHECKS: dict[str, Callable[[object], object]] = {
     "constructor_args": _check_constructor_args,
     "meta": _check_meta,
     "connection": _check_connection,
+    "unique": _check_unique,
+    "retention": check_retention,
 }
 
 
@@ -159,8 +259,11 @@ class QueueConfig:
     concurrency: int | None = None
     priority: int | None = None
     global_concurrency: int | None = None
+    retention: Mapping[str, float | timedelta | None] | None = None
 
     def __post_init__(self) -> None:
+        if self.retention is not None:
+            object.__setattr__(self, "retention", check_retention(self.retention, "queue retention"))
         if self.concurrency is not None:
             check_int(self.concurrency, "concurrency", minimum=1, maximum=100_000)
         if self.priority is not None:

@@ -102,6 +102,9 @@ class QueueRecord:
     paused: bool
     global_concurrency: int | None = None
     updated_at: datetime | None = None
+    # Retention set on this queue, in seconds (None: kept for ever); a state not listed
+    # follows the engine's settings.
+    retention: dict[str, float | None] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -115,3 +118,22 @@ class EngineRecord:
     heartbeat_at: datetime
     queues: list[str] | None = None
     incarnation: str | None = field(default=None, repr=False)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CronRecord:
+    """A recurring schedule: which job it enqueues, how often, and how far it has got."""
+
+    name: str
+    expression: str
+    timezone: str
+    job: str
+    args: list[Any] = field(default_factory=list)
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    options: dict[str, Any] = field(default_factory=dict)
+    paused: bool = False
+    last_tick: datetime | None = None  # the newest tick enqueued
+    last_job_id: int | None = None
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+    next_tick: datetime | None = None  # computed by the engine when listing

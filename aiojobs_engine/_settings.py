@@ -14,6 +14,15 @@ _DAY = 86_400.0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class Retention:
+    """Seconds after which finished jobs may be deleted; ``None`` keeps them for ever."""
+
+    completed: float | None
+    failed: float | None
+    canceled: float | None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class EngineSettings:
     """Every tunable of an engine, in seconds where it is a duration.
 
@@ -65,6 +74,11 @@ class EngineSettings:
     @property
     def cpu_worker_count(self) -> int:
         return self.cpu_workers or os.cpu_count() or 1
+
+    @property
+    def retention(self) -> Retention:
+        return Retention(completed=self.completed_retention, failed=self.failed_retention,
+                         canceled=self.canceled_retention)
 
     @property
     def recovery_bound(self) -> float:

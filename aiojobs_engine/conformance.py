@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+from dataclasses import replace
+from dataclasses import replace as dataclass_replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -39,6 +41,7 @@ from ._backends._protocol import (
 from ._records import JobRecord, JobState
 
 T0 = datetime(2030, 1, 1, 12, 0, tzinfo=UTC)
+KEEP = Retention(completed=60, failed=None, canceled=60)  # the engine's retention in these tests
 
 
 def insert(queue: str = "default", name: str = "job", *, priority: int = 50, max_attempts: int = 5,
@@ -49,6 +52,13 @@ def insert(queue: str = "default", name: str = "job", *, priority: int = 50, max
         constructor_args_json="[]", meta_json='{"tag": "x"}', retry_json=None, priority=priority,
         max_attempts=max_attempts, timeout=timeout, delay=delay, run_at=run_at,
     )
+
+
+def unique(key: str, *, states: tuple[JobState, ...] = (JobState.WAITING, JobState.SNOOZED, JobState.CLAIMED,
+                                                       JobState.RUNNING),
+           replace: bool = False, stuck_after: float = 3600) -> JobInsert:
+    return dataclass_replace(insert(), unique_key=key, unique_states=states, unique_replace=replace,
+                             stuck_after=stuck_after)
 
 
 def claim(engine: str = "e1", *demands: tuple[str, int], at: datetime = T0) -> JobClaim:
@@ -64,6 +74,10 @@ def outcome(record: JobRecord, state: JobState, **changes: Any) -> JobOutcome:
                               "state": state}
     fields.update(changes)
     return JobOutcome(**fields)
+
+
+async def finish(backend: Backend, outcomes: list[JobOutcome], now: datetime = T0) -> set[int]:
+    return await backend.job_finish_many(outcomes, retention=KEEP, now=now)
 
 
 async def running(backend: Backend, *inserts: JobInsert, engine: str = "e1", at: datetime = T0) -> list[JobRecord]:
@@ -117,6 +131,51 @@ class BackendConformance:
         queues = {q.name: q for q in await backend.queue_list()}
         assert queues["mail"].concurrency == 10 and queues["mail"].priority == 50 and not queues["mail"].paused
 
+    # -- uniqueness -------------------------------------------------------------------------
+
+    async def test_a_held_unique_key_returns_the_holder_instead_of_inserting(self, backend: Backend) -> None:
+        first = await backend.job_insert_many([unique("k")], now=T0)
+        again = await backend.job_insert_many([unique("k"), unique("other"), insert()], now=T0)
+        assert again[0] == first[0] and again[1].unique_key == "other" and again[2].unique_key is None
+        assert len(await backend.job_list(JobFilter())) == 3
+        batch = await backend.job_insert_many([unique("dup"), unique("dup")], now=T0)  # within one batch
+        assert batch[0].id == batch[1].id
+
+    async def test_a_finished_job_frees_its_key_unless_its_states_say_otherwise(self, backend: Backend) -> None:
+        (job,) = await running(backend, unique("k"))
+        (kept,) = await running(backend, unique("forever", states=tuple(JobState)))
+        await finish(backend, [outcome(job, JobState.COMPLETED, result_json="1"),
+                                                                outcome(kept, JobState.COMPLETED, result_json="1")],
+                                      now=T0)
+        (new,) = await backend.job_insert_many([unique("k")], now=T0)
+        assert new.id != job.id and new.state is JobState.WAITING
+        (same,) = await backend.job_insert_many([unique("forever", states=tuple(JobState))], now=T0)
+        assert same.id == kept.id and same.state is JobState.COMPLETED
+
+    async def test_replace_cancels_pending_and_stuck_holders_but_not_young_running_ones(self, backend: Backend) -> None:
+        (pending,) = await backend.job_insert_many([unique("pending")], now=T0)
+        (new,) = await backend.job_insert_many([unique("pending", replace=True)], now=T0 + timedelta(seconds=1))
+        old = await backend.job_get(pending.id)
+        assert new.id != pending.id and old is not None and old.state is JobState.CANCELED
+        assert old.errors[-1]["name"] == "Replaced"
+        (young,) = await running(backend, unique("young"))
+        (kept,) = await backend.job_insert_many([unique("young", replace=True, stuck_after=3600)],
+                                                now=T0 + timedelta(seconds=60))
+        assert kept.id == young.id and kept.state is JobState.RUNNING
+        (stuck,) = await running(backend, unique("stuck"), at=T0)
+        (fresh,) = await backend.job_insert_many([unique("stuck", replace=True, stuck_after=30)],
+                                                 now=T0 + timedelta(seconds=60))
+        gone = await backend.job_get(stuck.id)
+        assert fresh.id != stuck.id and gone is not None and gone.state is JobState.CANCELED
+        late = outcome(stuck, JobState.COMPLETED, result_json="1")
+        assert await finish(backend, [late], now=T0) == set()  # fenced
+
+    async def test_concurrent_unique_inserts_store_one_job(self, backend: Backend, second_backend: Backend) -> None:
+        attempts = [b.job_insert_many([unique("race")], now=T0) for b in (backend, second_backend) for _ in range(10)]
+        results = await asyncio.gather(*attempts)
+        assert len({records[0].id for records in results}) == 1
+        assert len(await backend.job_list(JobFilter())) == 1
+
     # -- claim ------------------------------------------------------------------------------
 
     async def test_claim_takes_due_jobs_in_priority_then_age_order(self, backend: Backend) -> None:
@@ -169,7 +228,7 @@ class BackendConformance:
 
     async def test_snoozed_jobs_are_claimable_when_due(self, backend: Backend) -> None:
         (job,) = await running(backend)
-        await backend.job_finish_many([outcome(job, JobState.SNOOZED, delay=10, give_back_attempt=True)], now=T0)
+        await finish(backend, [outcome(job, JobState.SNOOZED, delay=10, give_back_attempt=True)], now=T0)
         snoozed = await backend.job_get(job.id)
         assert snoozed is not None and snoozed.state is JobState.SNOOZED and snoozed.attempt == 0
         assert await backend.job_claim(claim(at=T0 + timedelta(seconds=5))) == []
@@ -188,7 +247,7 @@ class BackendConformance:
         assert [(s.id, s.attempt, s.attempted_at) for s in again] == [(a.id, 1, T0 + timedelta(seconds=1))]
         current = await backend.job_get(a.id)
         assert current is not None and current.state is JobState.RUNNING and current.attempt == 1
-        await backend.job_finish_many([outcome(a, JobState.COMPLETED, result_json="1")], now=T0)
+        await finish(backend, [outcome(a, JobState.COMPLETED, result_json="1")], now=T0)
         assert await backend.job_start_many([JobStart(a.id, a.claim_token or "")], now=T0) == []
 
     async def test_finish_records_each_kind_of_outcome(self, backend: Backend) -> None:
@@ -196,7 +255,7 @@ class BackendConformance:
         error = json.dumps({"name": "E", "message": "m", "traceback": "tb", "attempt": 1, "attempted_by": "e1",
                             "attempted_at": T0.isoformat()})
         done, retry, failed, canceled, deleted = jobs
-        accepted = await backend.job_finish_many([
+        accepted = await finish(backend, [
             outcome(done, JobState.COMPLETED, result_json='{"ok": [1, 2]}'),
             outcome(retry, JobState.WAITING, error_json=error, delay=30),
             outcome(failed, JobState.FAILED, error_json=error),
@@ -224,9 +283,9 @@ class BackendConformance:
                                  state=JobState.COMPLETED, result_json="1")
         wrong_state = outcome(job, JobState.COMPLETED, from_state=JobState.CLAIMED, result_json="1")
         late_delete = outcome(job, JobState.COMPLETED, delete=True, token="nope")
-        assert await backend.job_finish_many([wrong_token, wrong_state, late_delete], now=T0) == set()
-        assert await backend.job_finish_many([outcome(job, JobState.COMPLETED, result_json="2")], now=T0) == {job.id}
-        assert await backend.job_finish_many([outcome(job, JobState.COMPLETED, result_json="3")], now=T0) == set()
+        assert await finish(backend, [wrong_token, wrong_state, late_delete], now=T0) == set()
+        assert await finish(backend, [outcome(job, JobState.COMPLETED, result_json="2")], now=T0) == {job.id}
+        assert await finish(backend, [outcome(job, JobState.COMPLETED, result_json="3")], now=T0) == set()
         final = await backend.job_get(job.id)
         assert final is not None and final.result == 2
 
@@ -234,7 +293,7 @@ class BackendConformance:
         await backend.job_insert_many([insert()], now=T0)
         (job,) = await backend.job_claim(claim())
         deferred = outcome(job, JobState.WAITING, from_state=JobState.CLAIMED, delay=5)
-        assert await backend.job_finish_many([deferred], now=T0) == {job.id}
+        assert await finish(backend, [deferred], now=T0) == {job.id}
         current = await backend.job_get(job.id)
         assert current is not None and current.state is JobState.WAITING and current.attempt == 0
         assert current.available_at == T0 + timedelta(seconds=5)
@@ -242,8 +301,8 @@ class BackendConformance:
     async def test_a_cancel_asked_for_during_the_attempt_wins_over_a_retry(self, backend: Backend) -> None:
         retried, snoozed, completed = await running(backend, insert(), insert(), insert())
         for job in (retried, snoozed, completed):
-            await backend.job_cancel(job.id, now=T0)
-        await backend.job_finish_many([
+            await backend.job_cancel(retention=KEEP, job_id=job.id, now=T0)
+        await finish(backend, [
             outcome(retried, JobState.WAITING, delay=5),
             outcome(snoozed, JobState.SNOOZED, delay=5, give_back_attempt=True),
             outcome(completed, JobState.COMPLETED, result_json="1"),
@@ -256,7 +315,7 @@ class BackendConformance:
     async def test_hand_back_gives_the_attempt_back(self, backend: Backend) -> None:
         (job,) = await running(backend)
         back = outcome(job, JobState.WAITING, delay=0, give_back_attempt=True)
-        assert await backend.job_finish_many([back], now=T0) == {job.id}
+        assert await finish(backend, [back], now=T0) == {job.id}
         current = await backend.job_get(job.id)
         assert current is not None and current.state is JobState.WAITING and current.attempt == 0
 
@@ -265,15 +324,15 @@ class BackendConformance:
     async def test_cancel_pending_running_and_finished_jobs(self, backend: Backend) -> None:
         (pending,) = await backend.job_insert_many([insert(queue="q2")], now=T0)
         (run,) = await running(backend)
-        canceled = await backend.job_cancel(pending.id, now=T0)
+        canceled = await backend.job_cancel(retention=KEEP, job_id=pending.id, now=T0)
         assert canceled is not None and canceled.state is JobState.CANCELED and canceled.canceled_at == T0
-        flagged = await backend.job_cancel(run.id, now=T0)
+        flagged = await backend.job_cancel(retention=KEEP, job_id=run.id, now=T0)
         assert flagged is not None and flagged.state is JobState.RUNNING and flagged.cancel_requested
         assert [(j.id, j.token) for j in await backend.job_cancel_requested("e1")] == [(run.id, run.claim_token)]
         assert await backend.job_cancel_requested("e2") == []
-        again = await backend.job_cancel(pending.id, now=T0)
+        again = await backend.job_cancel(retention=KEEP, job_id=pending.id, now=T0)
         assert again is not None and again.state is JobState.CANCELED
-        assert await backend.job_cancel(999_999, now=T0) is None
+        assert await backend.job_cancel(retention=KEEP, job_id=999_999, now=T0) is None
 
     async def test_held_jobs_are_listed_per_engine(self, backend: Backend) -> None:
         (run,) = await running(backend, insert(), engine="e1")
@@ -287,13 +346,13 @@ class BackendConformance:
     async def test_cancel_of_a_claimed_job_fences_its_start(self, backend: Backend) -> None:
         await backend.job_insert_many([insert()], now=T0)
         (job,) = await backend.job_claim(claim())
-        canceled = await backend.job_cancel(job.id, now=T0)
+        canceled = await backend.job_cancel(retention=KEEP, job_id=job.id, now=T0)
         assert canceled is not None and canceled.state is JobState.CANCELED
         assert await backend.job_start_many([JobStart(job.id, job.claim_token or "")], now=T0) == []
 
     async def test_retry_puts_a_finished_job_back(self, backend: Backend) -> None:
         (job,) = await running(backend, insert(max_attempts=1))
-        await backend.job_finish_many([outcome(job, JobState.FAILED)], now=T0)
+        await finish(backend, [outcome(job, JobState.FAILED)], now=T0)
         retried = await backend.job_retry(job.id, now=T0 + timedelta(seconds=9))
         assert retried is not None and retried.state is JobState.WAITING and retried.failed_at is None
         assert retried.available_at == T0 + timedelta(seconds=9) and retried.max_attempts == 2
@@ -344,7 +403,7 @@ class BackendConformance:
         (other,) = await running(backend, insert(), engine="alive")
         later = T0 + timedelta(seconds=30)
         await backend.engine_heartbeat(registration("alive"), now=later)
-        result = await backend.job_rescue(stale_after=10, now=later)
+        result = await backend.job_rescue(retention=KEEP, stale_after=10, now=later)
         assert result.dead_engines == ["dead"]
         assert sorted(j.id for j in result.retried) == sorted([started.id, claimed_only.id])
         assert [j.id for j in result.failed] == [last.id]
@@ -358,37 +417,52 @@ class BackendConformance:
         o = await backend.job_get(other.id)
         assert o is not None and o.state is JobState.RUNNING
         late = outcome(started, JobState.COMPLETED, result_json="1")
-        assert await backend.job_finish_many([late], now=later) == set()  # fenced
-        again = await backend.job_rescue(stale_after=10, now=later)
+        assert await finish(backend, [late], now=later) == set()  # fenced
+        again = await backend.job_rescue(retention=KEEP, stale_after=10, now=later)
         assert again.retried == [] and again.failed == [] and again.dead_engines == []
 
     async def test_rescue_of_unregistered_engines_and_by_id(self, backend: Backend) -> None:
         (orphan,) = await running(backend, insert(), engine="never-registered")
-        result = await backend.job_rescue(stale_after=10, now=T0)
+        result = await backend.job_rescue(retention=KEEP, stale_after=10, now=T0)
         assert [j.id for j in result.retried] == [orphan.id]
         await backend.engine_register(registration("me"), stale_after=10, takeover_incarnation=None, now=T0)
         mine = await running(backend, insert(), engine="me")  # the orphan again, and a new one
         assert len(mine) == 2
-        assert (await backend.job_rescue(stale_after=10, now=T0)).retried == []
-        by_id = await backend.job_rescue(engine_id="me", now=T0)
+        assert (await backend.job_rescue(retention=KEEP, stale_after=10, now=T0)).retried == []
+        by_id = await backend.job_rescue(retention=KEEP, engine_id="me", now=T0)
         assert sorted(j.id for j in by_id.retried) == sorted(j.id for j in mine)
 
     async def test_rescue_cancels_jobs_whose_cancel_was_requested(self, backend: Backend) -> None:
         (job,) = await running(backend, insert(), engine="gone")
-        await backend.job_cancel(job.id, now=T0)
-        result = await backend.job_rescue(stale_after=10, now=T0)
+        await backend.job_cancel(retention=KEEP, job_id=job.id, now=T0)
+        result = await backend.job_rescue(retention=KEEP, stale_after=10, now=T0)
         assert [j.state for j in result.failed] == [JobState.CANCELED]
 
-    async def test_prune_deletes_old_finished_jobs_in_batches(self, backend: Backend) -> None:
+    async def test_prune_deletes_finished_jobs_past_their_retention(self, backend: Backend) -> None:
         jobs = await running(backend, *[insert() for _ in range(5)])
-        await backend.job_finish_many([outcome(j, JobState.COMPLETED, result_json="1") for j in jobs[:3]]
-                                      + [outcome(jobs[3], JobState.FAILED)] + [outcome(jobs[4], JobState.CANCELED)],
-                                      now=T0)
-        keep_failed = Retention(completed=60, canceled=60, failed=None)
-        assert await backend.job_prune(keep_failed, limit=10, now=T0 + timedelta(seconds=30)) == 0
-        assert await backend.job_prune(keep_failed, limit=2, now=T0 + timedelta(seconds=61)) == 2
-        assert await backend.job_prune(keep_failed, limit=10, now=T0 + timedelta(seconds=61)) == 2
-        assert [j.state for j in await backend.job_list(JobFilter())] == [JobState.FAILED]
+        await backend.job_insert_many([insert(queue="q"), insert(queue="q")], now=T0)
+        in_q = await backend.job_claim(claim("e1", ("q", 10)))
+        await backend.job_start_many([JobStart(j.id, j.claim_token or "") for j in in_q], now=T0)
+        jobs += in_q
+        (own,) = await running(backend, replace(insert(), keep={"completed": 5}))
+        await backend.queue_upsert(QueueChange(name="q", retention={"completed": 3600, "failed": 10}), now=T0)
+        await finish(backend, [
+            *(outcome(j, JobState.COMPLETED, result_json="1") for j in jobs[:3]),
+            outcome(jobs[3], JobState.FAILED), outcome(jobs[4], JobState.CANCELED),
+            outcome(jobs[5], JobState.COMPLETED, result_json="1"), outcome(jobs[6], JobState.FAILED),
+            outcome(own, JobState.COMPLETED, result_json="1"),
+        ], now=T0)
+        assert await backend.job_prune(limit=10, now=T0 + timedelta(seconds=4)) == 0
+        assert await backend.job_prune(limit=10, now=T0 + timedelta(seconds=6)) == 1  # the job's own 5 s
+        assert await backend.job_prune(limit=10, now=T0 + timedelta(seconds=30)) == 1  # queue q: failed after 10 s
+        assert await backend.job_prune(limit=2, now=T0 + timedelta(seconds=61)) == 2  # engine: 60 s, in batches
+        assert await backend.job_prune(limit=10, now=T0 + timedelta(seconds=61)) == 2
+        left = {(j.queue, j.state) for j in await backend.job_list(JobFilter())}
+        assert left == {("default", JobState.FAILED), ("q", JobState.COMPLETED)}  # failed: kept; q: an hour
+        (kept,) = [q for q in await backend.queue_list() if q.name == "q"]
+        assert kept.retention == {"completed": 3600.0, "failed": 10.0}
+        cleared = await backend.queue_upsert(QueueChange(name="q", clear_retention=True), now=T0)
+        assert cleared.retention == {}
 
     # -- queues -----------------------------------------------------------------------------
 
@@ -432,7 +506,7 @@ class BackendConformance:
         assert await backend.engine_heartbeat(me, now=T0 + timedelta(seconds=1)) is Heartbeat.BEAT
         record = await backend.engine_get("w1")
         assert record is not None and record.heartbeat_at == T0 + timedelta(seconds=1)
-        await backend.job_rescue(stale_after=10, now=T0 + timedelta(seconds=60))  # declares w1 dead
+        await backend.job_rescue(retention=KEEP, stale_after=10, now=T0 + timedelta(seconds=60))  # declares w1 dead
         assert await backend.engine_get("w1") is None
         assert await backend.engine_heartbeat(me, now=T0 + timedelta(seconds=61)) is Heartbeat.REVIVED
         await backend.engine_register(registration("w1", "b"), stale_after=10, takeover_incarnation="a",

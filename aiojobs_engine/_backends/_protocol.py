@@ -20,7 +20,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
 
-from .._records import EngineRecord, JobRecord, JobState, QueueRecord
+from .._records import CronRecord, EngineRecord, JobRecord, JobState, QueueRecord
+from .._settings import Retention as Retention  # re-exported: part of this interface
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -46,7 +47,11 @@ class JobInsert:
     delay: float | None = None  # available after ``now + delay``
     run_at: datetime | None = None  # or at this time; neither: at once
     unique_key: str | None = None
+    unique_states: Sequence[JobState] = ()  # the states in which the job holds its key
+    unique_replace: bool = False  # free the key from pending (and stuck running) holders first
+    stuck_after: float | None = None  # replace: a holder running longer than this is stuck
     rescheduled_from: int | None = None
+    keep: Mapping[str, float | None] = field(default_factory=dict)  # retention set on the job
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,17 +146,11 @@ class EngineRegistration:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class Retention:
-    """Delete finished jobs older than these many seconds; ``None`` keeps them."""
-
-    completed: float | None
-    canceled: float | None
-    failed: float | None
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
 class QueueChange:
-    """Settings to store for a queue; ``None`` keeps the stored value (or the default)."""
+    """Settings to store for a queue; ``None`` keeps the stored value (or the default).
+
+    ``retention``: the states given get that many seconds (None: kept for ever);
+    ``clear_retention`` makes every state follow the engine's settings again."""
 
     name: str
     concurrency: int | None = None
@@ -159,6 +158,21 @@ class QueueChange:
     paused: bool | None = None
     global_concurrency: int | None = None
     clear_global_concurrency: bool = False
+    retention: Mapping[str, float | None] | None = None
+    clear_retention: bool = False
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CronSchedule:
+    """A schedule's definition, as stored (its progress is the backend's to keep)."""
+
+    name: str
+    expression: str
+    timezone: str
+    job: str
+    args_json: str
+    kwargs_json: str
+    options_json: str
 
 
 class Heartbeat(enum.Enum):
@@ -209,9 +223,15 @@ class Backend(Protocol):
     # -- jobs -----------------------------------------------------------------------------
 
     async def job_insert_many(
-        self, inserts: Sequence[JobInsert], *, now: datetime | None = None, connection: object | None = None
+        self, inserts: Sequence[JobInsert], *, now: datetime | None = None, connection: object | None = None,
+        retention: Retention | None = None,
     ) -> list[JobRecord]:
-        """Insert in one transaction; records in the order given."""
+        """Insert; records in the order given.
+
+        A job with a unique key that another job holds (in one of that job's unique states)
+        is not inserted: the holder's record stands in its place. With ``unique_replace``,
+        holders that have not started, or run longer than ``stuck_after``, are canceled first.
+        """
         ...
 
     async def job_get(self, job_id: int) -> JobRecord | None: ...
@@ -229,14 +249,16 @@ class Backend(Protocol):
         start resent after its reply was lost does not count the attempt twice)."""
         ...
 
-    async def job_finish_many(self, outcomes: Sequence[JobOutcome], *, now: datetime | None = None) -> set[int]:
+    async def job_finish_many(
+        self, outcomes: Sequence[JobOutcome], *, retention: Retention, now: datetime | None = None
+    ) -> set[int]:
         """Record outcomes; return the ids whose write was accepted (token and state matched).
 
         A job whose cancellation was asked for while it ran is canceled instead of going
         back to waiting or snoozed."""
         ...
 
-    async def job_cancel(self, job_id: int, *, now: datetime | None = None) -> JobRecord | None:
+    async def job_cancel(self, job_id: int, *, retention: Retention, now: datetime | None = None) -> JobRecord | None:
         """Cancel a pending or claimed job at once; flag a running one for its engine."""
         ...
 
@@ -267,7 +289,8 @@ class Backend(Protocol):
         ...
 
     async def job_rescue(
-        self, *, stale_after: float | None = None, engine_id: str | None = None, now: datetime | None = None
+        self, *, retention: Retention, stale_after: float | None = None, engine_id: str | None = None,
+        now: datetime | None = None,
     ) -> RescueResult:
         """Return jobs of dead engines to ``waiting`` (or ``failed`` if their attempts are spent).
 
@@ -276,8 +299,8 @@ class Backend(Protocol):
         """
         ...
 
-    async def job_prune(self, retention: Retention, *, limit: int, now: datetime | None = None) -> int:
-        """Delete at most ``limit`` finished jobs past retention; return how many."""
+    async def job_prune(self, *, limit: int, now: datetime | None = None) -> int:
+        """Delete at most ``limit`` finished jobs past their expiry; return how many."""
         ...
 
     # -- queues ---------------------------------------------------------------------------
@@ -288,6 +311,22 @@ class Backend(Protocol):
 
     async def queue_running_counts(self, queues: Sequence[str]) -> Mapping[str, int]:
         """Claimed and running jobs per queue across every engine (for global caps)."""
+        ...
+
+    # -- recurring schedules ------------------------------------------------------------------
+
+    async def cron_upsert(self, schedule: CronSchedule, *, now: datetime | None = None) -> CronRecord:
+        """Store a schedule's definition; a new one starts from ``now`` (no missed ticks)."""
+        ...
+
+    async def cron_delete(self, name: str) -> bool: ...
+
+    async def cron_pause(self, name: str, paused: bool, *, now: datetime | None = None) -> CronRecord | None: ...
+
+    async def cron_list(self) -> list[CronRecord]: ...
+
+    async def cron_advance(self, name: str, tick: datetime, job_id: int | None) -> None:
+        """Record ``tick`` as enqueued (as job ``job_id``), unless a later tick already is."""
         ...
 
     # -- engines --------------------------------------------------------------------------

@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from .. import _json
-from .._records import EngineRecord, JobErrorInfo, JobRecord, JobState, QueueRecord
+from .._records import CronRecord, EngineRecord, JobErrorInfo, JobRecord, JobState, QueueRecord
 
 TimeReader = Callable[[Any], datetime | None]
 
@@ -116,12 +116,35 @@ def parse_iso(text: str) -> datetime | None:
 
 
 def queue_from_row(row: Mapping[str, Any], read_time: TimeReader) -> QueueRecord:
+    retention: dict[str, float | None] = {}
+    for state in ("completed", "failed", "canceled"):
+        keep = row[f"keep_{state}"]
+        if keep is not None:
+            retention[state] = None if keep < 0 else float(keep)
     return QueueRecord(
         name=row["name"],
         concurrency=row["concurrency"],
         priority=row["priority"],
         paused=bool(row["paused"]),
         global_concurrency=row["global_concurrency"],
+        updated_at=read_time(row["updated_at"]),
+        retention=retention,
+    )
+
+
+def cron_from_row(row: Mapping[str, Any], read_time: TimeReader, read_json: Callable[[Any], Any]) -> CronRecord:
+    return CronRecord(
+        name=row["name"],
+        expression=row["expression"],
+        timezone=row["timezone"],
+        job=row["job"],
+        args=read_json(row["args"]),
+        kwargs=read_json(row["kwargs"]),
+        options=read_json(row["options"]),
+        paused=bool(row["paused"]),
+        last_tick=read_time(row["last_tick"]),
+        last_job_id=row["last_job_id"],
+        created_at=read_time(row["created_at"]),
         updated_at=read_time(row["updated_at"]),
     )
 

@@ -119,7 +119,7 @@ class Dispatcher:
             JobOutcome(id=h.id, token=h.token, from_state=h.state, state=JobState.WAITING, delay=0.0,
                        give_back_attempt=h.state is JobState.RUNNING)
             for h in lost
-        ], now=self._s.clock.for_database())
+        ], retention=self._s.settings.retention, now=self._s.clock.for_database())
         logger.warning("handed back %d job(s) whose claim this engine had lost track of", len(lost),
                        extra={"event": Event.JOB_HANDED_BACK, "job_ids": [h.id for h in lost]})
 

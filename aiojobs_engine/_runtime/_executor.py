@@ -171,7 +171,9 @@ class Executor:
         return [by_id.get(start.id) for start in starts]
 
     async def _flush_outcomes(self, outcomes: Sequence[JobOutcome]) -> list[bool]:
-        accepted = await self._s.backend.job_finish_many(outcomes, now=self._s.clock.for_database())
+        accepted = await self._s.backend.job_finish_many(
+            outcomes, retention=self._s.settings.retention, now=self._s.clock.for_database()
+        )
         return [outcome.id in accepted for outcome in outcomes]
 
     # -- the supervisor -------------------------------------------------------------------

@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 
-from .._backends._protocol import Retention
 from .._log import Event, logger
 from ._services import Services
 
@@ -50,7 +49,8 @@ class Reaper:
             # of live engines. Rescuing waits; crashed engines are rescued a little later.
             return
         result = await self._s.backend.job_rescue(
-            stale_after=self._s.settings.stale_after, now=self._s.clock.for_database()
+            retention=self._s.settings.retention, stale_after=self._s.settings.stale_after,
+            now=self._s.clock.for_database(),
         )
         jobs = result.retried + result.failed
         if result.dead_engines or jobs:
@@ -65,16 +65,9 @@ class Reaper:
 
     async def prune(self) -> int:
         settings = self._s.settings
-        retention = Retention(
-            completed=settings.completed_retention,
-            canceled=settings.canceled_retention,
-            failed=settings.failed_retention,
-        )
         total = 0
         for _ in range(_MAX_BATCHES_PER_PASS):
-            deleted = await self._s.backend.job_prune(
-                retention, limit=settings.prune_batch_size, now=self._s.clock.for_database()
-            )
+            deleted = await self._s.backend.job_prune(limit=settings.prune_batch_size, now=self._s.clock.for_database())
             total += deleted
             if deleted < settings.prune_batch_size:
                 break

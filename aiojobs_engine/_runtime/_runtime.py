@@ -136,7 +136,8 @@ class Runtime:
         await self._register()
         tasks: list[asyncio.Task[None]] = []
         try:
-            await self._s.backend.job_rescue(engine_id=self._s.engine_id, now=self._s.clock.for_database())
+            await self._s.backend.job_rescue(engine_id=self._s.engine_id, retention=self._s.settings.retention,
+                                             now=self._s.clock.for_database())
             if self._drain:
                 await self.reaper.rescue()  # a workoff also runs the jobs of engines that died
             await self.queues.refresh()

@@ -24,11 +24,11 @@ from aiojobs_engine._backends.postgres._sql import compile_query, queries_for
 from aiojobs_engine._errors import BackendError, BackendUnavailableError, ConfigurationError, SchemaError
 from aiojobs_engine._records import JobState
 from aiojobs_engine._url import parse_url
-from aiojobs_engine.conformance import T0, claim, insert, running
+from aiojobs_engine.conformance import KEEP, T0, claim, insert, running
 
 pytestmark = pytest.mark.postgres
 
-TABLES = {"aiojobs_jobs", "aiojobs_queues", "aiojobs_engines", "aiojobs_schema"}
+TABLES = {"aiojobs_jobs", "aiojobs_queues", "aiojobs_engines", "aiojobs_schema", "aiojobs_cron"}
 
 
 def _split(url: str) -> tuple[str, str]:
@@ -207,8 +207,8 @@ async def test_cancel_of_a_running_job_and_queue_changes_notify(backend: Postgre
     (pending,) = await backend.job_insert_many([insert(queue="other")], now=T0)
     inbox, listener = await _listen(backend)
     try:
-        await backend.job_cancel(pending.id, now=T0)  # not running: canceled at once, no message
-        await backend.job_cancel(job.id, now=T0)
+        await backend.job_cancel(retention=KEEP, job_id=pending.id, now=T0)  # not running: canceled at once, no message
+        await backend.job_cancel(retention=KEEP, job_id=job.id, now=T0)
         await backend.queue_upsert(QueueChange(name="mail", paused=True), now=T0)
         assert await inbox.fence(backend) == [f"cancel:{job.id}", "queue:mail"]
     finally:
@@ -391,7 +391,7 @@ async def test_claim_tokens_are_uuids(backend: PostgresBackend) -> None:
     tokens = [r.claim_token for r in claimed]
     assert all(t is not None and str(uuid.UUID(t)) == t for t in tokens)
     await backend.job_start_many([JobStart(claimed[0].id, tokens[0] or "")], now=T0)
-    await backend.job_cancel(claimed[0].id, now=T0)
+    await backend.job_cancel(retention=KEEP, job_id=claimed[0].id, now=T0)
     assert await backend.job_cancel_requested("e1") == [JobStart(claimed[0].id, tokens[0] or "")]
 
 

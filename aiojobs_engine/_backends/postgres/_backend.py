@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Final
 from urllib.parse import urlsplit, urlunsplit
 
@@ -37,9 +37,10 @@ import asyncpg  # type: ignore[import-untyped]
 from ... import _json
 from ..._errors import ConfigurationError, SchemaError
 from ..._log import Event, logger
-from ..._records import EngineRecord, JobRecord, JobState, QueueRecord
+from ..._records import CronRecord, EngineRecord, JobRecord, JobState, QueueRecord
 from .._protocol import (
     BackendCapabilities,
+    CronSchedule,
     EngineRegistration,
     Heartbeat,
     HeldJob,
@@ -54,7 +55,8 @@ from .._protocol import (
     Retention,
     StartedJob,
 )
-from .._rows import engine_from_row, job_from_row, queue_from_row
+from .._rows import cron_from_row, engine_from_row, job_from_row, queue_from_row
+from .._shared import align, default_keep, keep_defaults, keep_value, queue_keep_params, states_text
 from .._sqlfiles import Migration
 from ._connections import DRIVER_ERRORS, Connections, Transaction, translate
 from ._listener import PostgresListener
@@ -165,7 +167,8 @@ class PostgresBackend:
     # -- jobs -----------------------------------------------------------------------------
 
     async def job_insert_many(
-        self, inserts: Sequence[JobInsert], *, now: datetime | None = None, connection: object | None = None
+        self, inserts: Sequence[JobInsert], *, now: datetime | None = None, connection: object | None = None,
+        retention: Retention | None = None,
     ) -> list[JobRecord]:
         if connection is not None and not isinstance(connection, asyncpg.Connection):
             raise ConfigurationError(
@@ -175,11 +178,32 @@ class PostgresBackend:
             )
         if not inserts:
             return []
+        replacing = [i for i in inserts if i.unique_replace and i.unique_key is not None]
+        if replacing:
+            clock = now or await self._db.fetchval("database_now", {})
+            await self._db.fetch("job_unique_replace", {
+                "keys": [i.unique_key for i in replacing],
+                "stuck_before": [clock - timedelta(seconds=i.stuck_after or 0) for i in replacing],
+                "now": now, "keep_canceled": default_keep(retention.canceled if retention else None),
+            }, connection)
         if len(inserts) == 1:
             rows = await self._db.fetch("job_insert", _insert_params(inserts[0], now), connection)
         else:
             rows = await self._db.fetch("job_insert_many", _insert_columns(inserts, now), connection)
-        return [_job(row) for row in rows]
+        records = align(inserts, [_job(row) for row in rows])
+        taken = [i.unique_key for i, r in zip(inserts, records, strict=True) if r is None and i.unique_key]
+        if taken:
+            rows = await self._db.fetch("job_unique_holders", {"keys": taken}, connection)
+            holders = {r.unique_key: r for r in map(_job, rows)}
+            records = [r if r is not None else holders.get(i.unique_key) for i, r in zip(inserts, records, strict=True)]
+        missing = [n for n, r in enumerate(records) if r is None]
+        if missing:
+            # The holder finished between our insert and our read: the key is free again.
+            again = await self.job_insert_many([inserts[n] for n in missing], now=now, connection=connection,
+                                               retention=retention)
+            for n, record in zip(missing, again, strict=True):
+                records[n] = record
+        return [r for r in records if r is not None]
 
     async def job_get(self, job_id: int) -> JobRecord | None:
         rows = await self._db.fetch("job_get", {"id": job_id})
@@ -226,7 +250,9 @@ class PostgresBackend:
         })
         return [StartedJob(row[0], row[1], row[2]) for row in rows]
 
-    async def job_finish_many(self, outcomes: Sequence[JobOutcome], *, now: datetime | None = None) -> set[int]:
+    async def job_finish_many(
+        self, outcomes: Sequence[JobOutcome], *, retention: Retention, now: datetime | None = None
+    ) -> set[int]:
         if not outcomes:
             return set()
         rows = await self._db.fetch("job_finish_many", {
@@ -240,11 +266,14 @@ class PostgresBackend:
             "give_backs": [1 if o.give_back_attempt else 0 for o in outcomes],
             "deletes": [o.delete for o in outcomes],
             "now": now,
+            **keep_defaults(retention),
         })
         return {row[0] for row in rows}
 
-    async def job_cancel(self, job_id: int, *, now: datetime | None = None) -> JobRecord | None:
-        rows = await self._db.fetch("job_cancel", {"id": job_id, "now": now})
+    async def job_cancel(self, job_id: int, *, retention: Retention, now: datetime | None = None) -> JobRecord | None:
+        rows = await self._db.fetch("job_cancel", {
+            "id": job_id, "now": now, "keep_canceled": default_keep(retention.canceled),
+        })
         return _job(rows[0]) if rows else await self.job_get(job_id)
 
     async def job_cancel_requested(self, engine_id: str) -> list[JobStart]:
@@ -277,9 +306,11 @@ class PostgresBackend:
         return {(row[0], JobState(row[1])): row[2] for row in rows}
 
     async def job_rescue(
-        self, *, stale_after: float | None = None, engine_id: str | None = None, now: datetime | None = None
+        self, *, retention: Retention, stale_after: float | None = None, engine_id: str | None = None,
+        now: datetime | None = None,
     ) -> RescueResult:
-        params = {"engine_id": engine_id, "now": now}
+        params = {"engine_id": engine_id, "now": now, "keep_failed": default_keep(retention.failed),
+                  "keep_canceled": default_keep(retention.canceled)}
         dead: list[str] = []
         if stale_after is None:
             rows = await self._db.fetch("job_rescue", params)
@@ -298,14 +329,8 @@ class PostgresBackend:
             failed=[j for j in jobs if j.state is not JobState.WAITING],
         )
 
-    async def job_prune(self, retention: Retention, *, limit: int, now: datetime | None = None) -> int:
-        return int(await self._db.fetchval("job_prune", {
-            "completed": retention.completed,
-            "canceled": retention.canceled,
-            "failed": retention.failed,
-            "limit": limit,
-            "now": now,
-        }))
+    async def job_prune(self, *, limit: int, now: datetime | None = None) -> int:
+        return int(await self._db.fetchval("job_prune", {"limit": limit, "now": now}))
 
     # -- queues ---------------------------------------------------------------------------
 
@@ -321,6 +346,7 @@ class PostgresBackend:
             "global_concurrency": change.global_concurrency,
             "clear_global": change.clear_global_concurrency,
             "now": now,
+            **queue_keep_params(change),
         })
         return queue_from_row(rows[0], _same)
 
@@ -359,6 +385,29 @@ class PostgresBackend:
     async def engine_unregister(self, engine_id: str, incarnation: str) -> None:
         await self._db.fetch("engine_unregister", {"id": engine_id, "incarnation": incarnation})
 
+    # -- recurring schedules ------------------------------------------------------------------
+
+    async def cron_upsert(self, schedule: CronSchedule, *, now: datetime | None = None) -> CronRecord:
+        rows = await self._db.fetch("cron_upsert", {
+            "name": schedule.name, "expression": schedule.expression, "timezone": schedule.timezone,
+            "job": schedule.job, "args": schedule.args_json, "kwargs": schedule.kwargs_json,
+            "options": schedule.options_json, "now": now,
+        })
+        return cron_from_row(rows[0], _same, _json.loads)
+
+    async def cron_delete(self, name: str) -> bool:
+        return bool(await self._db.fetch("cron_delete", {"name": name}))
+
+    async def cron_pause(self, name: str, paused: bool, *, now: datetime | None = None) -> CronRecord | None:
+        rows = await self._db.fetch("cron_pause", {"name": name, "paused": paused, "now": now})
+        return cron_from_row(rows[0], _same, _json.loads) if rows else None
+
+    async def cron_list(self) -> list[CronRecord]:
+        return [cron_from_row(row, _same, _json.loads) for row in await self._db.fetch("cron_list", {})]
+
+    async def cron_advance(self, name: str, tick: datetime, job_id: int | None) -> None:
+        await self._db.fetch("cron_advance", {"name": name, "tick": tick, "job_id": job_id})
+
     # -- notifications ----------------------------------------------------------------------
 
     async def listen(self, on_notify: Callable[[str], None]) -> Listener:
@@ -396,7 +445,11 @@ def _insert_params(insert: JobInsert, now: datetime | None) -> dict[str, object]
         "delay": insert.delay,
         "run_at": insert.run_at,
         "unique_key": insert.unique_key,
+        "unique_states": states_text(insert.unique_states) if insert.unique_key else None,
         "rescheduled_from": insert.rescheduled_from,
+        "keep_completed": keep_value(dict(insert.keep), "completed"),
+        "keep_failed": keep_value(dict(insert.keep), "failed"),
+        "keep_canceled": keep_value(dict(insert.keep), "canceled"),
         "now": now,
     }
 
@@ -417,7 +470,11 @@ def _insert_columns(inserts: Sequence[JobInsert], now: datetime | None) -> dict[
         "delay": [i.delay for i in inserts],
         "run_at": [i.run_at for i in inserts],
         "unique_key": [i.unique_key for i in inserts],
+        "unique_states": [states_text(i.unique_states) if i.unique_key else None for i in inserts],
         "rescheduled_from": [i.rescheduled_from for i in inserts],
+        "keep_completed": [keep_value(dict(i.keep), "completed") for i in inserts],
+        "keep_failed": [keep_value(dict(i.keep), "failed") for i in inserts],
+        "keep_canceled": [keep_value(dict(i.keep), "canceled") for i in inserts],
         "now": now,
     }
 
@@ -431,3 +488,4 @@ def _engine_params(registration: EngineRegistration, now: datetime | None) -> di
         "queues": None if registration.queues is None else list(registration.queues),
         "now": now,
     }
+

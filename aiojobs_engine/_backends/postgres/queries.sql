@@ -29,14 +29,18 @@ WITH registered AS (
 )
 INSERT INTO __schema__.aiojobs_jobs (queue, name, args, kwargs, constructor_args, meta, retry,
                                      priority, max_attempts, timeout, inserted_at, available_at,
-                                     unique_key, rescheduled_from)
+                                     unique_key, unique_states, rescheduled_from, keep_completed,
+                                     keep_failed, keep_canceled)
 VALUES (:queue::text, :name::text, :args::text::jsonb, :kwargs::text::jsonb,
         :constructor_args::text::jsonb, :meta::text::jsonb, :retry::text::jsonb,
         :priority::integer, :max_attempts::integer, :timeout::float8,
         coalesce(:now::timestamptz, now()),
         coalesce(:run_at::timestamptz,
                  coalesce(:now::timestamptz, now()) + make_interval(secs => coalesce(:delay::float8, 0))),
-        :unique_key::text, :rescheduled_from::bigint)
+        :unique_key::text, :unique_states::text, :rescheduled_from::bigint, :keep_completed::float8,
+        :keep_failed::float8, :keep_canceled::float8)
+ON CONFLICT (unique_key) WHERE unique_key IS NOT NULL AND strpos(unique_states, ',' || state || ',') > 0
+DO NOTHING
 RETURNING id, queue, name, args::text AS args, kwargs::text AS kwargs,
           constructor_args::text AS constructor_args, state, priority, attempt, max_attempts,
           timeout, retry::text AS retry, inserted_at, available_at, claimed_at, attempted_at,
@@ -52,10 +56,12 @@ WITH batch AS (
     FROM unnest(:queue::text[], :name::text[], :args::text[], :kwargs::text[],
                 :constructor_args::text[], :meta::text[], :retry::text[], :priority::integer[],
                 :max_attempts::integer[], :timeout::float8[], :delay::float8[],
-                :run_at::timestamptz[], :unique_key::text[], :rescheduled_from::bigint[])
+                :run_at::timestamptz[], :unique_key::text[], :unique_states::text[],
+                :rescheduled_from::bigint[], :keep_completed::float8[], :keep_failed::float8[],
+                :keep_canceled::float8[])
          WITH ORDINALITY AS b(queue, name, args, kwargs, constructor_args, meta, retry, priority,
-                              max_attempts, timeout, delay, run_at, unique_key, rescheduled_from,
-                              ord)
+                              max_attempts, timeout, delay, run_at, unique_key, unique_states,
+                              rescheduled_from, keep_completed, keep_failed, keep_canceled, ord)
 ),
 registered AS (
     INSERT INTO __schema__.aiojobs_queues (name, updated_at)
@@ -67,14 +73,17 @@ registered AS (
 inserted AS (
     INSERT INTO __schema__.aiojobs_jobs (queue, name, args, kwargs, constructor_args, meta, retry,
                                          priority, max_attempts, timeout, inserted_at,
-                                         available_at, unique_key, rescheduled_from)
+                                         available_at, unique_key, unique_states, rescheduled_from,
+                                         keep_completed, keep_failed, keep_canceled)
     SELECT queue, name, args::jsonb, kwargs::jsonb, constructor_args::jsonb, meta::jsonb,
            retry::jsonb, priority, max_attempts, timeout, coalesce(:now::timestamptz, now()),
            coalesce(run_at,
                     coalesce(:now::timestamptz, now()) + make_interval(secs => coalesce(delay, 0))),
-           unique_key, rescheduled_from
+           unique_key, unique_states, rescheduled_from, keep_completed, keep_failed, keep_canceled
     FROM batch
     ORDER BY ord
+    ON CONFLICT (unique_key) WHERE unique_key IS NOT NULL AND strpos(unique_states, ',' || state || ',') > 0
+    DO NOTHING
     RETURNING id, queue, name, args::text AS args, kwargs::text AS kwargs,
               constructor_args::text AS constructor_args, state, priority, attempt, max_attempts,
               timeout, retry::text AS retry, inserted_at, available_at, claimed_at, attempted_at,
@@ -83,6 +92,45 @@ inserted AS (
               rescheduled_from, meta::text AS meta
 )
 SELECT * FROM inserted ORDER BY id;
+
+-- name: job_unique_holders
+-- The jobs holding these unique keys now (the ones a conflicting insert ran into).
+SELECT id, queue, name, args::text AS args, kwargs::text AS kwargs,
+       constructor_args::text AS constructor_args, state, priority, attempt, max_attempts,
+       timeout, retry::text AS retry, inserted_at, available_at, claimed_at, attempted_at,
+       completed_at, failed_at, canceled_at, claimed_by, claim_token::text AS claim_token,
+       cancel_requested, result::text AS result, errors::text AS errors, unique_key,
+       rescheduled_from, meta::text AS meta
+FROM __schema__.aiojobs_jobs
+WHERE unique_key = ANY(:keys::text[]) AND strpos(unique_states, ',' || state || ',') > 0;
+
+-- name: job_unique_replace
+-- Free these keys for newer jobs: cancel the jobs holding them that have not started, and
+-- those running since before their stuck_before (stuck; their engine is told to stop them);
+-- a job running for less is left alone (the newer job then yields to it).
+WITH replaced AS (
+    UPDATE __schema__.aiojobs_jobs AS j
+    SET state = 'canceled',
+        canceled_at = coalesce(:now::timestamptz, now()),
+        expires_at = __schema__.aiojobs_expires_at(
+            coalesce(:now::timestamptz, now()), 'canceled', -1, -1,
+            coalesce(j.keep_canceled, q.keep_canceled, :keep_canceled::float8)),
+        errors = j.errors || jsonb_build_array(jsonb_build_object(
+            'name', 'Replaced', 'message', 'replaced by a newer job with the same unique key',
+            'traceback', NULL, 'attempt', j.attempt, 'attempted_by', NULL, 'attempted_at', NULL)),
+        claim_token = NULL,
+        cancel_requested = false
+    FROM unnest(:keys::text[], :stuck_before::timestamptz[]) AS r(key, stuck_before),
+         __schema__.aiojobs_queues AS q
+    WHERE j.unique_key = r.key AND q.name = j.queue
+      AND strpos(j.unique_states, ',' || j.state || ',') > 0
+      AND (j.state IN ('waiting', 'snoozed', 'claimed')
+           OR (j.state = 'running' AND j.attempted_at < r.stuck_before))
+    RETURNING j.id, j.claimed_by, j.attempted_at
+)
+SELECT id, claimed_by,
+       CASE WHEN attempted_at IS NOT NULL THEN pg_notify(__channel__, 'cancel:' || id) END AS notified
+FROM replaced;
 
 -- name: job_get
 SELECT * FROM __schema__.aiojobs_jobs WHERE id = :id::bigint;
@@ -193,10 +241,18 @@ finished AS (
         canceled_at = CASE WHEN o.state = 'canceled'
                                 OR (j.cancel_requested AND o.state IN ('waiting', 'snoozed'))
                            THEN coalesce(:now::timestamptz, now()) ELSE j.canceled_at END,
+        expires_at = __schema__.aiojobs_expires_at(
+            coalesce(:now::timestamptz, now()),
+            CASE WHEN j.cancel_requested AND o.state IN ('waiting', 'snoozed') THEN 'canceled'
+                 ELSE o.state END,
+            coalesce(j.keep_completed, q.keep_completed, :keep_completed::float8),
+            coalesce(j.keep_failed, q.keep_failed, :keep_failed::float8),
+            coalesce(j.keep_canceled, q.keep_canceled, :keep_canceled::float8)),
         claim_token = NULL,
         cancel_requested = false
-    FROM outcome AS o
+    FROM outcome AS o, __schema__.aiojobs_queues AS q
     WHERE NOT o.remove AND j.id = o.id AND j.claim_token::text = o.token AND j.state = o.from_state
+      AND q.name = j.queue
     RETURNING j.id
 ),
 deleted AS (
@@ -212,14 +268,20 @@ SELECT id FROM deleted;
 -- name: job_cancel
 -- A running job is only flagged, and its engine told at once (cancel:<id>, at commit).
 WITH changed AS (
-    UPDATE __schema__.aiojobs_jobs
-    SET state = CASE WHEN state = 'running' THEN state ELSE 'canceled' END,
-        canceled_at = CASE WHEN state = 'running' THEN canceled_at
+    UPDATE __schema__.aiojobs_jobs AS j
+    SET state = CASE WHEN j.state = 'running' THEN j.state ELSE 'canceled' END,
+        canceled_at = CASE WHEN j.state = 'running' THEN j.canceled_at
                            ELSE coalesce(:now::timestamptz, now()) END,
-        cancel_requested = CASE WHEN state = 'running' THEN true ELSE cancel_requested END,
-        claim_token = CASE WHEN state = 'running' THEN claim_token ELSE NULL END
-    WHERE id = :id::bigint AND state IN ('waiting', 'snoozed', 'claimed', 'running')
-    RETURNING *
+        expires_at = CASE WHEN j.state = 'running' THEN NULL
+                          ELSE __schema__.aiojobs_expires_at(
+                              coalesce(:now::timestamptz, now()), 'canceled', -1, -1,
+                              coalesce(j.keep_canceled, q.keep_canceled, :keep_canceled::float8)) END,
+        cancel_requested = CASE WHEN j.state = 'running' THEN true ELSE j.cancel_requested END,
+        claim_token = CASE WHEN j.state = 'running' THEN j.claim_token ELSE NULL END
+    FROM __schema__.aiojobs_queues AS q
+    WHERE j.id = :id::bigint AND j.state IN ('waiting', 'snoozed', 'claimed', 'running')
+      AND q.name = j.queue
+    RETURNING j.*
 )
 -- The select list is evaluated for every row returned: the notification cannot be skipped.
 SELECT changed.*,
@@ -238,8 +300,8 @@ WHERE claimed_by = :engine_id::text AND state IN ('claimed', 'running');
 UPDATE __schema__.aiojobs_jobs
 SET state = 'waiting', available_at = coalesce(:now::timestamptz, now()),
     max_attempts = greatest(max_attempts, attempt + 1),
-    completed_at = NULL, failed_at = NULL, canceled_at = NULL, claim_token = NULL,
-    cancel_requested = false
+    completed_at = NULL, failed_at = NULL, canceled_at = NULL, expires_at = NULL,
+    claim_token = NULL, cancel_requested = false
 WHERE id = :id::bigint AND state IN ('failed', 'canceled', 'completed')
 RETURNING *;
 
@@ -275,43 +337,49 @@ RETURNING id;
 -- back as it was; a started one has used its attempt, and fails for good if it was the last;
 -- one whose cancellation was asked for is canceled. SET expressions read the old row.
 UPDATE __schema__.aiojobs_jobs AS j
-SET state = CASE WHEN cancel_requested THEN 'canceled'
-                 WHEN state = 'running' AND attempt >= max_attempts THEN 'failed'
+SET state = CASE WHEN j.cancel_requested THEN 'canceled'
+                 WHEN j.state = 'running' AND j.attempt >= j.max_attempts THEN 'failed'
                  ELSE 'waiting' END,
+    expires_at = __schema__.aiojobs_expires_at(
+        coalesce(:now::timestamptz, now()),
+        CASE WHEN j.cancel_requested THEN 'canceled'
+             WHEN j.state = 'running' AND j.attempt >= j.max_attempts THEN 'failed'
+             ELSE 'waiting' END,
+        -1,
+        coalesce(j.keep_failed, q.keep_failed, :keep_failed::float8),
+        coalesce(j.keep_canceled, q.keep_canceled, :keep_canceled::float8)),
     available_at = coalesce(:now::timestamptz, now()),
-    failed_at = CASE WHEN NOT cancel_requested AND state = 'running' AND attempt >= max_attempts
-                     THEN coalesce(:now::timestamptz, now()) ELSE failed_at END,
-    canceled_at = CASE WHEN cancel_requested THEN coalesce(:now::timestamptz, now())
-                       ELSE canceled_at END,
-    errors = CASE WHEN state = 'running' THEN errors || jsonb_build_array(jsonb_build_object(
+    failed_at = CASE WHEN NOT j.cancel_requested AND j.state = 'running' AND j.attempt >= j.max_attempts
+                     THEN coalesce(:now::timestamptz, now()) ELSE j.failed_at END,
+    canceled_at = CASE WHEN j.cancel_requested THEN coalesce(:now::timestamptz, now())
+                       ELSE j.canceled_at END,
+    errors = CASE WHEN j.state = 'running' THEN j.errors || jsonb_build_array(jsonb_build_object(
                  'name', 'EngineLost',
-                 'message', 'the engine running this attempt (' || claimed_by || ') stopped heartbeating',
+                 'message', 'the engine running this attempt (' || j.claimed_by || ') stopped heartbeating',
                  'traceback', NULL,
-                 'attempt', attempt,
-                 'attempted_by', claimed_by,
-                 'attempted_at', to_char(attempted_at AT TIME ZONE 'UTC',
+                 'attempt', j.attempt,
+                 'attempted_by', j.claimed_by,
+                 'attempted_at', to_char(j.attempted_at AT TIME ZONE 'UTC',
                                          'YYYY-MM-DD"T"HH24:MI:SS.US"+00:00"')))
-             ELSE errors END,
+             ELSE j.errors END,
     claim_token = NULL,
     cancel_requested = false
-WHERE state IN ('claimed', 'running')
-  AND (claimed_by = :engine_id::text
+FROM __schema__.aiojobs_queues AS q
+WHERE j.state IN ('claimed', 'running') AND q.name = j.queue
+  AND (j.claimed_by = :engine_id::text
        OR (:engine_id::text IS NULL
            AND NOT EXISTS (SELECT FROM __schema__.aiojobs_engines AS e WHERE e.id = j.claimed_by)))
-RETURNING *;
+RETURNING j.*;
 
 -- name: job_prune
+-- Finished jobs past their expiry (set when they finished, from job, queue or engine).
 -- SKIP LOCKED: two reapers pruning at once share the work instead of queueing behind each other.
 WITH pruned AS (
     DELETE FROM __schema__.aiojobs_jobs
     WHERE id = ANY(ARRAY(
         SELECT id FROM __schema__.aiojobs_jobs
-        WHERE (state = 'completed' AND completed_at < coalesce(:now::timestamptz, now())
-                                                      - make_interval(secs => :completed::float8))
-           OR (state = 'canceled' AND canceled_at < coalesce(:now::timestamptz, now())
-                                                    - make_interval(secs => :canceled::float8))
-           OR (state = 'failed' AND failed_at < coalesce(:now::timestamptz, now())
-                                                - make_interval(secs => :failed::float8))
+        WHERE expires_at < coalesce(:now::timestamptz, now())
+        ORDER BY expires_at
         LIMIT :limit::integer
         FOR UPDATE SKIP LOCKED
     ))
@@ -326,16 +394,23 @@ SELECT * FROM __schema__.aiojobs_queues ORDER BY priority, name COLLATE "C";
 -- name: queue_upsert
 WITH upserted AS (
     INSERT INTO __schema__.aiojobs_queues AS q (name, concurrency, priority, paused,
-                                                global_concurrency, updated_at)
+                                                global_concurrency, updated_at, keep_completed,
+                                                keep_failed, keep_canceled)
     VALUES (:name::text, coalesce(:concurrency::integer, 10), coalesce(:priority::integer, 50),
             coalesce(:paused::boolean, false), :global_concurrency::integer,
-            coalesce(:now::timestamptz, now()))
+            coalesce(:now::timestamptz, now()), :keep_completed::float8, :keep_failed::float8,
+            :keep_canceled::float8)
     ON CONFLICT (name) DO UPDATE
     SET concurrency = coalesce(:concurrency::integer, q.concurrency),
         priority = coalesce(:priority::integer, q.priority),
         paused = coalesce(:paused::boolean, q.paused),
         global_concurrency = CASE WHEN :clear_global::boolean THEN NULL
                                   ELSE coalesce(:global_concurrency::integer, q.global_concurrency) END,
+        keep_completed = CASE WHEN :set_keep_completed::boolean THEN :keep_completed::float8
+                              ELSE q.keep_completed END,
+        keep_failed = CASE WHEN :set_keep_failed::boolean THEN :keep_failed::float8 ELSE q.keep_failed END,
+        keep_canceled = CASE WHEN :set_keep_canceled::boolean THEN :keep_canceled::float8
+                             ELSE q.keep_canceled END,
         updated_at = coalesce(:now::timestamptz, now())
     RETURNING *
 )
@@ -416,3 +491,42 @@ SELECT coalesce(max(version), 0) FROM __schema__.aiojobs_schema;
 
 -- name: schema_version_insert
 INSERT INTO __schema__.aiojobs_schema (version, name) VALUES (:version::integer, :name::text);
+
+-- name: cron_upsert
+-- A schedule's definition; its progress (last_tick, last_job_id) and paused state are kept.
+-- A new schedule starts from now: its first run is its next tick, not a missed one.
+INSERT INTO __schema__.aiojobs_cron AS c (name, expression, timezone, job, args, kwargs, options,
+                                          last_tick, created_at, updated_at)
+VALUES (:name::text, :expression::text, :timezone::text, :job::text, :args::text::jsonb,
+        :kwargs::text::jsonb, :options::text::jsonb, coalesce(:now::timestamptz, now()),
+        coalesce(:now::timestamptz, now()), coalesce(:now::timestamptz, now()))
+ON CONFLICT (name) DO UPDATE
+SET expression = excluded.expression, timezone = excluded.timezone, job = excluded.job,
+    args = excluded.args, kwargs = excluded.kwargs, options = excluded.options,
+    updated_at = excluded.updated_at
+RETURNING name, expression, timezone, job, args::text AS args, kwargs::text AS kwargs,
+          options::text AS options, paused, last_tick, last_job_id, created_at, updated_at;
+
+-- name: cron_delete
+DELETE FROM __schema__.aiojobs_cron WHERE name = :name::text RETURNING name;
+
+-- name: cron_pause
+UPDATE __schema__.aiojobs_cron
+SET paused = :paused::boolean, updated_at = coalesce(:now::timestamptz, now())
+WHERE name = :name::text
+RETURNING name, expression, timezone, job, args::text AS args, kwargs::text AS kwargs,
+          options::text AS options, paused, last_tick, last_job_id, created_at, updated_at;
+
+-- name: cron_list
+SELECT name, expression, timezone, job, args::text AS args, kwargs::text AS kwargs,
+       options::text AS options, paused, last_tick, last_job_id, created_at, updated_at
+FROM __schema__.aiojobs_cron ORDER BY name COLLATE "C";
+
+-- name: cron_advance
+-- After the tick's job is stored (or found already stored by another engine).
+UPDATE __schema__.aiojobs_cron
+SET last_tick = :tick::timestamptz, last_job_id = coalesce(:job_id::bigint, last_job_id)
+WHERE name = :name::text AND (last_tick IS NULL OR last_tick < :tick::timestamptz);
+
+-- name: database_now
+SELECT now();

@@ -29,9 +29,10 @@ import aiosqlite
 from ... import _json
 from ..._errors import BackendError, BackendUnavailableError, ConfigurationError, SchemaError
 from ..._log import Event, logger
-from ..._records import EngineRecord, JobRecord, JobState, QueueRecord
+from ..._records import CronRecord, EngineRecord, JobRecord, JobState, QueueRecord
 from .._protocol import (
     BackendCapabilities,
+    CronSchedule,
     EngineRegistration,
     Heartbeat,
     HeldJob,
@@ -46,7 +47,8 @@ from .._protocol import (
     Retention,
     StartedJob,
 )
-from .._rows import engine_from_row, job_from_row, queue_from_row
+from .._rows import cron_from_row, engine_from_row, job_from_row, queue_from_row
+from .._shared import align, default_keep, keep_defaults, keep_value, queue_keep_params, states_text
 from .._sqlfiles import load_migrations, load_queries
 
 _Q: Final = load_queries(__package__ or "aiojobs_engine._backends.sqlite")
@@ -112,6 +114,7 @@ class SQLiteBackend:
             raise BackendUnavailableError(f"cannot open SQLite database {self._path!r}: {exc}") from exc
         conn.row_factory = sqlite3.Row
         try:
+            await conn.create_function("aiojobs_expires_at", 5, _expires_at, deterministic=True)
             await conn.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
             if not self._memory:
                 await conn.execute("PRAGMA journal_mode = WAL")
@@ -233,7 +236,8 @@ class SQLiteBackend:
     # -- jobs -----------------------------------------------------------------------------
 
     async def job_insert_many(
-        self, inserts: Sequence[JobInsert], *, now: datetime | None = None, connection: object | None = None
+        self, inserts: Sequence[JobInsert], *, now: datetime | None = None, connection: object | None = None,
+        retention: Retention | None = None,
     ) -> list[JobRecord]:
         if connection is not None:
             raise ConfigurationError(
@@ -242,12 +246,31 @@ class SQLiteBackend:
         if not inserts:
             return []
         now_us = _now_us(now)
+        replacing = [i for i in inserts if i.unique_replace and i.unique_key is not None]
+        if replacing:
+            await self._write_one("job_unique_replace", {
+                "batch": _json.dumps([{"key": i.unique_key, "stuck_before": now_us - int((i.stuck_after or 0) * _US)}
+                                      for i in replacing], "batch"),
+                "now": now_us, "keep_canceled": default_keep(retention.canceled if retention else None),
+            })
         if len(inserts) == 1:
             rows = await self._write_one("job_insert", _insert_params(inserts[0], now_us) | {"now": now_us})
         else:
             batch = _json.dumps([_insert_params(i, now_us) for i in inserts], "batch")
             rows = await self._write_one("job_insert_many", {"batch": batch, "now": now_us})  # one statement: atomic
-        return sorted((_job(row) for row in rows), key=lambda r: r.id)
+        records = align(inserts, [_job(row) for row in rows])
+        taken = [i.unique_key for i, r in zip(inserts, records, strict=True) if r is None and i.unique_key]
+        if taken:
+            holders = {r.unique_key: r for r in map(_job, await self._read(
+                "job_unique_holders", {"keys": _json.dumps(taken, "keys")}))}
+            records = [r if r is not None else holders.get(i.unique_key) for i, r in zip(inserts, records, strict=True)]
+        missing = [n for n, r in enumerate(records) if r is None]
+        if missing:
+            # The holder finished between our insert and our read: the key is free again.
+            again = await self.job_insert_many([inserts[n] for n in missing], now=now, retention=retention)
+            for n, record in zip(missing, again, strict=True):
+                records[n] = record
+        return [r for r in records if r is not None]
 
     async def job_get(self, job_id: int) -> JobRecord | None:
         rows = await self._read("job_get", {"id": job_id})
@@ -288,7 +311,9 @@ class SQLiteBackend:
         rows = await self._write_one("job_start_many", {"batch": batch, "now": _now_us(now)})
         return [StartedJob(row["id"], row["attempt"], from_us(row["attempted_at"])) for row in rows]  # type: ignore[arg-type]
 
-    async def job_finish_many(self, outcomes: Sequence[JobOutcome], *, now: datetime | None = None) -> set[int]:
+    async def job_finish_many(
+        self, outcomes: Sequence[JobOutcome], *, retention: Retention, now: datetime | None = None
+    ) -> set[int]:
         if not outcomes:
             return set()
         now_us = _now_us(now)
@@ -297,15 +322,19 @@ class SQLiteBackend:
         accepted: set[int] = set()
         # Two statements, each atomic on its own: outcomes do not depend on each other.
         if updates:
-            rows = await self._write_one("job_finish_many", {"batch": _json.dumps(updates, "batch"), "now": now_us})
+            rows = await self._write_one("job_finish_many", {
+                "batch": _json.dumps(updates, "batch"), "now": now_us, **keep_defaults(retention),
+            })
             accepted.update(row[0] for row in rows)
         if deletes:
             rows = await self._write_one("job_delete_fenced", {"batch": _json.dumps(deletes, "batch")})
             accepted.update(row[0] for row in rows)
         return accepted
 
-    async def job_cancel(self, job_id: int, *, now: datetime | None = None) -> JobRecord | None:
-        rows = await self._write_one("job_cancel", {"id": job_id, "now": _now_us(now)})
+    async def job_cancel(self, job_id: int, *, retention: Retention, now: datetime | None = None) -> JobRecord | None:
+        rows = await self._write_one("job_cancel", {
+            "id": job_id, "now": _now_us(now), "keep_canceled": default_keep(retention.canceled),
+        })
         return _job(rows[0]) if rows else await self.job_get(job_id)
 
     async def job_cancel_requested(self, engine_id: str) -> list[JobStart]:
@@ -336,7 +365,8 @@ class SQLiteBackend:
         return {(row["queue"], JobState(row["state"])): row["n"] for row in rows}
 
     async def job_rescue(
-        self, *, stale_after: float | None = None, engine_id: str | None = None, now: datetime | None = None
+        self, *, retention: Retention, stale_after: float | None = None, engine_id: str | None = None,
+        now: datetime | None = None,
     ) -> RescueResult:
         now_us = _now_us(now)
         dead: list[str] = []
@@ -345,7 +375,10 @@ class SQLiteBackend:
             # between, the next pass rescues those orphans all the same.
             rows = await self._write_one("engine_delete_stale", {"stale_before": now_us - int(stale_after * _US)})
             dead = [row[0] for row in rows]
-        rows = await self._write_one("job_rescue", {"engine_id": engine_id, "now": now_us})
+        rows = await self._write_one("job_rescue", {
+            "engine_id": engine_id, "now": now_us,
+            "keep_failed": default_keep(retention.failed), "keep_canceled": default_keep(retention.canceled),
+        })
         jobs = [_job(row) for row in rows]
         return RescueResult(
             dead_engines=dead,
@@ -353,18 +386,8 @@ class SQLiteBackend:
             failed=[j for j in jobs if j.state is not JobState.WAITING],
         )
 
-    async def job_prune(self, retention: Retention, *, limit: int, now: datetime | None = None) -> int:
-        now_us = _now_us(now)
-
-        def before(seconds: float | None) -> int | None:
-            return None if seconds is None else now_us - int(seconds * _US)
-
-        return await self._write_count("job_prune", {
-            "completed_before": before(retention.completed),
-            "canceled_before": before(retention.canceled),
-            "failed_before": before(retention.failed),
-            "limit": limit,
-        })
+    async def job_prune(self, *, limit: int, now: datetime | None = None) -> int:
+        return await self._write_count("job_prune", {"now": _now_us(now), "limit": limit})
 
     # -- queues ---------------------------------------------------------------------------
 
@@ -380,6 +403,7 @@ class SQLiteBackend:
             "global_concurrency": change.global_concurrency,
             "clear_global": int(change.clear_global_concurrency),
             "now": _now_us(now),
+            **queue_keep_params(change),
         })
         return queue_from_row(rows[0], from_us)  # type: ignore[arg-type]
 
@@ -420,6 +444,29 @@ class SQLiteBackend:
     async def engine_unregister(self, engine_id: str, incarnation: str) -> None:
         await self._write_one("engine_unregister", {"id": engine_id, "incarnation": incarnation})
 
+    # -- recurring schedules ------------------------------------------------------------------
+
+    async def cron_upsert(self, schedule: CronSchedule, *, now: datetime | None = None) -> CronRecord:
+        rows = await self._write_one("cron_upsert", {
+            "name": schedule.name, "expression": schedule.expression, "timezone": schedule.timezone,
+            "job": schedule.job, "args": schedule.args_json, "kwargs": schedule.kwargs_json,
+            "options": schedule.options_json, "now": _now_us(now),
+        })
+        return cron_from_row(rows[0], from_us, _json.loads)  # type: ignore[arg-type]
+
+    async def cron_delete(self, name: str) -> bool:
+        return bool(await self._write_one("cron_delete", {"name": name}))
+
+    async def cron_pause(self, name: str, paused: bool, *, now: datetime | None = None) -> CronRecord | None:
+        rows = await self._write_one("cron_pause", {"name": name, "paused": int(paused), "now": _now_us(now)})
+        return cron_from_row(rows[0], from_us, _json.loads) if rows else None  # type: ignore[arg-type]
+
+    async def cron_list(self) -> list[CronRecord]:
+        return [cron_from_row(row, from_us, _json.loads) for row in await self._read("cron_list", {})]  # type: ignore[arg-type]
+
+    async def cron_advance(self, name: str, tick: datetime, job_id: int | None) -> None:
+        await self._write_one("cron_advance", {"name": name, "tick": to_us(tick), "job_id": job_id})
+
     async def listen(self, on_notify: Callable[[str], None]) -> Listener:
         raise BackendError("SQLite has no notifications (capabilities.supports_notify is False); engines poll")
 
@@ -441,6 +488,16 @@ async def _run_to_completion(awaitable: Awaitable[object]) -> None:
     task.result()
     if cancelled:
         raise asyncio.CancelledError
+
+
+def _expires_at(now: int, state: str, keep_completed: float, keep_failed: float, keep_canceled: float) -> int | None:
+    """aiojobs_expires_at() in SQL: when a job that reached ``state`` may be deleted."""
+    keep = {"completed": keep_completed, "failed": keep_failed, "canceled": keep_canceled}.get(state)
+    if keep is None or keep < 0:
+        return None
+    return int(now + keep * _US)
+
+
 
 
 def _check_folder(path: str) -> None:
@@ -488,7 +545,11 @@ def _insert_params(insert: JobInsert, now_us: int) -> dict[str, Any]:
         "timeout": insert.timeout,
         "available_at": available_at,
         "unique_key": insert.unique_key,
+        "unique_states": states_text(insert.unique_states) if insert.unique_key else None,
         "rescheduled_from": insert.rescheduled_from,
+        "keep_completed": keep_value(dict(insert.keep), "completed"),
+        "keep_failed": keep_value(dict(insert.keep), "failed"),
+        "keep_canceled": keep_value(dict(insert.keep), "canceled"),
     }
 
 

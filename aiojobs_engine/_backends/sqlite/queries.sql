@@ -10,26 +10,70 @@
 --   the same waiting row for their claims: no SKIP LOCKED is needed.
 -- * Where the engine needs several statements (rescue: delete dead engines, then rescue
 --   jobs), each is correct on its own and the next pass repairs an interrupted sequence.
+-- * aiojobs_expires_at(now, state, keep_completed, keep_failed, keep_canceled) is a Python
+--   function the backend registers on its connections (PostgreSQL has it as an SQL
+--   function): when a job that just reached `state` may be deleted; NULL: kept.
+-- * A job with a unique key occupies it while its state is in its unique_states; the
+--   unique index enforces it, so inserts say ON CONFLICT DO NOTHING and the caller reads
+--   back the job that holds the key.
 
 -- name: job_insert
 INSERT INTO aiojobs_jobs (queue, name, args, kwargs, constructor_args, meta, retry, priority,
                           max_attempts, timeout, inserted_at, available_at, unique_key,
-                          rescheduled_from)
+                          unique_states, rescheduled_from, keep_completed, keep_failed,
+                          keep_canceled)
 VALUES (:queue, :name, :args, :kwargs, :constructor_args, :meta, :retry, :priority,
-        :max_attempts, :timeout, :now, :available_at, :unique_key, :rescheduled_from)
+        :max_attempts, :timeout, :now, :available_at, :unique_key, :unique_states,
+        :rescheduled_from, :keep_completed, :keep_failed, :keep_canceled)
+ON CONFLICT (unique_key) WHERE unique_key IS NOT NULL AND instr(unique_states, ',' || state || ',') > 0
+DO NOTHING
 RETURNING *;
 
 -- name: job_insert_many
+-- "WHERE true" tells SQLite's parser that ON CONFLICT belongs to the INSERT.
 INSERT INTO aiojobs_jobs (queue, name, args, kwargs, constructor_args, meta, retry, priority,
                           max_attempts, timeout, inserted_at, available_at, unique_key,
-                          rescheduled_from)
+                          unique_states, rescheduled_from, keep_completed, keep_failed,
+                          keep_canceled)
 SELECT value ->> 'queue', value ->> 'name', value ->> 'args', value ->> 'kwargs',
        value ->> 'constructor_args', value ->> 'meta', value ->> 'retry', value ->> 'priority',
        value ->> 'max_attempts', value ->> 'timeout', :now, value ->> 'available_at',
-       value ->> 'unique_key', value ->> 'rescheduled_from'
+       value ->> 'unique_key', value ->> 'unique_states', value ->> 'rescheduled_from',
+       value ->> 'keep_completed', value ->> 'keep_failed', value ->> 'keep_canceled'
 FROM json_each(:batch)
+WHERE true
 ORDER BY key
+ON CONFLICT (unique_key) WHERE unique_key IS NOT NULL AND instr(unique_states, ',' || state || ',') > 0
+DO NOTHING
 RETURNING *;
+
+-- name: job_unique_holders
+-- The jobs holding these unique keys now (the ones a conflicting insert ran into).
+SELECT * FROM aiojobs_jobs
+WHERE unique_key IN (SELECT value FROM json_each(:keys))
+  AND instr(unique_states, ',' || state || ',') > 0;
+
+-- name: job_unique_replace
+-- Free these keys for newer jobs: cancel the jobs holding them that have not started, and
+-- those running since before their stuck_before (stuck); a job running for less is left
+-- alone (the newer job then yields to it).
+UPDATE aiojobs_jobs AS j
+SET state = 'canceled',
+    canceled_at = :now,
+    expires_at = aiojobs_expires_at(:now, 'canceled', -1, -1,
+                                    coalesce(j.keep_canceled, q.keep_canceled, :keep_canceled)),
+    errors = json_insert(j.errors, '$[#]', json_object(
+        'name', 'Replaced', 'message', 'replaced by a newer job with the same unique key',
+        'traceback', NULL, 'attempt', j.attempt, 'attempted_by', NULL, 'attempted_at', NULL)),
+    claim_token = NULL,
+    cancel_requested = 0
+FROM (SELECT value ->> 'key' AS key, value ->> 'stuck_before' AS stuck_before
+      FROM json_each(:batch)) AS r, aiojobs_queues AS q
+WHERE j.unique_key = r.key AND q.name = j.queue
+  AND instr(j.unique_states, ',' || j.state || ',') > 0
+  AND (j.state IN ('waiting', 'snoozed', 'claimed')
+       OR (j.state = 'running' AND j.attempted_at < r.stuck_before))
+RETURNING id, claimed_by;
 
 -- name: job_get
 SELECT * FROM aiojobs_jobs WHERE id = :id;
@@ -99,13 +143,20 @@ SET state = CASE WHEN j.cancel_requested = 1 AND o.state IN ('waiting', 'snoozed
     canceled_at = CASE WHEN o.state = 'canceled'
                             OR (j.cancel_requested = 1 AND o.state IN ('waiting', 'snoozed'))
                        THEN :now ELSE j.canceled_at END,
+    expires_at = aiojobs_expires_at(
+        :now,
+        CASE WHEN j.cancel_requested = 1 AND o.state IN ('waiting', 'snoozed') THEN 'canceled'
+             ELSE o.state END,
+        coalesce(j.keep_completed, q.keep_completed, :keep_completed),
+        coalesce(j.keep_failed, q.keep_failed, :keep_failed),
+        coalesce(j.keep_canceled, q.keep_canceled, :keep_canceled)),
     claim_token = NULL,
     cancel_requested = 0
 FROM (SELECT value ->> 'id' AS id, value ->> 'token' AS token, value ->> 'from' AS from_state,
              value ->> 'state' AS state, value ->> 'result' AS result, value ->> 'error' AS error,
              value ->> 'delay' AS delay, value ->> 'give_back' AS give_back
-      FROM json_each(:batch)) AS o
-WHERE j.id = o.id AND j.claim_token = o.token AND j.state = o.from_state
+      FROM json_each(:batch)) AS o, aiojobs_queues AS q
+WHERE j.id = o.id AND j.claim_token = o.token AND j.state = o.from_state AND q.name = j.queue
 RETURNING id;
 
 -- name: job_delete_fenced
@@ -117,12 +168,16 @@ WHERE id IN (SELECT j.id FROM aiojobs_jobs AS j
 RETURNING id;
 
 -- name: job_cancel
-UPDATE aiojobs_jobs
-SET state = CASE WHEN state = 'running' THEN state ELSE 'canceled' END,
-    canceled_at = CASE WHEN state = 'running' THEN canceled_at ELSE :now END,
-    cancel_requested = CASE WHEN state = 'running' THEN 1 ELSE cancel_requested END,
-    claim_token = CASE WHEN state = 'running' THEN claim_token ELSE NULL END
-WHERE id = :id AND state IN ('waiting', 'snoozed', 'claimed', 'running')
+UPDATE aiojobs_jobs AS j
+SET state = CASE WHEN j.state = 'running' THEN j.state ELSE 'canceled' END,
+    canceled_at = CASE WHEN j.state = 'running' THEN j.canceled_at ELSE :now END,
+    expires_at = CASE WHEN j.state = 'running' THEN NULL
+                      ELSE aiojobs_expires_at(:now, 'canceled', -1, -1,
+                                              coalesce(j.keep_canceled, q.keep_canceled, :keep_canceled)) END,
+    cancel_requested = CASE WHEN j.state = 'running' THEN 1 ELSE j.cancel_requested END,
+    claim_token = CASE WHEN j.state = 'running' THEN j.claim_token ELSE NULL END
+FROM aiojobs_queues AS q
+WHERE j.id = :id AND j.state IN ('waiting', 'snoozed', 'claimed', 'running') AND q.name = j.queue
 RETURNING *;
 
 -- name: job_cancel_requested
@@ -136,8 +191,8 @@ WHERE claimed_by = :engine_id AND state IN ('claimed', 'running');
 -- name: job_retry
 UPDATE aiojobs_jobs
 SET state = 'waiting', available_at = :now, max_attempts = max(max_attempts, attempt + 1),
-    completed_at = NULL, failed_at = NULL, canceled_at = NULL, claim_token = NULL,
-    cancel_requested = 0
+    completed_at = NULL, failed_at = NULL, canceled_at = NULL, expires_at = NULL,
+    claim_token = NULL, cancel_requested = 0
 WHERE id = :id AND state IN ('failed', 'canceled', 'completed')
 RETURNING *;
 
@@ -164,10 +219,18 @@ DELETE FROM aiojobs_engines WHERE heartbeat_at < :stale_before RETURNING id;
 -- A held job whose engine is gone (or is :engine_id, restarting): a job never started goes
 -- back as it was; a started one has used its attempt, and fails for good if it was the last;
 -- one whose cancellation was asked for is canceled.
-UPDATE aiojobs_jobs
+UPDATE aiojobs_jobs AS j
 SET state = CASE WHEN cancel_requested = 1 THEN 'canceled'
                  WHEN state = 'running' AND attempt >= max_attempts THEN 'failed'
                  ELSE 'waiting' END,
+    expires_at = aiojobs_expires_at(
+        :now,
+        CASE WHEN cancel_requested = 1 THEN 'canceled'
+             WHEN state = 'running' AND attempt >= max_attempts THEN 'failed'
+             ELSE 'waiting' END,
+        -1,
+        coalesce(j.keep_failed, q.keep_failed, :keep_failed),
+        coalesce(j.keep_canceled, q.keep_canceled, :keep_canceled)),
     available_at = :now,
     failed_at = CASE WHEN cancel_requested = 0 AND state = 'running' AND attempt >= max_attempts
                      THEN :now ELSE failed_at END,
@@ -182,33 +245,36 @@ SET state = CASE WHEN cancel_requested = 1 THEN 'canceled'
              ELSE errors END,
     claim_token = NULL,
     cancel_requested = 0
-WHERE state IN ('claimed', 'running')
-  AND (claimed_by = :engine_id
-       OR (:engine_id IS NULL AND claimed_by NOT IN (SELECT id FROM aiojobs_engines)))
+FROM aiojobs_queues AS q
+WHERE j.state IN ('claimed', 'running') AND q.name = j.queue
+  AND (j.claimed_by = :engine_id
+       OR (:engine_id IS NULL AND j.claimed_by NOT IN (SELECT id FROM aiojobs_engines)))
 RETURNING *;
 
 -- name: job_prune
+-- Finished jobs past their expiry (set when they finished, from job, queue or engine).
 DELETE FROM aiojobs_jobs WHERE id IN (
-    SELECT id FROM aiojobs_jobs
-    WHERE (state = 'completed' AND completed_at < :completed_before)
-       OR (state = 'canceled' AND canceled_at < :canceled_before)
-       OR (state = 'failed' AND failed_at < :failed_before)
-    LIMIT :limit
+    SELECT id FROM aiojobs_jobs WHERE expires_at < :now ORDER BY expires_at LIMIT :limit
 );
 
 -- name: queue_list
 SELECT * FROM aiojobs_queues ORDER BY priority, name;
 
 -- name: queue_upsert
-INSERT INTO aiojobs_queues (name, concurrency, priority, paused, global_concurrency, updated_at)
+-- keep_*: :set_keep_* says whether to write the value (NULL then means "use the engine's").
+INSERT INTO aiojobs_queues (name, concurrency, priority, paused, global_concurrency, updated_at,
+                            keep_completed, keep_failed, keep_canceled)
 VALUES (:name, coalesce(:concurrency, 10), coalesce(:priority, 50), coalesce(:paused, 0),
-        :global_concurrency, :now)
+        :global_concurrency, :now, :keep_completed, :keep_failed, :keep_canceled)
 ON CONFLICT (name) DO UPDATE
 SET concurrency = coalesce(:concurrency, concurrency),
     priority = coalesce(:priority, priority),
     paused = coalesce(:paused, paused),
     global_concurrency = CASE WHEN :clear_global THEN NULL
                               ELSE coalesce(:global_concurrency, global_concurrency) END,
+    keep_completed = CASE WHEN :set_keep_completed THEN :keep_completed ELSE keep_completed END,
+    keep_failed = CASE WHEN :set_keep_failed THEN :keep_failed ELSE keep_failed END,
+    keep_canceled = CASE WHEN :set_keep_canceled THEN :keep_canceled ELSE keep_canceled END,
     updated_at = :now
 RETURNING *;
 
@@ -247,3 +313,29 @@ SELECT * FROM aiojobs_engines ORDER BY id;
 
 -- name: engine_unregister
 DELETE FROM aiojobs_engines WHERE id = :id AND incarnation = :incarnation RETURNING id;
+
+-- name: cron_upsert
+-- A schedule's definition; its progress (last_tick, last_job_id) and paused state are kept.
+-- A new schedule starts from now: its first run is its next tick, not a missed one.
+INSERT INTO aiojobs_cron (name, expression, timezone, job, args, kwargs, options, last_tick,
+                          created_at, updated_at)
+VALUES (:name, :expression, :timezone, :job, :args, :kwargs, :options, :now, :now, :now)
+ON CONFLICT (name) DO UPDATE
+SET expression = excluded.expression, timezone = excluded.timezone, job = excluded.job,
+    args = excluded.args, kwargs = excluded.kwargs, options = excluded.options,
+    updated_at = excluded.updated_at
+RETURNING *;
+
+-- name: cron_delete
+DELETE FROM aiojobs_cron WHERE name = :name RETURNING name;
+
+-- name: cron_pause
+UPDATE aiojobs_cron SET paused = :paused, updated_at = :now WHERE name = :name RETURNING *;
+
+-- name: cron_list
+SELECT * FROM aiojobs_cron ORDER BY name;
+
+-- name: cron_advance
+-- After the tick's job is stored (or found already stored by another engine).
+UPDATE aiojobs_cron SET last_tick = :tick, last_job_id = coalesce(:job_id, last_job_id)
+WHERE name = :name AND (last_tick IS NULL OR last_tick < :tick);

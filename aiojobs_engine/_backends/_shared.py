@@ -1,0 +1,66 @@
+"""What both backends share: how unique states and retention are stored, and how the rows
+an ``INSERT … ON CONFLICT DO NOTHING`` returned line up with the jobs that were asked for."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from .._records import JobRecord, JobState
+from ._protocol import JobInsert, QueueChange, Retention
+
+
+def states_text(states: Sequence[JobState]) -> str | None:
+    """The stored form of unique states: ``,waiting,running,`` (matched with ``,state,``)."""
+    return "," + ",".join(s.value for s in states) + "," if states else None
+
+
+def align(inserts: Sequence[JobInsert], inserted: Sequence[JobRecord]) -> list[JobRecord | None]:
+    """Each insert's record, or None where its unique key was taken (the row was not inserted).
+
+    ``inserted`` holds the rows actually inserted, in insertion (id) order: the inserts
+    without a unique key always go in, and one with a key went in if the next inserted row
+    carries that key.
+    """
+    rows = sorted(inserted, key=lambda r: r.id)
+    result: list[JobRecord | None] = []
+    position = 0
+    for insert in inserts:
+        row = rows[position] if position < len(rows) else None
+        if row is not None and (insert.unique_key is None or row.unique_key == insert.unique_key):
+            result.append(row)
+            position += 1
+        else:
+            result.append(None)
+    return result
+
+
+def keep_value(keep: dict[str, float | None] | object, state: str) -> float | None:
+    """A job's or queue's retention for ``state`` as stored: NULL unset, negative kept for ever."""
+    if not isinstance(keep, dict) or state not in keep:
+        return None
+    seconds = keep[state]
+    return -1.0 if seconds is None else float(seconds)
+
+
+def default_keep(seconds: float | None) -> float:
+    """The engine's retention as stored in statements: negative means kept for ever."""
+    return -1.0 if seconds is None else float(seconds)
+
+
+def keep_defaults(retention: Retention) -> dict[str, float]:
+    """The engine's retention as statement parameters."""
+    return {
+        "keep_completed": default_keep(retention.completed),
+        "keep_failed": default_keep(retention.failed),
+        "keep_canceled": default_keep(retention.canceled),
+    }
+
+
+def queue_keep_params(change: QueueChange) -> dict[str, object]:
+    """A queue's retention change as statement parameters (set_keep_*: write it or not)."""
+    given = dict(change.retention or {})
+    params: dict[str, object] = {}
+    for state in ("completed", "failed", "canceled"):
+        params[f"set_keep_{state}"] = state in given or change.clear_retention
+        params[f"keep_{state}"] = None if change.clear_retention else keep_value(given, state)
+    return params
