@@ -33,8 +33,8 @@ from ._errors import (
     WorkerCrashedError,
 )
 from ._handles import ClassJobHandle, Job, JobHandle, JobRequest, NamedEnqueuer
-from ._options import QueueConfig
-from ._records import EngineRecord, JobErrorInfo, JobRecord, JobState, QueueRecord
+from ._options import QueueConfig, RetentionDict, UniqueConfig
+from ._records import CronRecord, EngineRecord, JobErrorInfo, JobRecord, JobState, QueueRecord
 from ._retry import ConstantBackoff, ExponentialBackoff, LinearBackoff, PolynomialBackoff
 from ._settings import EngineSettings
 
@@ -51,6 +51,7 @@ __all__ = [
     "Complete",
     "ConfigurationError",
     "ConstantBackoff",
+    "CronRecord",
     "Delete",
     "DuplicateJobError",
     "Engine",
@@ -76,11 +77,13 @@ __all__ = [
     "PolynomialBackoff",
     "QueueConfig",
     "QueueRecord",
+    "RetentionDict",
     "Retry",
     "SchemaError",
     "SerializationError",
     "Snooze",
     "SystemClock",
+    "UniqueConfig",
     "UnknownJobError",
     "WorkerCrashedError",
     "__version__",

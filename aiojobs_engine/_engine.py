@@ -15,30 +15,43 @@ import secrets
 import socket
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
-from typing import Any, ParamSpec, Protocol, TypeVar, Unpack, overload
+from dataclasses import replace
+from typing import Any, ParamSpec, Protocol, TypeVar, Unpack, cast, overload
 
+from . import _json
 from ._backends import Backend, make_backend
-from ._backends._protocol import EngineRegistration, JobFilter, QueueChange
+from ._backends._protocol import CronSchedule, EngineRegistration, JobFilter, QueueChange
 from ._clock import Clock, SystemClock
 from ._context import _current as _current_job_var
+from ._cron import Schedule, check_expression, next_tick, zone
 from ._definitions import Registry, make_definition
-from ._errors import ConfigurationError, EngineStateError, JobNotFoundError, SchemaError
+from ._errors import ConfigurationError, DuplicateJobError, EngineStateError, JobNotFoundError, SchemaError
 from ._handles import ClassJobHandle, Job, JobHandle, JobRequest, NamedEnqueuer
 from ._hooks import HOOK_NAMES, Hook, Hooks, check_hook, hooks_from, run_hooks
-from ._options import JobOptions, OptionsDict, QueueConfig, check_queue_settings, make_options
-from ._records import EngineRecord, JobRecord, JobState, QueueRecord
+from ._options import (
+    JobOptions,
+    OptionsDict,
+    QueueConfig,
+    RetentionDict,
+    check_queue_settings,
+    check_retention,
+    make_options,
+)
+from ._records import CronRecord, EngineRecord, JobRecord, JobState, QueueRecord
 from ._retry import BackoffPolicy, coerce_backoff
 from ._runtime._inserts import insert_for
 from ._runtime._runtime import Runtime
+from ._runtime._scheduler import enqueue_due_ticks
 from ._runtime._services import Services
 from ._settings import EngineSettings, SettingsDict
 from ._signals import stop_on_signals
 from ._url import DatabaseURL, parse_url, resolve_url
-from ._validation import check_int, check_name, seconds_from
+from ._validation import check_bool, check_int, check_name, seconds_from
 
 P = ParamSpec("P")
 R = TypeVar("R")
 J = TypeVar("J", bound=Job)
+T = TypeVar("T")
 
 QueuesArg = Mapping[str, QueueConfig] | Sequence[str] | None
 
@@ -73,6 +86,7 @@ class Engine:
         self._backend: Backend | None = None
         self._runtime: Runtime | None = None
         self._run_finished: asyncio.Event | None = None
+        self._schedules: dict[str, Schedule] = {}  # declared with @engine.cron, stored when opened
         self._opened = 0  # open() calls not yet matched by close(): nested users share one backend
         self._open_lock: asyncio.Lock | None = None
 
@@ -139,19 +153,21 @@ class Engine:
     def job(
         self, target: None = None, /, *, name: str | None = ..., cpu_bound: bool = ...,
         requeue_delay: float = ..., retry: BackoffPolicy | Callable[[int], float] | None = ...,
-        **options: Any,
+        schedule: str | None = ..., **options: Any,
     ) -> JobDecorator: ...
 
     def job(self, target: Any = None, /, *, name: str | None = None, cpu_bound: bool = False,
             requeue_delay: float = 5.0, retry: BackoffPolicy | Callable[[int], float] | None = None,
-            **options: Any) -> Any:
+            schedule: str | None = None, **options: Any) -> Any:
         """Declare a job: ``@engine.job`` or ``@engine.job(queue=..., max_attempts=..., ...)``.
 
         Keyword arguments: ``name``, ``cpu_bound``, ``requeue_delay`` (okay_to_run deferral),
-        ``retry`` (a backoff policy or ``(attempt) -> seconds``), the enqueue options
-        (``queue``, ``priority``, ``max_attempts``, ``timeout``, ``meta``, ``delay``) and hooks
-        (``on_before_add``, ``okay_to_run``, ``before_perform``, ``after_perform``,
-        ``on_success``, ``on_failure``, ``on_max_attempts_exhausted``).
+        ``retry`` (a backoff policy or ``(attempt) -> seconds``), ``schedule`` (a cron
+        expression: also run it on that schedule, see ``cron``), the enqueue options
+        (``queue``, ``priority``, ``max_attempts``, ``timeout``, ``meta``, ``delay``,
+        ``unique``, ``retention``) and hooks (``on_before_add``, ``okay_to_run``,
+        ``before_perform``, ``after_perform``, ``on_success``, ``on_failure``,
+        ``on_max_attempts_exhausted``).
         """
         hooks = hooks_from({k: options.pop(k) for k in list(options) if k in HOOK_NAMES})
         declared = make_options(options, declaring=True)
@@ -171,10 +187,98 @@ class Engine:
             self._registry.add(definition)
             if is_class:
                 obj._aiojobs_handle = ClassJobHandle(self, definition, declared)
-                return obj
-            return JobHandle(self, definition, declared)
+                declared_job: Any = obj
+            else:
+                declared_job = JobHandle(self, definition, declared)
+            if schedule is not None:
+                self.cron(schedule)(declared_job)
+            return declared_job
 
+        if schedule is not None:
+            check_expression(schedule)
         return declare if target is None else declare(target)
+
+    def cron(self, expression: str, *, name: str | None = None, timezone: str = "UTC",
+             args: Sequence[object] = (), kwargs: Mapping[str, object] | None = None,
+             **options: Unpack[OptionsDict]) -> Callable[[T], T]:
+        """Run a job on a cron schedule: ``@engine.cron("*/15 * * * *")`` above (or below)
+        ``@engine.job``, or on a plain function (declared as a job with default options).
+
+        Five fields, or six with seconds first; ``timezone`` is an IANA name (default UTC).
+        ``name`` defaults to the job's name (give one to schedule a job twice); ``args``,
+        ``kwargs`` and the options (queue, priority, max_attempts, timeout, meta) are used
+        for every run. The schedule is stored when the engine opens; every engine at work
+        enqueues each tick exactly once between them.
+        """
+        expression = check_expression(expression)
+        zone(timezone)
+        stored_options = make_options(options)
+        if stored_options.delay is not None or stored_options.run_at is not None or stored_options.connection:
+            raise ConfigurationError("a schedule's options cannot include delay, run_at or connection")
+
+        def register(target: T) -> T:
+            job_name = _job_name(target)
+            if job_name is None:
+                declared: Any = self.job(cast(Any, target))
+                job_name = declared.name
+                target = declared
+            schedule = Schedule(name=name or job_name, expression=expression, timezone=timezone, job=job_name,
+                                args=tuple(args), kwargs=dict(kwargs or {}), options=dict(options))
+            _json.dumps([list(schedule.args), schedule.kwargs], f"the arguments of schedule {schedule.name!r}")
+            if schedule.name in self._schedules and self._schedules[schedule.name] != schedule:
+                raise DuplicateJobError(f"a schedule named {schedule.name!r} is already declared; pass name=...")
+            self._schedules[schedule.name] = schedule
+            return target
+
+        return register
+
+    async def add_schedule(self, name: str, expression: str, job: str, *, timezone: str = "UTC",
+                           args: Sequence[object] = (), kwargs: Mapping[str, object] | None = None,
+                           **options: Unpack[OptionsDict]) -> CronRecord:
+        """Store a schedule now (or change an existing one); every engine follows it."""
+        expression = check_expression(expression)
+        stored_options = make_options(options)
+        if stored_options.delay is not None or stored_options.run_at is not None or stored_options.connection:
+            raise ConfigurationError("a schedule's options cannot include delay, run_at or connection")
+        schedule = Schedule(name=name, expression=expression, timezone=timezone, job=job, args=tuple(args),
+                            kwargs=dict(kwargs or {}), options=dict(options))
+        record = await self._require_open().cron_upsert(_stored(schedule), now=self._clock.for_database())
+        return self._with_next_tick(record)
+
+    async def remove_schedule(self, name: str) -> bool:
+        """Delete a stored schedule (a declared one comes back when an engine declaring it opens)."""
+        return await self._require_open().cron_delete(check_name(name, "schedule name"))
+
+    async def pause_schedule(self, name: str) -> CronRecord | None:
+        return await self._set_schedule_paused(name, True)
+
+    async def resume_schedule(self, name: str) -> CronRecord | None:
+        """Resume a paused schedule; ticks missed while it was paused are not run."""
+        return await self._set_schedule_paused(name, False)
+
+    async def _set_schedule_paused(self, name: str, paused: bool) -> CronRecord | None:
+        backend = self._require_open()
+        record = await backend.cron_pause(check_name(name, "schedule name"), paused, now=self._clock.for_database())
+        if record is not None and not paused:
+            # Missed while paused: start again from now, not from the last tick before the pause.
+            await backend.cron_advance(record.name, self._clock.now(), None)
+            record = next((r for r in await backend.cron_list() if r.name == record.name), record)
+        return None if record is None else self._with_next_tick(record)
+
+    async def list_schedules(self) -> list[CronRecord]:
+        """Stored schedules, each with its ``next_tick``."""
+        return [self._with_next_tick(r) for r in await self._require_open().cron_list()]
+
+    def _with_next_tick(self, record: CronRecord) -> CronRecord:
+        after = max(filter(None, [record.last_tick, self._clock.now()]))
+        return replace(record, next_tick=None if record.paused else next_tick(record.expression, record.timezone,
+                                                                                after))
+
+    async def enqueue_due_schedules(self) -> list[JobRecord]:
+        """Enqueue the ticks that have come now (what engines at work do every second);
+        for tests that move a ``FrozenClock`` instead of waiting."""
+        self._require_open()
+        return await enqueue_due_ticks(self._services(), self._clock.now())
 
     def add_hook(self, point: str, hook: Hook) -> None:
         """Add an engine-wide hook (runs before each job's own hooks of that point)."""
@@ -223,9 +327,12 @@ class Engine:
         for name, config in (self._queues or {}).items():
             await backend.queue_upsert(
                 QueueChange(name=name, concurrency=config.concurrency, priority=config.priority,
-                            global_concurrency=config.global_concurrency),
+                            global_concurrency=config.global_concurrency,
+                            retention=None if config.retention is None else check_retention(config.retention)),
                 now=self._clock.for_database(),
             )
+        for schedule in self._schedules.values():
+            await backend.cron_upsert(_stored(schedule), now=self._clock.for_database())
 
     async def _check_schema(self, backend: Backend) -> None:
         if self._settings.auto_migrate:
@@ -437,12 +544,19 @@ class Engine:
         return await self._change_queue(QueueChange(name=check_name(name, "queue"), paused=False))
 
     async def set_queue(self, name: str, *, concurrency: int | None = None, priority: int | None = None,
-                        global_concurrency: int | None = None, clear_global_concurrency: bool = False) -> QueueRecord:
-        """Store a queue's settings; every engine working it follows within a poll interval."""
+                        global_concurrency: int | None = None, clear_global_concurrency: bool = False,
+                        retention: RetentionDict | None = None, clear_retention: bool = False) -> QueueRecord:
+        """Store a queue's settings; every engine working it follows within a poll interval.
+
+        ``retention``: seconds to keep the queue's completed/failed/canceled jobs (None: for
+        ever); ``clear_retention=True`` makes them follow the engine's settings again.
+        """
         check_queue_settings(concurrency=concurrency, priority=priority, global_concurrency=global_concurrency)
         return await self._change_queue(QueueChange(
             name=check_name(name, "queue"), concurrency=concurrency, priority=priority,
             global_concurrency=global_concurrency, clear_global_concurrency=clear_global_concurrency,
+            retention=None if retention is None else check_retention(retention, "queue retention"),
+            clear_retention=check_bool(clear_retention, "clear_retention"),
         ))
 
     async def _change_queue(self, change: QueueChange) -> QueueRecord:
@@ -475,13 +589,9 @@ class Engine:
         if self._runtime is not None:
             raise EngineStateError("this engine is already running; call stop() first")
         await self.open()
-        backend = self._require_open()
         url = self._url
         assert url is not None
-        services = Services(
-            backend=backend, clock=self._clock, settings=self._settings, registry=self._registry,
-            hooks=self._hooks, registration=self._registration(),
-        )
+        services = self._services()
         runtime = Runtime(services, queues=self._queues, open_backend=lambda: make_backend(url), drain=drain)
         self._runtime = runtime
         self._run_finished = asyncio.Event()
@@ -494,6 +604,10 @@ class Engine:
             self._runtime = None
             self._run_finished.set()
             await self.close()
+
+    def _services(self) -> Services:
+        return Services(backend=self._require_open(), clock=self._clock, settings=self._settings,
+                        registry=self._registry, hooks=self._hooks, registration=self._registration())
 
     def _registration(self) -> EngineRegistration:
         return EngineRegistration(
@@ -534,6 +648,23 @@ class Engine:
         finally:
             await self.stop()
             await task
+
+
+def _job_name(target: object) -> str | None:
+    """The stored name of a declared job (a handle or a decorated Job class), else None."""
+    if isinstance(target, JobHandle):
+        return target.name
+    handle = getattr(target, "__dict__", {}).get("_aiojobs_handle")
+    return handle.name if isinstance(handle, ClassJobHandle) else None
+
+
+def _stored(schedule: Schedule) -> CronSchedule:
+    return CronSchedule(
+        name=schedule.name, expression=schedule.expression, timezone=schedule.timezone, job=schedule.job,
+        args_json=_json.dumps(list(schedule.args), "schedule args"),
+        kwargs_json=_json.dumps(schedule.kwargs, "schedule kwargs"),
+        options_json=_json.dumps(schedule.options, "schedule options"),
+    )
 
 
 def _normalise_queues(queues: QueuesArg) -> dict[str, QueueConfig] | None:

@@ -153,6 +153,10 @@ class ClassJobHandle:
         self._definition = definition
         self._options = options
 
+    @property
+    def name(self) -> str:
+        return self._definition.name
+
     def options(self, **options: Unpack[OptionsDict]) -> ClassJobHandle:
         return ClassJobHandle(self._engine, self._definition, self._options.merged(make_options(options)))
 

@@ -46,6 +46,9 @@ class Event:
     LISTENER_DOWN: Final = "listener.down"
     LISTENER_UP: Final = "listener.up"
     MIGRATION_APPLIED: Final = "migration.applied"
+    CRON_ENQUEUED: Final = "cron.enqueued"
+    CRON_SKIPPED: Final = "cron.skipped"
+    CRON_FAILED: Final = "cron.failed"
 
 
 ALL_EVENTS: Final = frozenset(

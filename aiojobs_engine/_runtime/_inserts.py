@@ -11,13 +11,15 @@ from .._validation import seconds_from
 
 
 def insert_for(request: JobRequest, now: datetime, *, unique_key: str | None = None,
-               rescheduled_from: int | None = None) -> JobInsert:
-    """The insert for ``request``; ``unique_key`` overrides the request's own uniqueness."""
+               unique_states: tuple[JobState, ...] = (), rescheduled_from: int | None = None) -> JobInsert:
+    """The insert for ``request``; ``unique_key`` (with ``unique_states``) overrides the
+    request's own uniqueness (cron ticks use it)."""
     options = request.options
-    unique = options.unique_config
+    unique = None if unique_key is not None else options.unique_config
     key = unique_key
-    if key is None and unique is not None:
+    if unique is not None:
         key = unique.key_for(request.name, request.args_json, request.kwargs_json, now)
+        unique_states = tuple(JobState(s) for s in unique.states)
     return JobInsert(
         queue=request.queue,
         name=request.name,
@@ -32,7 +34,7 @@ def insert_for(request: JobRequest, now: datetime, *, unique_key: str | None = N
         delay=options.delay,
         run_at=options.run_at,
         unique_key=key,
-        unique_states=tuple(JobState(s) for s in unique.states) if unique is not None else (),
+        unique_states=unique_states if key is not None else (),
         unique_replace=unique is not None and unique.on_conflict == "replace",
         stuck_after=None if unique is None else seconds_from(unique.replace_running_after, "replace_running_after"),
         rescheduled_from=rescheduled_from,

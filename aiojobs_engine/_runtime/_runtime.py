@@ -32,6 +32,7 @@ from ._periodic import Periodic
 from ._process_pool import ProcessPool
 from ._queues import QueueManager
 from ._reaper import Reaper
+from ._scheduler import enqueue_due_ticks
 from ._services import Services
 
 _FLUSH_TIMEOUT = 10.0
@@ -84,6 +85,11 @@ class Runtime:
     async def refresh_queues(self) -> None:
         await self.queues.refresh()
         self.dispatcher.wake()
+
+    async def _enqueue_due_ticks(self) -> None:
+        enqueued = await enqueue_due_ticks(self._s)
+        if enqueued:
+            self.notify_enqueued(sorted({job.queue for job in enqueued}))
 
     async def _watch_heartbeat(self) -> None:
         """Without its heartbeat an engine cannot claim (claims need a fresh one): stop instead."""
@@ -168,6 +174,8 @@ class Runtime:
         ]
         if not self._drain:
             loops.append(("reaper", Periodic("reaper", settings.reaper_interval, self.reaper.step).run()))
+            loops.append(("scheduler", Periodic("scheduler", min(1.0, settings.poll_interval),
+                                                self._enqueue_due_ticks).run()))
         if self._heartbeat is not None:
             loops.append(("heartbeat-watch", self._watch_heartbeat()))
         if self._s.backend.capabilities.supports_notify:

@@ -94,3 +94,12 @@ def test_fastapi_example_over_real_http(tmp_path: Path) -> None:
     # uvicorn re-raises the SIGTERM it handled once it has shut down cleanly.
     assert server.returncode in (0, -15), output
     assert "Traceback" not in output and "ERROR" not in output, output
+
+
+@pytest.mark.slow
+def test_cron_example(tmp_path: Path) -> None:
+    out = run_example("cron.py", tmp_path)
+    assert "heartbeat-report  */2 * * * * *" in out and "digest-berlin" in out
+    runs = [line for line in out.splitlines() if line.strip().startswith("job ")]
+    assert len(runs) >= 2, out
+    assert "(after None)" in runs[0] and all("(after None)" not in run for run in runs[1:])

@@ -21,7 +21,8 @@ EXPORTS = {
     "FrozenClock", "Job", "JobContext", "JobErrorInfo", "JobHandle", "JobNotFoundError", "JobRecord",
     "JobRequest", "JobSignal", "JobState", "JobTimeoutError", "LinearBackoff", "NamedEnqueuer",
     "PolynomialBackoff", "QueueConfig", "QueueRecord", "Retry", "SchemaError", "SerializationError", "Snooze",
-    "SystemClock", "UnknownJobError", "WorkerCrashedError", "__version__", "current_job",
+    "SystemClock", "UnknownJobError", "WorkerCrashedError", "__version__", "current_job", "CronRecord",
+    "RetentionDict", "UniqueConfig",
 }
 
 
