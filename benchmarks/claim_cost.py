@@ -26,10 +26,12 @@ import asyncpg
 from aiojobs_engine._backends import Backend, make_backend
 from aiojobs_engine._backends._protocol import JobClaim, JobOutcome, JobStart, QueueDemand
 from aiojobs_engine._records import JobState
+from aiojobs_engine._settings import Retention
 from aiojobs_engine._url import parse_url
 from benchmarks.bench import POSTGRES_URL, _drop_postgres_database, _postgres_database
 
 ROUNDS = 300
+KEEP = Retention(completed=7 * 86400, failed=None, canceled=7 * 86400)
 SMALL = 10_000
 
 _FILL_SQLITE = """
@@ -81,7 +83,7 @@ async def _measure(backend: Backend) -> float:
             JobOutcome(id=j.id, token=j.claim_token or "", from_state=JobState.RUNNING, state=JobState.COMPLETED,
                        result_json="null")
             for j in claimed
-        ])
+        ], retention=KEEP)
         timings.append(time.perf_counter() - started)
     return statistics.median(timings)
 

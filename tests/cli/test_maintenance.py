@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import io
 import json
+import sqlite3
 from collections.abc import Callable
 
 import pytest
 
 from aiojobs_engine import Engine, JobState
 
-from ._helpers import APP_MODULE, Finished, Result, enqueue, with_engine
+from ._helpers import Finished, Result, enqueue, with_engine
 
 Cli = Callable[..., Result]
 
@@ -32,7 +33,7 @@ def states(url: str) -> list[JobState]:
 def test_migrate(cli: Cli, sqlite_url: str) -> None:
     result = cli("migrate", "--url", sqlite_url)
     assert result.code == 0, result.err
-    assert result.out == f"applied migration(s) 1 to {sqlite_url}\n"
+    assert result.out == f"applied migration(s) 1, 2 to {sqlite_url}\n"
     again = cli("migrate", "--url", sqlite_url)
     assert again.out == f"the database schema at {sqlite_url} is up to date\n"
     assert json.loads(cli("migrate", "--json", "--url", sqlite_url).out) == {"url": sqlite_url, "applied": []}
@@ -41,7 +42,9 @@ def test_migrate(cli: Cli, sqlite_url: str) -> None:
 def test_prune(cli: Cli, finished: Finished) -> None:
     kept = cli("prune", "--url", finished.url)  # default retention: completed 7 days, failed for ever
     assert (kept.code, kept.out) == (0, "pruned 0 jobs past their retention\n")
-    pruned = cli("prune", "--json", "--app", f"{APP_MODULE}:pruning", "--url", finished.url)  # completed: 0 s
+    with sqlite3.connect(finished.url.removeprefix("sqlite:///")) as raw:  # eight days later…
+        raw.execute("UPDATE aiojobs_jobs SET expires_at = expires_at - 8 * 86400 * 1000000")
+    pruned = cli("prune", "--json", "--url", finished.url)
     assert (pruned.code, json.loads(pruned.out)) == (0, {"deleted": 1})
     assert states(finished.url) == [JobState.FAILED, JobState.WAITING]
 

@@ -35,7 +35,7 @@ def test_list_with_counts(cli: Cli, sqlite_url: str) -> None:
     as_json = json.loads(cli("queues", "list", "--json", "--url", sqlite_url).out)
     assert [q["name"] for q in as_json] == ["email", "default"]
     assert set(as_json[1]) == {"name", "concurrency", "priority", "paused", "global_concurrency", "updated_at",
-                               "counts"}
+                               "retention", "counts"}
     assert as_json[1]["counts"] == dict.fromkeys(STATES, 0) | {"waiting": 2}
     assert as_json[1]["updated_at"].endswith("+00:00")
 

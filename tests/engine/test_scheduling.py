@@ -9,7 +9,6 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from aiojobs_engine import ConfigurationError, Engine, FrozenClock, JobState, UniqueConfig
-from tests.conftest import FAST
 
 T0 = datetime(2030, 1, 1, 12, 0, tzinfo=UTC)
 
