@@ -16,6 +16,7 @@ from ._clock import Clock, FrozenClock, SystemClock
 from ._context import JobContext, current_job
 from ._control import Cancel, Complete, Delete, Fail, JobSignal, Retry, Snooze
 from ._engine import Engine
+from ._events import EventKind, JobEvent
 from ._errors import (
     AiojobsError,
     ArgumentsError,
@@ -32,6 +33,7 @@ from ._errors import (
     UnknownJobError,
     WorkerCrashedError,
 )
+from ._groups import WorkerGroup
 from ._handles import ClassJobHandle, Job, JobHandle, JobRequest, NamedEnqueuer
 from ._options import QueueConfig, RetentionDict, UniqueConfig
 from ._records import CronRecord, EngineRecord, JobErrorInfo, JobRecord, JobState, QueueRecord
@@ -59,12 +61,14 @@ __all__ = [
     "EngineRecord",
     "EngineSettings",
     "EngineStateError",
+    "EventKind",
     "ExponentialBackoff",
     "Fail",
     "FrozenClock",
     "Job",
     "JobContext",
     "JobErrorInfo",
+    "JobEvent",
     "JobHandle",
     "JobNotFoundError",
     "JobRecord",
@@ -86,6 +90,7 @@ __all__ = [
     "UniqueConfig",
     "UnknownJobError",
     "WorkerCrashedError",
+    "WorkerGroup",
     "__version__",
     "current_job",
 ]

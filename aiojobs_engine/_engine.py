@@ -16,17 +16,20 @@ import socket
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import replace
+from datetime import datetime
 from typing import Any, ParamSpec, Protocol, TypeVar, Unpack, cast, overload
 
 from . import _json
 from ._backends import Backend, make_backend
-from ._backends._protocol import CronSchedule, EngineRegistration, JobFilter, QueueChange
+from ._backends._protocol import ActivityBucket, CronSchedule, EngineRegistration, JobFilter, QueueChange
 from ._clock import Clock, SystemClock
 from ._context import _current as _current_job_var
 from ._cron import Schedule, check_expression, next_tick, zone
 from ._definitions import Registry, make_definition
+from ._events import EventBus, EventKind, JobEvent
+from ._groups import WorkerGroup, check_groups, max_attempts_default
 from ._errors import ConfigurationError, DuplicateJobError, EngineStateError, JobNotFoundError, SchemaError
-from ._handles import ClassJobHandle, Job, JobHandle, JobRequest, NamedEnqueuer
+from ._handles import ClassJobHandle, Job, JobHandle, JobRequest, NamedEnqueuer, build_request
 from ._hooks import HOOK_NAMES, Hook, Hooks, check_hook, hooks_from, run_hooks
 from ._options import (
     JobOptions,
@@ -72,16 +75,19 @@ class Engine:
     """
 
     def __init__(self, url: str | None = None, *, queues: QueuesArg = None, clock: Clock | None = None,
-                 **settings: Unpack[SettingsDict]) -> None:
+                 groups: Sequence[WorkerGroup] | None = None, **settings: Unpack[SettingsDict]) -> None:
         if url is not None:
             parse_url(url)  # fail at construction on a malformed URL, but open nothing
         self._given_url = url
         self._configured_url: str | None = None
         self._queues = _normalise_queues(queues)
+        self._groups = check_groups(groups or ())
         self._settings = EngineSettings().updated(settings)
         self._clock: Clock = clock or SystemClock()
         self._registry = Registry()
         self._hooks = Hooks()
+        self._events = EventBus()
+        self._context_hooks: tuple[Callable[[JobRecord], object], ...] = ()
         self._url: DatabaseURL | None = None
         self._backend: Backend | None = None
         self._runtime: Runtime | None = None
@@ -93,11 +99,12 @@ class Engine:
     # -- configuration --------------------------------------------------------------------
 
     def configure(self, *, url: str | None = None, queues: QueuesArg = None, clock: Clock | None = None,
-                  **settings: Unpack[SettingsDict]) -> None:
-        """Change the URL, queues or settings of a closed engine (tests point it elsewhere)."""
+                  groups: Sequence[WorkerGroup] | None = None, **settings: Unpack[SettingsDict]) -> None:
+        """Change the URL, queues, worker groups or settings of a closed engine (tests point it elsewhere)."""
         if self._backend is not None:
             raise EngineStateError("configure() needs a closed engine; close it first")
         new_settings = self._settings.updated(settings)
+        self._groups = self._groups if groups is None else check_groups(groups)
         if url is not None:
             parse_url(url)
             self._configured_url = url
@@ -115,6 +122,15 @@ class Engine:
     def queues(self) -> dict[str, QueueConfig] | None:
         """The queues this engine works (None: every queue), as given to ``queues=``."""
         return None if self._queues is None else dict(self._queues)
+
+    @property
+    def groups(self) -> tuple[WorkerGroup, ...]:
+        """The worker groups ``aiojobs work`` runs for this engine (``groups=``, ``add_group``)."""
+        return self._groups
+
+    def add_group(self, group: WorkerGroup) -> None:
+        """Declare a worker group (see ``WorkerGroup``); its name must be new."""
+        self._groups = check_groups((*self._groups, group))
 
     @property
     def url(self) -> str:
@@ -280,6 +296,18 @@ class Engine:
         self._require_open()
         return await enqueue_due_ticks(self._services(), self._clock.now())
 
+    def subscribe(self, listener: Callable[[JobEvent], object]) -> Callable[[], None]:
+        """Call ``listener(event)`` for every ``JobEvent`` (see ``EventKind``); returns a
+        function that unsubscribes. Listeners run on the event loop: keep them quick."""
+        return self._events.subscribe(listener)
+
+    def add_context_hook(self, hook: Callable[[JobRecord], object]) -> None:
+        """Run ``hook(record)`` inside each attempt's own context, just before its body starts
+        (async and thread jobs): set context variables there, such as a tracing span."""
+        if not callable(hook):
+            raise ConfigurationError(f"a context hook must be callable, got {hook!r}")
+        self._context_hooks = (*self._context_hooks, hook)
+
     def add_hook(self, point: str, hook: Hook) -> None:
         """Add an engine-wide hook (runs before each job's own hooks of that point)."""
         check_hook(point, hook)
@@ -417,28 +445,51 @@ class Engine:
         connections = {id(r.options.connection): r.options.connection for r in requests}
         if len(connections) > 1:
             raise ConfigurationError("all requests of one enqueue_many must use the same connection=")
-        kept = [i for i, request in enumerate(requests) if await self._admitted(request)]
+        admitted = [await self._admit(request) for request in requests]
+        kept = [i for i, request in enumerate(admitted) if request is not None]
         results: list[JobRecord | None] = [None] * len(requests)
         if not kept:
             return results
         now = self._clock.now()
-        inserts = [insert_for(requests[i], now) for i in kept]
+        inserts = [insert_for(self._group_defaults(request), now) for request in admitted if request is not None]
         records = await backend.job_insert_many(
             inserts, now=self._clock.for_database(), connection=next(iter(connections.values())),
             retention=self._settings.retention,
         )
         for index, record in zip(kept, records, strict=True):
             results[index] = record
+        if self._events:
+            at = self._clock.now()
+            for record in records:
+                self._events.emit(JobEvent(kind=EventKind.JOB_ENQUEUED, at=at, job=record))
         if self._runtime is not None:
             self._runtime.notify_enqueued(sorted({r.queue for r in records}))
         return results
 
-    async def _admitted(self, request: JobRequest) -> bool:
+    def _group_defaults(self, request: JobRequest) -> JobRequest:
+        """A job whose declaration and enqueue set no max_attempts gets its queue's group default."""
+        if request.options.max_attempts is not None or not self._groups:
+            return request
+        default = max_attempts_default(self._groups, request.queue)
+        return request if default is None else replace(request, options=replace(request.options,
+                                                                                max_attempts=default))
+
+    async def _admit(self, request: JobRequest) -> JobRequest | None:
+        """Ask the on_before_add hooks: None if one vetoed; meta they returned is added."""
         hooks = self._hooks.on_before_add + (request.definition.hooks.on_before_add if request.definition else ())
         if not hooks:
-            return True
+            return request
         answers = await run_hooks("on_before_add", hooks, request, extra={"event": "", "job_name": request.name})
-        return not any(answer is False for answer in answers)
+        if any(answer is False for answer in answers):
+            return None
+        extra_meta = [answer for answer in answers if isinstance(answer, Mapping)]
+        if not extra_meta:
+            return request
+        meta = dict(request.options.meta or {})
+        for addition in extra_meta:
+            meta.update(addition)
+        options = request.options.merged(JobOptions(meta=meta))
+        return build_request(request.name, request.definition, options, request.args, request.kwargs)
 
     # -- inspecting and controlling jobs ----------------------------------------------------
 
@@ -529,6 +580,14 @@ class Engine:
             if deleted < batch:
                 return total
 
+    async def job_activity(self, *, since: datetime, bucket: float = 60.0) -> list[ActivityBucket]:
+        """Completed and failed jobs per queue and ``bucket`` seconds since ``since`` (for charts)."""
+        if since.tzinfo is None:
+            raise ConfigurationError("since must be a timezone-aware datetime")
+        return await self._require_open().job_activity(
+            since=since, bucket=seconds_from(bucket, "bucket", allow_zero=False), now=self._clock.for_database()
+        )
+
     async def list_engines(self) -> list[EngineRecord]:
         return await self._require_open().engine_list()
 
@@ -607,7 +666,8 @@ class Engine:
 
     def _services(self) -> Services:
         return Services(backend=self._require_open(), clock=self._clock, settings=self._settings,
-                        registry=self._registry, hooks=self._hooks, registration=self._registration())
+                        registry=self._registry, hooks=self._hooks, registration=self._registration(),
+                        events=self._events, context_hooks=self._context_hooks)
 
     def _registration(self) -> EngineRegistration:
         return EngineRegistration(

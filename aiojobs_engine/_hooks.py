@@ -31,7 +31,8 @@ Hook = Callable[..., Any] | Callable[..., Awaitable[Any]]
 class Hooks:
     """Callables for each hook point; several may be chained (engine-wide first, then the job's).
 
-    on_before_add(request) -> bool | None       False vetoes the enqueue (returns None)
+    on_before_add(request) -> bool | dict | None  False vetoes the enqueue (returns None);
+                                                a dict is added to the job's meta
     okay_to_run(record) -> bool | float | None  False or seconds defers the claimed job
     before_perform(record)
     after_perform(record, outcome: str)         after every attempt, whatever its end

@@ -391,6 +391,16 @@ class BackendConformance:
         due = await backend.job_count(now=T0, due_only=True)
         assert due == {("default", JobState.WAITING): 2}
 
+    async def test_activity_counts_finished_jobs_per_queue_and_bucket(self, backend: Backend) -> None:
+        jobs = await running(backend, *[insert() for _ in range(3)])
+        await finish(backend, [outcome(jobs[0], JobState.COMPLETED, result_json="1"),
+                               outcome(jobs[1], JobState.FAILED)], now=T0 + timedelta(seconds=30))
+        await finish(backend, [outcome(jobs[2], JobState.COMPLETED, result_json="1")], now=T0 + timedelta(seconds=90))
+        buckets = await backend.job_activity(since=T0, bucket=60)
+        assert [(b.queue, b.start, b.completed, b.failed) for b in buckets] == [
+            ("default", T0, 1, 1), ("default", T0 + timedelta(seconds=60), 1, 0)]
+        assert await backend.job_activity(since=T0 + timedelta(seconds=100), bucket=60) == []
+
     # -- rescue and prune --------------------------------------------------------------------
 
     async def test_rescue_returns_jobs_of_silent_engines(self, backend: Backend) -> None:

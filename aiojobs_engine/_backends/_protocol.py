@@ -86,6 +86,14 @@ class JobStart:
 
 
 @dataclass(frozen=True, slots=True)
+class ActivityBucket:
+    queue: str
+    start: datetime  # the bucket's start
+    completed: int
+    failed: int
+
+
+@dataclass(frozen=True, slots=True)
 class HeldJob:
     id: int
     token: str
@@ -286,6 +294,12 @@ class Backend(Protocol):
         self, *, now: datetime | None = None, due_only: bool = False
     ) -> Mapping[tuple[str, JobState], int]:
         """Job counts per (queue, state); with ``due_only``, pending jobs that are due."""
+        ...
+
+    async def job_activity(
+        self, *, since: datetime, bucket: float, now: datetime | None = None
+    ) -> list[ActivityBucket]:
+        """Completed and failed jobs per queue and time bucket (``bucket`` seconds) since ``since``."""
         ...
 
     async def job_rescue(

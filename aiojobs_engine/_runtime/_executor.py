@@ -33,6 +33,7 @@ from .._context import JobContext, set_current_job
 from .._control import Cancel, Complete, Delete, Fail, JobSignal, Retry, Snooze
 from .._definitions import JobDefinition, RunMode
 from .._errors import BackendError, JobTimeoutError, SerializationError, UnknownJobError
+from .._events import EventKind, JobEvent
 from .._hooks import Hooks, run_hooks
 from .._log import Event, job_extra, logger
 from .._records import JobRecord, JobState
@@ -67,6 +68,7 @@ class Run:
     decided: bool = False  # the outcome is chosen: interrupts no longer apply
     written: bool = False  # the outcome was sent to the database (accepted or refused)
     abandoned: bool = False  # its body would not stop: the slot is released when it ends
+    began: float | None = None  # when its body was launched (time.monotonic)
     task: asyncio.Task[None] | None = field(default=None, repr=False)
 
     @property
@@ -239,7 +241,7 @@ class Executor:
                     await self._finish(run, definition, self._interrupted(run))
                     return
                 await self._before(run, definition)
-                began = time.monotonic()
+                began = run.began = time.monotonic()
                 body = launch(run.record, definition)
                 launched = True
                 body.future.add_done_callback(lambda _: release())
@@ -299,7 +301,14 @@ class Executor:
         run.record = replace(run.record, state=JobState.RUNNING, attempt=started.attempt,
                              attempted_at=started.attempted_at)
         self.attempts_started += 1
+        if self._s.events:
+            wait = (started.attempted_at - run.record.available_at).total_seconds()
+            self._emit(EventKind.JOB_STARTED, run, queue_wait=max(0.0, wait))
         return True
+
+    def _emit(self, kind: str, run: Run, **fields: Any) -> None:
+        self._s.events.emit(JobEvent(kind=kind, at=self._s.clock.now(), engine_id=self._s.engine_id,
+                                     job=run.record, **fields))
 
     async def _watch(self, run: Run, body: Body, began: float) -> Decision:
         timeout = run.record.timeout
@@ -382,6 +391,9 @@ class Executor:
             )
             return
         log_outcome(run.record, decision, extra)
+        if self._s.events:
+            self._emit(_event_kind(decision), run, error=decision.error, result=decision.result,
+                       duration=None if run.began is None else time.monotonic() - run.began)
         if run.started and decision.kind not in ("deferred", "handed_back"):
             await self._after(run, definition, decision, extra)
 
@@ -431,6 +443,13 @@ class Executor:
     def _context_for(self, record: JobRecord) -> contextvars.Context:
         context = contextvars.copy_context()
         context.run(set_current_job, JobContext(record, self._s.engine_id))
+        for hook in self._s.context_hooks:
+            try:
+                context.run(hook, record)
+            except Exception:
+                logger.exception("context hook %r failed", hook,
+                                 extra={**job_extra(Event.HOOK_FAILED, record.id, record.name, record.queue,
+                                                    record.attempt), "hook": "context"})
         return context
 
     def _launch_inline(self, record: JobRecord, definition: JobDefinition) -> Body:
@@ -466,6 +485,16 @@ class Executor:
 
 def _nothing(*_: object) -> None:
     return None
+
+
+def _event_kind(decision: Decision) -> str:
+    if decision.kind == "failure":
+        return EventKind.JOB_FAILED if decision.final else EventKind.JOB_RETRYING
+    return {
+        "completed": EventKind.JOB_COMPLETED, "snoozed": EventKind.JOB_SNOOZED,
+        "canceled": EventKind.JOB_CANCELED, "deleted": EventKind.JOB_DELETED,
+        "deferred": EventKind.JOB_DEFERRED, "handed_back": EventKind.JOB_HANDED_BACK,
+    }[decision.kind]
 
 
 def _unrunnable(record: JobRecord, definition: JobDefinition | None, engine_id: str) -> Exception | None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 
+from .._events import EventKind, JobEvent
 from .._log import Event, logger
 from ._services import Services
 
@@ -53,6 +54,10 @@ class Reaper:
             now=self._s.clock.for_database(),
         )
         jobs = result.retried + result.failed
+        if self._s.events:
+            at = self._s.clock.now()
+            for job in jobs:
+                self._s.events.emit(JobEvent(kind=EventKind.JOB_RESCUED, at=at, engine_id=self._s.engine_id, job=job))
         if result.dead_engines or jobs:
             self.rescued += len(jobs)
             logger.warning(

@@ -21,6 +21,7 @@ from typing import Any
 from .._backends._protocol import Backend
 from .._definitions import RunMode
 from .._errors import BackendError, EngineIdInUseError
+from .._events import EventKind, JobEvent
 from .._log import Event, logger
 from .._options import QueueConfig
 from ._dispatcher import Dispatcher
@@ -154,6 +155,8 @@ class Runtime:
             tasks = self._start_loops()
             logger.info("engine %s started", self._s.engine_id,
                         extra={"event": Event.ENGINE_STARTED, "engine_id": self._s.engine_id})
+            self._s.events.emit(JobEvent(kind=EventKind.ENGINE_STARTED, at=self._s.clock.now(),
+                                         engine_id=self._s.engine_id))
             self.started.set()
             await self._wait_until_done(tasks)
         except BaseException:
@@ -236,6 +239,8 @@ class Runtime:
         _LIVE.discard(self._s.registration.incarnation)
         logger.info("engine %s stopped", self._s.engine_id,
                     extra={"event": Event.ENGINE_STOPPED, "engine_id": self._s.engine_id})
+        self._s.events.emit(JobEvent(kind=EventKind.ENGINE_STOPPED, at=self._s.clock.now(),
+                                     engine_id=self._s.engine_id))
 
     async def _register(self) -> None:
         """Register under the worker id, refusing an id that a live engine holds.

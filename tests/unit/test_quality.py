@@ -22,7 +22,7 @@ EXPORTS = {
     "JobRequest", "JobSignal", "JobState", "JobTimeoutError", "LinearBackoff", "NamedEnqueuer",
     "PolynomialBackoff", "QueueConfig", "QueueRecord", "Retry", "SchemaError", "SerializationError", "Snooze",
     "SystemClock", "UnknownJobError", "WorkerCrashedError", "__version__", "current_job", "CronRecord",
-    "RetentionDict", "UniqueConfig",
+    "RetentionDict", "UniqueConfig", "EventKind", "JobEvent", "WorkerGroup",
 }
 
 

@@ -39,6 +39,7 @@ from ..._errors import ConfigurationError, SchemaError
 from ..._log import Event, logger
 from ..._records import CronRecord, EngineRecord, JobRecord, JobState, QueueRecord
 from .._protocol import (
+    ActivityBucket,
     BackendCapabilities,
     CronSchedule,
     EngineRegistration,
@@ -304,6 +305,12 @@ class PostgresBackend:
         else:
             rows = await self._db.fetch("job_count", {})
         return {(row[0], JobState(row[1])): row[2] for row in rows}
+
+    async def job_activity(
+        self, *, since: datetime, bucket: float, now: datetime | None = None
+    ) -> list[ActivityBucket]:
+        rows = await self._db.fetch("job_activity", {"since": since, "bucket": bucket})
+        return [ActivityBucket(row[0], row[1], row[2], row[3]) for row in rows]
 
     async def job_rescue(
         self, *, retention: Retention, stale_after: float | None = None, engine_id: str | None = None,

@@ -530,3 +530,16 @@ WHERE name = :name::text AND (last_tick IS NULL OR last_tick < :tick::timestampt
 
 -- name: database_now
 SELECT now();
+
+-- name: job_activity
+-- Completed and failed jobs per queue per bucket since :since (the dashboard's chart).
+SELECT queue,
+       to_timestamp(floor(extract(epoch FROM coalesce(completed_at, failed_at)) / :bucket::float8)
+                    * :bucket::float8) AS start,
+       count(*) FILTER (WHERE state = 'completed') AS completed,
+       count(*) FILTER (WHERE state = 'failed') AS failed
+FROM __schema__.aiojobs_jobs
+WHERE (state = 'completed' AND completed_at >= :since::timestamptz)
+   OR (state = 'failed' AND failed_at >= :since::timestamptz)
+GROUP BY 1, 2
+ORDER BY 2, 1;

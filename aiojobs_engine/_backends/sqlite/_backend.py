@@ -31,6 +31,7 @@ from ..._errors import BackendError, BackendUnavailableError, ConfigurationError
 from ..._log import Event, logger
 from ..._records import CronRecord, EngineRecord, JobRecord, JobState, QueueRecord
 from .._protocol import (
+    ActivityBucket,
     BackendCapabilities,
     CronSchedule,
     EngineRegistration,
@@ -363,6 +364,13 @@ class SQLiteBackend:
         else:
             rows = await self._read("job_count", {})
         return {(row["queue"], JobState(row["state"])): row["n"] for row in rows}
+
+    async def job_activity(
+        self, *, since: datetime, bucket: float, now: datetime | None = None
+    ) -> list[ActivityBucket]:
+        rows = await self._read("job_activity", {"since": to_us(since), "bucket": int(bucket * _US)})
+        return [ActivityBucket(row["queue"], from_us(row["start"]), row["completed"], row["failed"])  # type: ignore[arg-type]
+                for row in rows]
 
     async def job_rescue(
         self, *, retention: Retention, stale_after: float | None = None, engine_id: str | None = None,

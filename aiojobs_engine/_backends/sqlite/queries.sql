@@ -339,3 +339,12 @@ SELECT * FROM aiojobs_cron ORDER BY name;
 -- After the tick's job is stored (or found already stored by another engine).
 UPDATE aiojobs_cron SET last_tick = :tick, last_job_id = coalesce(:job_id, last_job_id)
 WHERE name = :name AND (last_tick IS NULL OR last_tick < :tick);
+
+-- name: job_activity
+-- Completed and failed jobs per queue per bucket since :since (the dashboard's chart).
+SELECT queue, (finished_at / :bucket) * :bucket AS start,
+       sum(state = 'completed') AS completed, sum(state = 'failed') AS failed
+FROM (SELECT queue, state, coalesce(completed_at, failed_at) AS finished_at FROM aiojobs_jobs
+      WHERE (state = 'completed' AND completed_at >= :since) OR (state = 'failed' AND failed_at >= :since))
+GROUP BY queue, start
+ORDER BY start, queue;

@@ -1,0 +1,85 @@
+"""Events: what happened to jobs and engines, for telemetry, metrics and integrations.
+
+``engine.subscribe(listener)`` registers a plain function called with a ``JobEvent`` for
+every event, on the engine's loop (or the loop of the enqueuing code). Listeners must be
+quick and must not block (hand slow work to a queue); one that raises is logged and the
+event goes on to the others. With no listener, emitting costs one truth test.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Final
+
+from ._errors import ConfigurationError
+from ._log import Event, logger
+from ._records import JobRecord
+
+
+class EventKind:
+    """The ``kind`` of a ``JobEvent``."""
+
+    JOB_ENQUEUED: Final = "job.enqueued"
+    JOB_STARTED: Final = "job.started"  # an attempt's body is about to run
+    JOB_COMPLETED: Final = "job.completed"
+    JOB_FAILED: Final = "job.failed"  # failed for good
+    JOB_RETRYING: Final = "job.retrying"  # an attempt failed; it runs again later
+    JOB_SNOOZED: Final = "job.snoozed"
+    JOB_CANCELED: Final = "job.canceled"
+    JOB_DELETED: Final = "job.deleted"
+    JOB_DEFERRED: Final = "job.deferred"  # okay_to_run put it off
+    JOB_HANDED_BACK: Final = "job.handed_back"  # shutdown: back to waiting
+    JOB_RESCUED: Final = "job.rescued"  # its engine died: back to waiting (or failed)
+    ENGINE_STARTED: Final = "engine.started"
+    ENGINE_STOPPED: Final = "engine.stopped"
+
+
+ALL_KINDS: Final = frozenset(
+    value for key, value in vars(EventKind).items() if not key.startswith("_") and isinstance(value, str)
+)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class JobEvent:
+    """Something that happened. ``job`` is the job's record as this engine last saw it."""
+
+    kind: str
+    at: datetime
+    engine_id: str | None = None
+    job: JobRecord | None = None
+    duration: float | None = None  # seconds the attempt's body ran (outcomes of started attempts)
+    queue_wait: float | None = None  # seconds from available_at to the start (job.started)
+    error: BaseException | None = None  # the attempt's exception (job.failed, job.retrying)
+    result: Any = None  # job.completed
+
+
+Listener = Callable[[JobEvent], object]
+
+
+class EventBus:
+    def __init__(self) -> None:
+        self._listeners: tuple[Listener, ...] = ()
+
+    def __bool__(self) -> bool:
+        return bool(self._listeners)
+
+    def subscribe(self, listener: Listener) -> Callable[[], None]:
+        """Add a listener; returns a function that removes it."""
+        if not callable(listener):
+            raise ConfigurationError(f"an event listener must be callable, got {listener!r}")
+        self._listeners = (*self._listeners, listener)
+
+        def unsubscribe() -> None:
+            self._listeners = tuple(x for x in self._listeners if x is not listener)
+
+        return unsubscribe
+
+    def emit(self, event: JobEvent) -> None:
+        for listener in self._listeners:
+            try:
+                listener(event)
+            except Exception:
+                logger.exception("event listener %r failed on %s", listener, event.kind,
+                                 extra={"event": Event.HOOK_FAILED, "hook": "event listener"})
