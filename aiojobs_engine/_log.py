@@ -49,6 +49,15 @@ class Event:
     CRON_ENQUEUED: Final = "cron.enqueued"
     CRON_SKIPPED: Final = "cron.skipped"
     CRON_FAILED: Final = "cron.failed"
+    SUPERVISOR_STARTED: Final = "supervisor.started"
+    SUPERVISOR_STOPPING: Final = "supervisor.stopping"
+    SUPERVISOR_STOPPED: Final = "supervisor.stopped"
+    SUPERVISOR_RESTARTING: Final = "supervisor.restarting"
+    WORKER_SPAWNED: Final = "worker.spawned"
+    WORKER_READY: Final = "worker.ready"
+    WORKER_EXITED: Final = "worker.exited"
+    WORKER_GAVE_UP: Final = "worker.gave_up"
+    WORKER_ORPHANED: Final = "worker.orphaned"
 
 
 ALL_EVENTS: Final = frozenset(

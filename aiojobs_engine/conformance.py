@@ -191,6 +191,16 @@ class BackendConformance:
         later = await backend.job_claim(claim("e1", ("default", 10), at=T0 + timedelta(seconds=61)))
         assert [r.name for r in later] == ["late"]
 
+    async def test_claim_can_start_jobs_at_once(self, backend: Backend) -> None:
+        await backend.job_insert_many([insert(name="quick"), insert(name="slow")], now=T0)
+        claimed = await backend.job_claim(JobClaim(engine_id="e1", demands=[QueueDemand("default", 10)],
+                                                   now=T0 + timedelta(seconds=1), start_now=["quick"]))
+        by_name = {r.name: r for r in claimed}
+        quick, slow = by_name["quick"], by_name["slow"]
+        assert (quick.state, quick.attempt, quick.attempted_at) == (JobState.RUNNING, 1, T0 + timedelta(seconds=1))
+        assert (slow.state, slow.attempt, slow.attempted_at) == (JobState.CLAIMED, 0, None)
+        assert await finish(backend, [outcome(quick, JobState.COMPLETED, result_json="1")]) == {quick.id}
+
     async def test_claim_respects_limits_and_queue_order(self, backend: Backend) -> None:
         await backend.job_insert_many([insert(queue="a") for _ in range(3)] + [insert(queue="b") for _ in range(3)],
                                       now=T0)

@@ -19,6 +19,48 @@ TimeReader = Callable[[Any], datetime | None]
 def job_from_row(row: Mapping[str, Any], read_time: TimeReader, read_json: Callable[[Any], Any]) -> JobRecord:
     """A record from a row; never raises for bad data in a row.
 
+    The common case (well-formed data, empty containers) is read the quick way; anything
+    unusual goes through ``_careful_job_from_row``, which notes what it could not read.
+    """
+    try:
+        args, kwargs = _decoded(row["args"], read_json), _decoded(row["kwargs"], read_json)
+        constructor_args, meta = _decoded(row["constructor_args"], read_json), _decoded(row["meta"], read_json)
+        errors_raw, retry = _decoded(row["errors"], read_json), _decoded(row["retry"], read_json)
+        if not (type(args) is list and type(kwargs) is dict and type(constructor_args) is list
+                and type(meta) is dict and type(errors_raw) is list and (retry is None or type(retry) is dict)):
+            raise ValueError("unusual shape")
+        token = row["claim_token"]
+        return JobRecord(
+            id=row["id"], queue=row["queue"], name=row["name"], args=args, kwargs=kwargs,
+            constructor_args=constructor_args, state=JobState(row["state"]), priority=row["priority"],
+            attempt=row["attempt"], max_attempts=row["max_attempts"], timeout=row["timeout"],
+            inserted_at=read_time(row["inserted_at"]), available_at=read_time(row["available_at"]),  # type: ignore[arg-type]
+            claimed_at=read_time(row["claimed_at"]), attempted_at=read_time(row["attempted_at"]),
+            completed_at=read_time(row["completed_at"]), failed_at=read_time(row["failed_at"]),
+            canceled_at=read_time(row["canceled_at"]), claimed_by=row["claimed_by"],
+            result=_decoded(row["result"], read_json), errors=[_error_from(e) for e in errors_raw] if errors_raw else [],
+            unique_key=row["unique_key"], rescheduled_from=row["rescheduled_from"], meta=meta,
+            cancel_requested=bool(row["cancel_requested"]), retry=retry,
+            claim_token=None if token is None else str(token),
+        )
+    except Exception:
+        return _careful_job_from_row(row, read_time, read_json)
+
+
+def _decoded(raw: Any, read_json: Callable[[Any], Any]) -> Any:
+    """JSON text decoded; the values most rows hold skip the parser."""
+    if raw == "[]":
+        return []
+    if raw == "{}":
+        return {}
+    if raw is None or raw == "null":
+        return None
+    return read_json(raw)
+
+
+def _careful_job_from_row(row: Mapping[str, Any], read_time: TimeReader, read_json: Callable[[Any], Any]) -> JobRecord:
+    """A record from any row, well-formed or not (see ``job_from_row``).
+
     A column that cannot be read (JSON of the wrong shape, a value from an older or foreign
     writer) gets an empty value and the record notes it in ``corrupt``: the engine then fails
     that one job with a readable error instead of stopping on it.

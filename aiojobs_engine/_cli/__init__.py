@@ -14,6 +14,7 @@ from argparse import Namespace
 from .. import AiojobsError, ConfigurationError, Engine
 from . import _loop
 from ._app import APP_ENV, load_engine
+from ._config import load_config
 from ._errors import EXIT_FAILED, EXIT_USAGE, CommandFailed, UsageError
 from ._parser import build_parser
 
@@ -39,14 +40,19 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(args: Namespace) -> int:
-    spec = getattr(args, "app", None) or os.environ.get(APP_ENV) or None
+    config = load_config(args.config) if getattr(args, "config", None) else None
+    args.config_file = config
+    spec = getattr(args, "app", None) or (config and config.app) or os.environ.get(APP_ENV) or None
+    if getattr(args, "no_app", False):
+        spec = None
     if getattr(args, "needs_app", False) and spec is None:
         raise UsageError(
             f"{args.command} needs --app module:attribute (or ${APP_ENV}) naming the application's engine: "
             "a worker without the application's jobs would fail every job"
         )
+    args.app_spec = spec
     engine = Engine() if spec is None else load_engine(spec)
-    url = getattr(args, "url", None)
+    url = getattr(args, "url", None) or (config and config.url) or None
     if url is not None:
         engine.configure(url=url)
     args.json = getattr(args, "json", False)

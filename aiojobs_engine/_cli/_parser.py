@@ -4,7 +4,8 @@
 (``aiojobs --app x:engine jobs list`` and ``aiojobs jobs list --app x:engine``). Each
 command's parser sets ``handler`` (an ``async (engine, args) -> exit code``, run inside
 ``async with engine`` unless ``opens_itself``) and, where they apply, ``precheck`` (run
-before the event loop starts), ``needs_app`` and ``uvloop``.
+before the event loop starts), ``needs_app``, ``no_app`` (the command never loads one) and
+``uvloop``.
 """
 
 from __future__ import annotations
@@ -14,7 +15,8 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from .. import Engine, JobState, __version__
-from . import _jobs, _maintenance, _queues, _work
+from .._groups import IMPLICIT_GROUP, MAX_PROCESSES
+from . import _detached, _jobs, _maintenance, _queues, _work, _worker
 from ._app import APP_ENV
 
 Handler = Callable[[Engine, argparse.Namespace], Awaitable[int]]
@@ -32,9 +34,44 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(parser, json=True)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    work = _command(commands, "work", "run jobs until SIGINT/SIGTERM", _work.work, json=False)
+    work = _command(commands, "work", "run jobs until SIGINT/SIGTERM (in this process, or as a supervisor "
+                    "of worker processes)", _work.work, json=False)
     _add_worker_options(work, log_level="info")
-    work.set_defaults(needs_app=True, uvloop=True, opens_itself=True, precheck=_work.configure_queues)
+    _add_supervisor_options(work, pidfile=None)
+    work.set_defaults(needs_app=True, uvloop=True, opens_itself=True, precheck=_work.prepare_work)
+    worker = _command(commands, "worker", "run one worker process of a group (for systemd, supervisord, "
+                      "Kubernetes)", _worker.worker, json=False)
+    _add_worker_options(worker, log_level="info")
+    worker.add_argument("--group", default=IMPLICIT_GROUP, metavar="NAME",
+                        help=f"the worker group (default: {IMPLICIT_GROUP}, the implicit group)")
+    worker.add_argument("--id", type=_count(0, 99_999, "--id"), default=0, metavar="N",
+                        help="this worker's number in its group: its worker id is <host>:<group>:<N> (default 0)")
+    worker.add_argument("--config", metavar="FILE", help="a TOML file declaring worker groups")
+    worker.add_argument("--supervisor-pid", type=int, help=argparse.SUPPRESS)
+    worker.add_argument("--ready-fd", type=int, help=argparse.SUPPRESS)
+    worker.set_defaults(needs_app=True, uvloop=True, opens_itself=True, precheck=_worker.prepare_worker)
+
+    start = _command(commands, "start", "run the supervisor in the background", _detached.start)
+    _add_worker_options(start, log_level="info")
+    _add_supervisor_options(start, pidfile="aiojobs.pid")
+    start.add_argument("--logfile", default="aiojobs.log", metavar="FILE",
+                       help="where the supervisor and its workers write (default: ./aiojobs.log)")
+    start.add_argument("--timeout", type=float, default=60.0, metavar="S",
+                       help="seconds to wait for the workers to be running (default 60)")
+    start.set_defaults(needs_app=True, opens_itself=True, precheck=_work.prepare_work)
+    for name, help_text, handler in (
+        ("stop", "stop the background supervisor gracefully", _detached.stop),
+        ("restart", "replace the background supervisor's workers one by one (new code, no job lost)",
+         _detached.restart),
+        ("status", "show the background supervisor and its workers", _detached.status),
+    ):
+        control = _command(commands, name, help_text, handler)
+        control.add_argument("--pidfile", default="aiojobs.pid", metavar="FILE",
+                             help="the supervisor's pid file (default: ./aiojobs.pid)")
+        if name != "status":
+            control.add_argument("--timeout", type=float, metavar="S", help="seconds to wait (default: from "
+                                 "the workers' shutdown_grace)")
+        control.set_defaults(no_app=True, opens_itself=True)
     workoff = _command(commands, "workoff", "run every job due now, then exit", _work.workoff)
     _add_worker_options(workoff, log_level="warning")
     workoff.set_defaults(needs_app=True, uvloop=True, opens_itself=True, precheck=_work.configure_queues)
@@ -99,6 +136,33 @@ def _add_worker_options(parser: argparse.ArgumentParser, *, log_level: str) -> N
     parser.add_argument("--concurrency", type=int, metavar="N",
                         help="jobs of each queue named in --queues run at once (stored for the queue)")
     parser.add_argument("--log-level", choices=_LOG_LEVELS, default=log_level, help=f"default: {log_level}")
+
+
+def _add_supervisor_options(parser: argparse.ArgumentParser, *, pidfile: str | None) -> None:
+    parser.add_argument("--processes", type=_count(1, MAX_PROCESSES, "--processes"), metavar="N",
+                        help="run N worker processes under a supervisor (of each group; default for groups: "
+                             "one per core)")
+    parser.add_argument("--group", action="append", default=[], metavar="NAME",
+                        help="run this worker group (repeat for more; default: every declared group)")
+    parser.add_argument("--config", metavar="FILE", help="a TOML file declaring worker groups (and app, url)")
+    parser.add_argument("--max-restarts", type=_count(0, 1000, "--max-restarts"), default=10, metavar="N",
+                        help="failed restarts in a row before the supervisor gives up on a worker (default 10)")
+    where = f" (default: ./{pidfile})" if pidfile else " (makes `work` a supervisor that `status` can see)"
+    parser.add_argument("--pidfile", default=pidfile, metavar="FILE", help=f"the supervisor's pid file{where}")
+    parser.add_argument("--ready-fd", type=int, help=argparse.SUPPRESS)
+
+
+def _count(minimum: int, maximum: int, option: str) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{option} takes a whole number, got {text!r}") from None
+        if not minimum <= value <= maximum:
+            raise argparse.ArgumentTypeError(f"{option} must be between {minimum} and {maximum}, got {value}")
+        return value
+
+    return parse
 
 
 def _names(text: str) -> list[str]:

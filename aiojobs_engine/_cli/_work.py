@@ -1,9 +1,12 @@
-"""``aiojobs work`` and ``aiojobs workoff``: run the application's jobs in this process.
+"""``aiojobs work`` and ``aiojobs workoff``: run the application's jobs.
 
 ``work`` runs until SIGINT/SIGTERM (a second signal stops at once, handing running jobs
-back), which is what a container's PID 1 receives. ``workoff`` runs what is due now, with
-a progress bar on stderr fed by polling the number of due jobs, and prints how many
-attempts ran. Both run on uvloop where it is installed.
+back), which is what a container's PID 1 receives: in this process, or — with
+``--processes N``, ``--group``, ``--pidfile``, or worker groups declared — as the supervisor
+of worker processes (``_supervisor``). ``workoff`` runs what is due now, with a progress
+bar on stderr fed by polling the number of due jobs, and prints how many attempts ran. An
+engine in this process runs on uvloop where it is installed; the supervisor on asyncio's
+own loop (it reaps its children itself, on SIGCHLD).
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import signal
 import sys
 from argparse import Namespace
 from typing import Final
@@ -18,7 +22,10 @@ from typing import Final
 from .. import AiojobsError, Engine, QueueConfig
 from ._errors import EXIT_OK, UsageError
 from ._output import emit, emit_json
+from ._pidfile import PidFile, absolute
+from ._plan import plan, resolve_groups, wants_supervisor
 from ._progress import ProgressBar
+from ._supervisor import Supervisor
 
 PROGRESS_POLL: Final = 0.2
 LOG_FORMAT: Final = "%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -36,14 +43,39 @@ def configure_queues(engine: Engine, args: Namespace) -> None:
     engine.configure(queues={name: QueueConfig(concurrency=args.concurrency) for name in names})
 
 
+def prepare_work(engine: Engine, args: Namespace) -> None:
+    """``work`` and ``start``: in this process, or the plan of a supervisor (checked now)."""
+    groups = resolve_groups(engine, args.config_file)
+    if wants_supervisor(args, groups):
+        if not hasattr(signal, "SIGCHLD"):
+            raise UsageError("the supervisor (--processes, --group, worker groups) needs a POSIX system; here, "
+                             "run one `aiojobs worker --group G --id N` per process under a service manager")
+        args.slots = plan(engine, args, groups)
+        args.uvloop = False
+    else:
+        args.slots = None
+        configure_queues(engine, args)
+
+
 def configure_logging(args: Namespace) -> None:
     logging.basicConfig(level=args.log_level.upper(), format=LOG_FORMAT, stream=sys.stderr)
 
 
 async def work(engine: Engine, args: Namespace) -> int:
     configure_logging(args)
+    if args.slots is not None:
+        return await _supervise(args)
     await engine.run(handle_signals=True)
     return EXIT_OK
+
+
+async def _supervise(args: Namespace) -> int:
+    pidfile = None
+    if args.pidfile is not None:
+        pidfile = PidFile(absolute(args.pidfile))
+        pidfile.acquire()
+    supervisor = Supervisor(args.slots, max_restarts=args.max_restarts, pidfile=pidfile, ready_fd=args.ready_fd)
+    return await supervisor.run()
 
 
 async def workoff(engine: Engine, args: Namespace) -> int:

@@ -37,6 +37,8 @@ class Dispatcher:
         self._stopping = False
         self._refresh_now = False
         self._reconcile = False
+        self._start_now_names: list[str] = []
+        self._start_now_for = -1
         self.rounds = 0
         settings = services.settings
         # Claim only while this engine's heartbeat is fresh enough that no other engine can
@@ -99,12 +101,21 @@ class Dispatcher:
             return 0
         self.rounds += 1
         records = await self._s.backend.job_claim(JobClaim(
-            engine_id=self._s.engine_id, demands=demands, now=self._s.clock.for_database(), **self._guard,
+            engine_id=self._s.engine_id, demands=demands, now=self._s.clock.for_database(),
+            start_now=self._start_now(), **self._guard,
         ))
         self._queues.record_claim(demands, Counter(r.queue for r in records))
         for record in records:
             self._executor.submit(record)
         return len(records)
+
+    def _start_now(self) -> list[str]:
+        """The jobs a claim may start at once (recomputed when jobs are declared)."""
+        registry = self._s.registry
+        if self._start_now_for != len(registry):
+            self._start_now_names = [d.name for d in registry if self._executor.starts_at_once(d)]
+            self._start_now_for = len(registry)
+        return self._start_now_names
 
     async def _hand_back_lost_claims(self) -> None:
         """Jobs this engine holds in the database but runs nowhere (a claim whose reply was

@@ -124,11 +124,18 @@ class Executor:
         return set(self._runs)
 
     def submit(self, record: JobRecord) -> None:
+        """Supervise a claim; a record already ``running`` was started by the claim itself."""
         self._queues.acquire(record.queue)
         run = Run(record=record, interrupt=asyncio.get_running_loop().create_future())
         self._runs[run.token] = run
         self._idle.clear()
+        if record.state is JobState.RUNNING:
+            self._started(run)
         run.task = asyncio.create_task(self._supervise(run), name=f"aiojobs-job-{record.id}")
+
+    def starts_at_once(self, definition: JobDefinition) -> bool:
+        """Can a claim of this job start it at once (nothing to wait for, no gate to ask)?"""
+        return definition.mode is RunMode.INLINE and not self._hooks_for(definition).okay_to_run
 
     def cancel(self, job_id: int, token: str | None = None) -> bool:
         """Cancel a job this engine holds (``token`` None: whatever its claim)."""
@@ -213,7 +220,7 @@ class Executor:
         definition = self._s.registry.get(record.name)
         problem = _unrunnable(record, definition, self._s.engine_id)
         if problem is not None:
-            if await self._start(run):
+            if run.started or await self._start(run):
                 await self._finish(run, definition, Decision.failure(problem, final=True))
             return
         assert definition is not None
@@ -222,13 +229,14 @@ class Executor:
             # run a second one beside it. It comes back after a short wait, attempt unused.
             await self._finish(run, definition, Decision.deferred(STOP_GRACE))
             return
-        gate = await self._interruptible(run, self._gate(run, definition), _nothing)
-        if gate is None:
-            await self._finish(run, definition, self._interrupted(run))
-            return
-        if gate[0] is not None:
-            await self._finish(run, definition, Decision.deferred(gate[0]))
-            return
+        if not run.started and self._hooks_for(definition).okay_to_run:
+            gate = await self._interruptible(run, self._gate(run, definition), _nothing)
+            if gate is None:
+                await self._finish(run, definition, self._interrupted(run))
+                return
+            if gate[0] is not None:
+                await self._finish(run, definition, Decision.deferred(gate[0]))
+                return
         resource = await self._acquire(run, definition)
         if resource is None:
             await self._finish(run, definition, self._interrupted(run))
@@ -236,7 +244,7 @@ class Executor:
         launch, release = resource
         launched = False
         try:
-            if not run.interrupt.done() and await self._start(run):
+            if not run.interrupt.done() and (run.started or await self._start(run)):
                 if run.interrupt.done():  # interrupted while the start was being written
                     await self._finish(run, definition, self._interrupted(run))
                     return
@@ -297,14 +305,17 @@ class Executor:
                 extra=self._extra(run, Event.JOB_OUTCOME_REFUSED),
             )
             return False
-        run.started = True
         run.record = replace(run.record, state=JobState.RUNNING, attempt=started.attempt,
                              attempted_at=started.attempted_at)
-        self.attempts_started += 1
-        if self._s.events:
-            wait = (started.attempted_at - run.record.available_at).total_seconds()
-            self._emit(EventKind.JOB_STARTED, run, queue_wait=max(0.0, wait))
+        self._started(run)
         return True
+
+    def _started(self, run: Run) -> None:
+        run.started = True
+        self.attempts_started += 1
+        if self._s.events and run.record.attempted_at is not None:
+            wait = (run.record.attempted_at - run.record.available_at).total_seconds()
+            self._emit(EventKind.JOB_STARTED, run, queue_wait=max(0.0, wait))
 
     def _emit(self, kind: str, run: Run, **fields: Any) -> None:
         self._s.events.emit(JobEvent(kind=kind, at=self._s.clock.now(), engine_id=self._s.engine_id,

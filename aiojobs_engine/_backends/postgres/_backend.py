@@ -232,6 +232,7 @@ class PostgresBackend:
             "global_limits": [d.global_limit for d in demands],
             "incarnation": claim.incarnation,
             "fresh_within": claim.fresh_within,
+            "start_now": list(claim.start_now),
         }
         capped = sorted({d.queue for d in demands if d.global_limit is not None})
         if not capped:

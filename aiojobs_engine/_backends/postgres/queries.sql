@@ -154,7 +154,10 @@ LIMIT :limit::integer;
 -- once), and rows come back in demand order, then job order.
 WITH claimed AS (
     UPDATE __schema__.aiojobs_jobs
-    SET state = 'claimed',
+    SET state = CASE WHEN name = ANY(:start_now::text[]) THEN 'running' ELSE 'claimed' END,
+        attempt = attempt + CASE WHEN name = ANY(:start_now::text[]) THEN 1 ELSE 0 END,
+        attempted_at = CASE WHEN name = ANY(:start_now::text[]) THEN coalesce(:now::timestamptz, now())
+                            ELSE attempted_at END,
         claimed_by = :engine_id::text,
         claimed_at = coalesce(:now::timestamptz, now()),
         claim_token = gen_random_uuid()

@@ -297,6 +297,7 @@ class SQLiteBackend:
             "now": now_us,
             "incarnation": claim.incarnation,
             "fresh_since": now_us - int((claim.fresh_within or 0) * _US),
+            "start_now": _json.dumps(list(claim.start_now), "start_now"),
         }
         for n, demand in enumerate(demands):
             params |= {f"queue_{n}": demand.queue, f"limit_{n}": max(demand.limit, 0),

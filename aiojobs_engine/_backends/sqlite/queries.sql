@@ -92,7 +92,9 @@ LIMIT :limit;
 -- demand, joined with UNION ALL. Claims only while this engine's row (this incarnation) has a fresh heartbeat,
 -- so an engine that others may already consider dead takes nothing new.
 UPDATE aiojobs_jobs
-SET state = 'claimed',
+SET state = CASE WHEN name IN (SELECT value FROM json_each(:start_now)) THEN 'running' ELSE 'claimed' END,
+    attempt = attempt + (name IN (SELECT value FROM json_each(:start_now))),
+    attempted_at = CASE WHEN name IN (SELECT value FROM json_each(:start_now)) THEN :now ELSE attempted_at END,
     claimed_by = :engine_id,
     claimed_at = :now,
     claim_token = lower(hex(randomblob(16)))
