@@ -52,9 +52,13 @@ class JobErrorInfo(TypedDict):
     attempted_at: datetime | None
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(slots=True, kw_only=True)
 class JobRecord:
-    """A job as stored, at the moment it was read."""
+    """A job as stored, at the moment it was read: a snapshot (changing it changes nothing).
+
+    Not frozen, on purpose: the engine builds one per claimed job on its hot path, and a
+    frozen dataclass costs several times as much to build.
+    """
 
     id: int
     queue: str

@@ -323,8 +323,7 @@ class Executor:
 
     async def _watch(self, run: Run, body: Body, began: float) -> Decision:
         timeout = run.record.timeout
-        waiting: set[asyncio.Future[Any]] = {body.future, run.interrupt}
-        await asyncio.wait(waiting, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        await _first_of(body.future, run.interrupt, timeout)
         run.decided = True
         if body.future.done():  # the body's own end wins over an interrupt that came with it
             elapsed = time.monotonic() - began
@@ -496,6 +495,30 @@ class Executor:
 
 def _nothing(*_: object) -> None:
     return None
+
+
+async def _first_of(body: asyncio.Future[Any], interrupt: asyncio.Future[str], timeout: float | None) -> None:
+    """Wait until the body ends, an interrupt comes, or ``timeout`` passes (the hot path's
+    ``asyncio.wait``, without its sets and per-call bookkeeping)."""
+    if body.done() or interrupt.done():
+        return
+    loop = asyncio.get_running_loop()
+    waiter: asyncio.Future[None] = loop.create_future()
+
+    def wake(_: object = None) -> None:
+        if not waiter.done():
+            waiter.set_result(None)
+
+    body.add_done_callback(wake)
+    interrupt.add_done_callback(wake)
+    deadline = None if timeout is None else loop.call_later(timeout, wake)
+    try:
+        await waiter
+    finally:
+        body.remove_done_callback(wake)
+        interrupt.remove_done_callback(wake)
+        if deadline is not None:
+            deadline.cancel()
 
 
 def _event_kind(decision: Decision) -> str:
