@@ -16,7 +16,6 @@ from ._clock import Clock, FrozenClock, SystemClock
 from ._context import JobContext, current_job
 from ._control import Cancel, Complete, Delete, Fail, JobSignal, Retry, Snooze
 from ._engine import Engine
-from ._events import EventKind, JobEvent
 from ._errors import (
     AiojobsError,
     ArgumentsError,
@@ -33,6 +32,7 @@ from ._errors import (
     UnknownJobError,
     WorkerCrashedError,
 )
+from ._events import EventKind, JobEvent
 from ._groups import WorkerGroup
 from ._handles import ClassJobHandle, Job, JobHandle, JobRequest, NamedEnqueuer
 from ._options import QueueConfig, RetentionDict, UniqueConfig

@@ -26,9 +26,9 @@ from ._clock import Clock, SystemClock
 from ._context import _current as _current_job_var
 from ._cron import Schedule, check_expression, next_tick, zone
 from ._definitions import Registry, make_definition
+from ._errors import ConfigurationError, DuplicateJobError, EngineStateError, JobNotFoundError, SchemaError
 from ._events import EventBus, EventKind, JobEvent
 from ._groups import WorkerGroup, check_groups, max_attempts_default
-from ._errors import ConfigurationError, DuplicateJobError, EngineStateError, JobNotFoundError, SchemaError
 from ._handles import ClassJobHandle, Job, JobHandle, JobRequest, NamedEnqueuer, build_request
 from ._hooks import HOOK_NAMES, Hook, Hooks, check_hook, hooks_from, run_hooks
 from ._options import (
