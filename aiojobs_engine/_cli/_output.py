@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from .. import JobRecord, QueueRecord
+from .. import CronRecord, JobRecord, QueueRecord
 
 _HIDDEN_FIELDS = frozenset({"claim_token", "corrupt"})
 
@@ -28,7 +28,7 @@ def emit_json(value: object) -> None:
     emit(json.dumps(value, indent=2, ensure_ascii=False, default=_json_default))
 
 
-def record_dict(record: JobRecord | QueueRecord) -> dict[str, Any]:
+def record_dict(record: JobRecord | QueueRecord | CronRecord) -> dict[str, Any]:
     """Every public field of a record, in declaration order (times stay datetimes until dumped)."""
     return {
         f.name: getattr(record, f.name) for f in dataclasses.fields(record) if f.name not in _HIDDEN_FIELDS

@@ -16,7 +16,7 @@ from typing import Any
 
 from .. import Engine, JobState, __version__
 from .._groups import IMPLICIT_GROUP, MAX_PROCESSES
-from . import _detached, _jobs, _maintenance, _queues, _work, _worker
+from . import _cron, _detached, _jobs, _maintenance, _queues, _work, _worker
 from ._app import APP_ENV
 
 Handler = Callable[[Engine, argparse.Namespace], Awaitable[int]]
@@ -101,6 +101,16 @@ def build_parser() -> argparse.ArgumentParser:
     setting.add_argument("queue", metavar="Q")
     setting.add_argument("--concurrency", type=int, help="jobs of this queue each engine runs at once")
     setting.add_argument("--priority", type=int, help="queue priority (lower is claimed first)")
+
+    cron = commands.add_parser("cron", help="recurring schedules and their next runs").add_subparsers(
+        dest="cron_command", required=True, metavar="ACTION")
+    _command(cron, "list", "schedules with their last and next ticks", _cron.list_schedules)
+    for name, help_text, handler in (
+        ("pause", "stop enqueuing a schedule's ticks", _cron.pause_schedule),
+        ("resume", "enqueue a paused schedule's ticks again (missed ones are not run)", _cron.resume_schedule),
+        ("remove", "delete a stored schedule", _cron.remove_schedule),
+    ):
+        _command(cron, name, help_text, handler).add_argument("name", metavar="NAME")
 
     migrate = _command(commands, "migrate", "bring the database schema up to date", _maintenance.migrate)
     migrate.set_defaults(opens_itself=True)
