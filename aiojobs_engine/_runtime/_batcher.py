@@ -45,14 +45,15 @@ class Batcher(Generic[T, R]):
         return len(self._pending)
 
     async def submit(self, item: T) -> R:
-        """Queue ``item`` and wait for its result; the write happens even if the caller is cancelled."""
+        """Queue ``item`` and wait for its result. The write happens even if the caller is
+        cancelled meanwhile: the item stays in its batch (only the caller's wait ends)."""
         if self._closed:
             raise BackendError(f"{self._name}: closed, nothing more can be written")
         future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
         self._pending.append((item, future))
         if self._task is None or self._task.done():
             self._task = asyncio.create_task(self._drain(), name=f"aiojobs-{self._name}-flush")
-        return await asyncio.shield(future)
+        return await future
 
     async def _drain(self) -> None:
         await asyncio.sleep(0)  # let everything submitted in this loop iteration join

@@ -69,6 +69,7 @@ class Run:
     written: bool = False  # the outcome was sent to the database (accepted or refused)
     abandoned: bool = False  # its body would not stop: the slot is released when it ends
     began: float | None = None  # when its body was launched (time.monotonic)
+    slot_released: bool = False
     task: asyncio.Task[None] | None = field(default=None, repr=False)
 
     @property
@@ -198,12 +199,18 @@ class Executor:
         finally:
             self._runs.pop(run.token, None)
             if not run.abandoned:
-                self._release_slot(run)
+                self._release_slot_once(run)
             if not self._runs:
                 self._idle.set()
 
     def _release_slot(self, run: Run) -> None:
         self._on_slot_free(self._queues.release(run.record.queue))
+
+    def _release_slot_once(self, run: Run) -> None:
+        """Free the run's queue slot, once (an abandoned body frees it when it really ends)."""
+        if not run.slot_released and not run.abandoned:
+            run.slot_released = True
+            self._release_slot(run)
 
     async def _write_fallback(self, run: Run, exc: Exception) -> None:
         """The supervisor itself failed: still end the claim, so the job is not stranded."""
@@ -378,14 +385,16 @@ class Executor:
         run.decided = True
         decision = settle_failure(decision, run.record, definition)
         outcome = outcome_for(run.record, decision, self._s.engine_id, started=run.started)
-        extra = self._extra(run)
+        # The body is done: its slot is free for the next claim while the outcome is written
+        # (the claim's round trip overlaps this write instead of following it).
+        self._release_slot_once(run)
         try:
             accepted = await self._completer.submit(outcome)
         except BackendError as exc:
             # The database refused this outcome itself (not a lost connection: those are
             # retried). Record a plain failed attempt instead, which it can store.
             logger.error("the outcome of job %s (%s) could not be stored: %s; recording a failed attempt instead",
-                         run.record.id, decision.kind, exc, extra={**extra, "event": Event.COMPONENT_ERROR})
+                         run.record.id, decision.kind, exc, extra=self._extra(run, Event.COMPONENT_ERROR))
             decision = settle_failure(Decision.failure(InternalError(
                 f"the outcome of this attempt ({decision.kind}) could not be stored: {type(exc).__name__}"
             )), run.record, definition)
@@ -397,15 +406,15 @@ class Executor:
             logger.warning(
                 "outcome of job %s (%s) refused: its claim was taken away meanwhile (rescued, handed "
                 "back or canceled); the job's current state stands", run.record.id, decision.kind,
-                extra={**extra, "event": Event.JOB_OUTCOME_REFUSED},
+                extra=self._extra(run, Event.JOB_OUTCOME_REFUSED),
             )
             return
-        log_outcome(run.record, decision, extra)
+        log_outcome(run.record, decision)
         if self._s.events:
             self._emit(_event_kind(decision), run, error=decision.error, result=decision.result,
                        duration=None if run.began is None else time.monotonic() - run.began)
         if run.started and decision.kind not in ("deferred", "handed_back"):
-            await self._after(run, definition, decision, extra)
+            await self._after(run, definition, decision)
 
     def _hooks_for(self, definition: JobDefinition | None) -> Hooks:
         if definition is None:
@@ -420,12 +429,12 @@ class Executor:
         if hooks:
             await run_hooks("before_perform", hooks, run.record, extra=self._extra(run))
 
-    async def _after(self, run: Run, definition: JobDefinition | None, decision: Decision,
-                     extra: dict[str, object]) -> None:
+    async def _after(self, run: Run, definition: JobDefinition | None, decision: Decision) -> None:
         hooks = self._hooks_for(definition)
         if not hooks:
             return
         record = run.record
+        extra = self._extra(run)
         if decision.kind == "completed" and hooks.on_success:
             await run_hooks("on_success", hooks.on_success, record, decision.result, extra=extra)
         elif decision.kind == "failure" and decision.error is not None:
@@ -579,6 +588,8 @@ def _decide(body: Body) -> Decision:
 
 
 def _completed(result: object) -> Decision:
+    if result is None:
+        return Decision.completed("null", None)
     try:
         return Decision.completed(_json.dumps(result, "the job's return value"), result)
     except SerializationError as error:

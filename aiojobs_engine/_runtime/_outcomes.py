@@ -16,7 +16,7 @@ from .._backends._protocol import JobOutcome
 from .._control import JobSignal
 from .._definitions import JobDefinition
 from .._errors import JobTimeoutError, SerializationError, UnknownJobError, WorkerCrashedError
-from .._log import Event, logger
+from .._log import Event, job_extra, logger
 from .._records import JobRecord, JobState
 from .._retry import DEFAULT_BACKOFF, BackoffPolicy, backoff_from_json
 
@@ -186,9 +186,13 @@ def _message(exc: BaseException) -> str:
         return f"<{type(exc).__name__} whose message could not be read>"
 
 
-def log_outcome(record: JobRecord, decision: Decision, extra: dict[str, object]) -> None:
+def log_outcome(record: JobRecord, decision: Decision) -> None:
     """One line per outcome: INFO when things went to plan, WARNING/ERROR with the traceback."""
     kind = decision.kind
+    level = logging.INFO if kind != "failure" else logging.ERROR if decision.final else logging.WARNING
+    if not logger.isEnabledFor(level):
+        return
+    extra = job_extra("", record.id, record.name, record.queue, record.attempt)
     if kind == "completed":
         logger.info("job %s (%s) completed", record.id, record.name, extra={**extra, "event": Event.JOB_COMPLETED})
     elif kind == "failure":
