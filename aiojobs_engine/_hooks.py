@@ -50,7 +50,9 @@ class Hooks:
     on_max_attempts_exhausted: tuple[Hook, ...] = ()
 
     def __bool__(self) -> bool:
-        return any(getattr(self, f.name) for f in fields(self))
+        # Spelled out: this runs once per attempt, and fields() is slow on the hot path.
+        return bool(self.on_before_add or self.okay_to_run or self.before_perform or self.after_perform
+                    or self.on_success or self.on_failure or self.on_max_attempts_exhausted)
 
     def added(self, point: str, hook: Hook) -> Hooks:
         check_hook(point, hook)

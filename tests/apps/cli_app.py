@@ -40,11 +40,10 @@ async def stop_worker() -> None:
     await engine.stop()
 
 
-# For --app tests: an engine reached through a dotted attribute, one that prunes at once,
-# and something that is not an engine.
+# For --app tests: an engine reached through a dotted attribute, and something that is not
+# an engine.
 class Holder:
     engine = engine
 
 
-pruning = Engine(completed_retention=0, canceled_retention=0)
 not_an_engine = "not an engine"
