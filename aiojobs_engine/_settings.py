@@ -36,6 +36,9 @@ class EngineSettings:
     shutdown_grace: float = 8.0
     reaper_interval: float = 2.0
     claim_batch_size: int = 100
+    # Claim up to one more batch than the free slots while a queue's attempts here take
+    # less than this on average (0: never): the next jobs are at hand when slots free.
+    claim_ahead_under: float = 0.05
     cpu_workers: int | None = None  # None: one supervised process per core
     thread_workers: int = 16
     blocked_loop_limit: float = 300.0
@@ -48,14 +51,17 @@ class EngineSettings:
     prune_batch_size: int = 1000
 
     def __post_init__(self) -> None:
+        # Durations may be given as timedeltas; they are stored as float seconds.
         for name in ("poll_interval", "heartbeat_interval", "stale_after", "reaper_interval",
                      "blocked_loop_limit", "loop_lag_warning"):
-            seconds_from(getattr(self, name), name, allow_zero=False)
-        seconds_from(self.shutdown_grace, "shutdown_grace")
+            self._set_seconds(name, seconds_from(getattr(self, name), name, allow_zero=False))
+        self._set_seconds("shutdown_grace", seconds_from(self.shutdown_grace, "shutdown_grace"))
+        self._set_seconds("claim_ahead_under", seconds_from(
+            self.claim_ahead_under, "claim_ahead_under (seconds; 0 never claims ahead)"))
         for name in ("completed_retention", "canceled_retention", "failed_retention"):
             value = getattr(self, name)
             if value is not None:
-                seconds_from(value, f"{name} (seconds, or None to keep for ever)")
+                self._set_seconds(name, seconds_from(value, f"{name} (seconds, or None to keep for ever)"))
         if self.stale_after < 3 * self.heartbeat_interval:
             raise ConfigurationError(
                 f"stale_after must be at least 3 x heartbeat_interval "
@@ -70,6 +76,9 @@ class EngineSettings:
         check_bool(self.auto_migrate, "auto_migrate")
         if self.worker_id is not None:
             check_name(self.worker_id, "worker_id")
+
+    def _set_seconds(self, name: str, seconds: float) -> None:
+        object.__setattr__(self, name, seconds)  # frozen: only while being built
 
     @property
     def cpu_worker_count(self) -> int:
@@ -107,6 +116,7 @@ class SettingsDict(TypedDict, total=False):
     shutdown_grace: float
     reaper_interval: float
     claim_batch_size: int
+    claim_ahead_under: float
     cpu_workers: int | None
     thread_workers: int
     blocked_loop_limit: float

@@ -1,10 +1,13 @@
 """The executor: runs each claimed job under a supervisor that alone writes its outcome.
 
-For every claim the executor starts a supervisor task. The supervisor waits for what the
-body needs (a thread slot, a worker process), marks the job running (batched with other
-starts), launches the body — a task for async jobs, a daemon thread for blocking ones, a
-worker process for CPU-bound ones — and waits for the first of: the body ending, its
-timeout, a cancellation, or a shutdown hand-back. It then writes exactly one fenced outcome.
+For every claim the executor starts a supervisor task, at once if the job's queue has a
+free slot; otherwise the claim is *parked* (claimed ahead, see ``_queues``) and its
+supervisor starts when a slot frees, or at once to hand it back if interrupted meanwhile.
+The supervisor waits for what the body needs (a thread slot, a worker process), marks the
+job running (batched with other starts), launches the body — a task for async jobs, a
+daemon thread for blocking ones, a worker process for CPU-bound ones — and waits for the
+first of: the body ending, its timeout, a cancellation, or a shutdown hand-back. It then
+writes exactly one fenced outcome.
 
 Invariants:
 - one outcome per claim, written by its supervisor; the body never writes;
@@ -23,6 +26,7 @@ import asyncio
 import contextvars
 import functools
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
@@ -69,7 +73,7 @@ class Run:
     written: bool = False  # the outcome was sent to the database (accepted or refused)
     abandoned: bool = False  # its body would not stop: the slot is released when it ends
     began: float | None = None  # when its body was launched (time.monotonic)
-    slot_released: bool = False
+    slot: bool = False  # it holds one of its queue's slots
     task: asyncio.Task[None] | None = field(default=None, repr=False)
 
     @property
@@ -103,6 +107,7 @@ class Executor:
         self._on_slot_free = on_slot_free
         self._thread_slots = asyncio.Semaphore(services.settings.thread_workers)
         self._runs: dict[str, Run] = {}
+        self._parked: dict[str, deque[Run]] = {}  # per queue, claims waiting for a slot
         self._abandoned: dict[int, int] = {}  # job id -> bodies still running after their outcome
         self._hooks: dict[str, Hooks] = {}
         self._idle = asyncio.Event()
@@ -126,13 +131,19 @@ class Executor:
 
     def submit(self, record: JobRecord) -> None:
         """Supervise a claim; a record already ``running`` was started by the claim itself."""
-        self._queues.acquire(record.queue)
         run = Run(record=record, interrupt=asyncio.get_running_loop().create_future())
         self._runs[run.token] = run
         self._idle.clear()
-        if record.state is JobState.RUNNING:
+        if self._queues.acquire(record.queue):
+            self._launch(run, slot=True)
+        else:
+            self._parked.setdefault(record.queue, deque()).append(run)
+
+    def _launch(self, run: Run, *, slot: bool) -> None:
+        run.slot = slot
+        if run.record.state is JobState.RUNNING:
             self._started(run)
-        run.task = asyncio.create_task(self._supervise(run), name=f"aiojobs-job-{record.id}")
+        run.task = asyncio.create_task(self._supervise(run), name=f"aiojobs-job-{run.record.id}")
 
     def starts_at_once(self, definition: JobDefinition) -> bool:
         """Can a claim of this job start it at once (nothing to wait for, no gate to ask)?"""
@@ -143,8 +154,17 @@ class Executor:
         hit = False
         for run in list(self._runs.values()):
             if run.record.id == job_id and (token is None or run.token == token):
-                hit = run.interrupt_with(CANCEL) or hit
+                hit = self._interrupt(run, CANCEL) or hit
         return hit
+
+    def _interrupt(self, run: Run, reason: str) -> bool:
+        if not run.interrupt_with(reason):
+            return False
+        if run.task is None:  # parked: its supervisor starts now, only to write the outcome
+            self._parked[run.record.queue].remove(run)
+            self._queues.unpark(run.record.queue)
+            self._launch(run, slot=False)
+        return True
 
     async def wait_idle(self, timeout: float | None = None) -> bool:
         try:
@@ -155,7 +175,12 @@ class Executor:
 
     def interrupt_all(self) -> list[Run]:
         """Every run not yet decided goes back to waiting, its attempt not charged."""
-        return [run for run in list(self._runs.values()) if run.interrupt_with(HAND_BACK)]
+        return [run for run in list(self._runs.values()) if self._interrupt(run, HAND_BACK)]
+
+    def hand_back_parked(self) -> int:
+        """Stopping: claims still parked go back to waiting at once instead of starting."""
+        parked = [run for runs in self._parked.values() for run in runs]
+        return sum(self._interrupt(run, HAND_BACK) for run in parked)
 
     async def hand_back_all(self) -> int:
         """Shutdown: interrupt every undecided run and wait for its hand-back to be written."""
@@ -198,18 +223,24 @@ class Executor:
                 await self._write_fallback(run, exc)
         finally:
             self._runs.pop(run.token, None)
-            if not run.abandoned:
-                self._release_slot_once(run)
+            self._release_slot_once(run)
             if not self._runs:
                 self._idle.set()
+                self._on_slot_free(False)  # a draining dispatcher may be waiting for idleness
 
     def _release_slot(self, run: Run) -> None:
-        self._on_slot_free(self._queues.release(run.record.queue))
+        """Free the run's queue slot: a parked claim of the queue takes it, if any."""
+        run.slot = False
+        queue = run.record.queue
+        more = self._queues.release(queue)
+        parked = self._parked.get(queue)
+        while parked and self._queues.take_parked(queue):
+            self._launch(parked.popleft(), slot=True)
+        self._on_slot_free(more)
 
     def _release_slot_once(self, run: Run) -> None:
         """Free the run's queue slot, once (an abandoned body frees it when it really ends)."""
-        if not run.slot_released and not run.abandoned:
-            run.slot_released = True
+        if run.slot and not run.abandoned:
             self._release_slot(run)
 
     async def _write_fallback(self, run: Run, exc: Exception) -> None:
@@ -332,8 +363,9 @@ class Executor:
         timeout = run.record.timeout
         await _first_of(body.future, run.interrupt, timeout)
         run.decided = True
+        elapsed = time.monotonic() - began
+        self._queues.observe(run.record.queue, elapsed)
         if body.future.done():  # the body's own end wins over an interrupt that came with it
-            elapsed = time.monotonic() - began
             if timeout is not None and elapsed > timeout:
                 # It ended, but after its deadline: it blocked the event loop, so the timeout
                 # could not interrupt it. Its result is void.
@@ -377,7 +409,8 @@ class Executor:
                 self._abandoned[job_id] = left
             else:
                 self._abandoned.pop(job_id, None)
-            self._release_slot(run)
+            if run.slot:
+                self._release_slot(run)
 
         body.future.add_done_callback(ended)
 

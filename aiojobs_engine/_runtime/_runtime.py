@@ -52,7 +52,8 @@ class Runtime:
         self._s = services
         self._drain = drain
         self._open_backend = open_backend
-        self.queues = QueueManager(services.backend, queues)
+        self.queues = QueueManager(services.backend, queues,
+                                   claim_ahead_under=services.settings.claim_ahead_under)
         self.pool = ProcessPool(
             services.settings.cpu_worker_count,
             preload=[d.import_path[0] for d in services.registry if d.mode is RunMode.PROCESS],
@@ -213,6 +214,7 @@ class Runtime:
         self.dispatcher.stop()
         if tasks:
             await asyncio.wait([tasks[0]], timeout=5.0)
+        self.executor.hand_back_parked()  # claimed ahead, not started: not worth the grace
         if self.executor.in_flight and not self._immediate.is_set():
             idle = asyncio.ensure_future(self.executor.wait_idle())
             immediate = asyncio.ensure_future(self._immediate.wait())

@@ -195,6 +195,7 @@ def test_invalid_options_raise_value_errors_before_io(options: dict, message: st
     ({"pol_interval": 1}, "unknown engine setting(s) 'pol_interval'"),
     ({"cpu_workers": 0}, "cpu_workers must be between 1 and 1024"),
     ({"worker_id": "a b"}, "worker_id must be 1-128 characters"),
+    ({"claim_ahead_under": -0.1}, "claim_ahead_under (seconds; 0 never claims ahead) must be >= 0"),
 ])
 def test_invalid_settings_raise_value_errors(settings: dict, message: str) -> None:
     with pytest.raises(ConfigurationError) as caught:
@@ -203,6 +204,13 @@ def test_invalid_settings_raise_value_errors(settings: dict, message: str) -> No
     engine = Engine("sqlite:///:memory:")
     with pytest.raises(ConfigurationError):
         engine.configure(**settings)
+
+
+def test_durations_may_be_timedeltas_and_are_kept_as_seconds() -> None:
+    engine = Engine("sqlite:///:memory:", poll_interval=timedelta(milliseconds=250),
+                    completed_retention=timedelta(days=1))
+    assert engine.settings.poll_interval == 0.25
+    assert engine.settings.completed_retention == 86_400.0
 
 
 @pytest.mark.parametrize(("url", "message"), [
