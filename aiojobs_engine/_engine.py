@@ -135,7 +135,8 @@ class Engine:
     @property
     def url(self) -> str:
         """The database URL this engine uses (or would use if opened now), password hidden."""
-        url = self._url or parse_url(resolve_url(self._configured_url, self._given_url))
+        url = self._url if self.is_open and self._url is not None else parse_url(
+            resolve_url(self._configured_url, self._given_url))
         return url.redacted()
 
     @property
@@ -461,7 +462,8 @@ class Engine:
         if self._events:
             at = self._clock.now()
             for record in records:
-                self._events.emit(JobEvent(kind=EventKind.JOB_ENQUEUED, at=at, job=record))
+                if not record.existing:  # a unique enqueue that found its job already there
+                    self._events.emit(JobEvent(kind=EventKind.JOB_ENQUEUED, at=at, job=record))
         if self._runtime is not None:
             self._runtime.notify_enqueued(sorted({r.queue for r in records}))
         return results

@@ -121,6 +121,11 @@ class JobHandle(Generic[P, R]):
         return self._definition.name
 
     @property
+    def engine(self) -> Enqueuer:
+        """The engine this job was declared on (what ``enqueue()`` stores through)."""
+        return self._engine
+
+    @property
     def definition(self) -> JobDefinition:
         return self._definition
 
@@ -156,6 +161,11 @@ class ClassJobHandle:
     @property
     def name(self) -> str:
         return self._definition.name
+
+    @property
+    def engine(self) -> Enqueuer:
+        """The engine this job was declared on (what ``enqueue()`` stores through)."""
+        return self._engine
 
     def options(self, **options: Unpack[OptionsDict]) -> ClassJobHandle:
         return ClassJobHandle(self._engine, self._definition, self._options.merged(make_options(options)))

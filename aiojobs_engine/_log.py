@@ -35,6 +35,7 @@ class Event:
     JOB_TIMEOUT_IGNORED: Final = "job.timeout_ignored"
     JOB_UNKNOWN: Final = "job.unknown"
     JOBS_RESCUED: Final = "jobs.rescued"
+    JOBS_HANDED_BACK: Final = "jobs.handed_back"
     JOBS_PRUNED: Final = "jobs.pruned"
     HOOK_FAILED: Final = "hook.failed"
     HEARTBEAT_FAILED: Final = "heartbeat.failed"

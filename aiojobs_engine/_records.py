@@ -90,10 +90,16 @@ class JobRecord:
     corrupt: str | None = field(default=None, repr=False, compare=False)
     # Internal: the fencing token of the current claim; never shown to users' code as API.
     claim_token: str | None = field(default=None, repr=False, compare=False)
+    # Internal: an enqueue returned this existing job in place of a unique one it did not insert.
+    existing: bool = field(default=False, repr=False, compare=False)
 
     @property
     def is_terminal(self) -> bool:
         return self.state.is_terminal
+
+
+# JobRecord fields that are the engine's bookkeeping, not the job's data: never shown.
+INTERNAL_JOB_FIELDS = frozenset({"corrupt", "claim_token", "existing"})
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

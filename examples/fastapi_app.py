@@ -5,18 +5,18 @@
 
 POST /signup/{user_id} returns at once with the job's id; GET /jobs/{id} shows its state.
 Run several uvicorn workers, or separate `aiojobs work --app examples.fastapi_app:engine`
-processes, against the same database to scale out.
+processes, against the same database to scale out (then use
+`engine_lifespan(engine, run=False)` in the web processes: they only enqueue).
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, HTTPException
 
 from aiojobs_engine import Engine
+from aiojobs_engine.contrib.fastapi import engine_lifespan
 
 engine = Engine()  # ./aiojobs.sqlite3, or $AIOJOBS_DATABASE_URL
 
@@ -27,13 +27,8 @@ async def send_welcome(user_id: int) -> dict:
     return {"welcomed": user_id}
 
 
-@asynccontextmanager
-async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-    async with engine.running():  # opens the database, works jobs in the background, stops cleanly
-        yield
-
-
-app = FastAPI(lifespan=lifespan)
+# Opens the database, works jobs in the background, and stops cleanly at shut-down.
+app = FastAPI(lifespan=engine_lifespan(engine))
 
 
 @app.post("/signup/{user_id}", status_code=202)

@@ -15,8 +15,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from .. import CronRecord, JobRecord, QueueRecord
-
-_HIDDEN_FIELDS = frozenset({"claim_token", "corrupt"})
+from .._records import INTERNAL_JOB_FIELDS
 
 
 def emit(text: str) -> None:
@@ -31,7 +30,7 @@ def emit_json(value: object) -> None:
 def record_dict(record: JobRecord | QueueRecord | CronRecord) -> dict[str, Any]:
     """Every public field of a record, in declaration order (times stay datetimes until dumped)."""
     return {
-        f.name: getattr(record, f.name) for f in dataclasses.fields(record) if f.name not in _HIDDEN_FIELDS
+        f.name: getattr(record, f.name) for f in dataclasses.fields(record) if f.name not in INTERNAL_JOB_FIELDS
     }
 
 

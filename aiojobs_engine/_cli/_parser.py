@@ -16,7 +16,7 @@ from typing import Any
 
 from .. import Engine, JobState, __version__
 from .._groups import IMPLICIT_GROUP, MAX_PROCESSES
-from . import _cron, _detached, _jobs, _maintenance, _queues, _work, _worker
+from . import _cron, _dashboard, _detached, _jobs, _maintenance, _queues, _work, _worker
 from ._app import APP_ENV
 
 Handler = Callable[[Engine, argparse.Namespace], Awaitable[int]]
@@ -122,6 +122,8 @@ def build_parser() -> argparse.ArgumentParser:
     clear.add_argument("--queue", type=_names, action="extend", default=[], help="only jobs of these queues")
     clear.add_argument("--yes", "-y", action="store_true", help="do not ask for confirmation")
     clear.set_defaults(precheck=_maintenance.check_can_confirm)
+
+    _dashboard.add_options(_command(commands, "dashboard", _dashboard.HELP, _dashboard.serve, json=False))
     return parser
 
 

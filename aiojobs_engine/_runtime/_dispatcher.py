@@ -132,7 +132,7 @@ class Dispatcher:
             for h in lost
         ], retention=self._s.settings.retention, now=self._s.clock.for_database())
         logger.warning("handed back %d job(s) whose claim this engine had lost track of", len(lost),
-                       extra={"event": Event.JOB_HANDED_BACK, "job_ids": [h.id for h in lost]})
+                       extra={"event": Event.JOBS_HANDED_BACK, "job_ids": [h.id for h in lost]})
 
     async def _sleep(self, seconds: float) -> None:
         if self._stopping:

@@ -225,7 +225,7 @@ class Runtime:
         handed = await self.executor.hand_back_all()
         if handed:
             logger.warning("handed %d running job(s) back to waiting", handed,
-                           extra={"event": Event.JOB_HANDED_BACK, "engine_id": self._s.engine_id})
+                           extra={"event": Event.JOBS_HANDED_BACK, "engine_id": self._s.engine_id})
         await self.executor.close(_FLUSH_TIMEOUT)
         for task in tasks:
             task.cancel()

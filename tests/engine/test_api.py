@@ -73,6 +73,8 @@ async def test_decorated_functions_and_classes_stay_usable(make_engine) -> None:
 
     assert await add(1, 2) == 3 and multiply(3, 4) == 12 and add.__name__ == "add"
     assert isinstance(ProcessUser, type) and await ProcessUser("acme").run(7) == "acme:7"
+    assert add.engine is engine and add.options(queue="q").engine is engine
+    assert ProcessUser.options().engine is engine
     async with engine:
         record = await ProcessUser.options(constructor_args=["acme"]).enqueue(7)
         assert record is not None and record.constructor_args == ["acme"] and record.args == [7]
@@ -285,6 +287,14 @@ async def test_configure_only_while_closed(sqlite_url: str) -> None:
             engine.configure(poll_interval=2)
     engine.configure(poll_interval=2, heartbeat_interval=0.5, stale_after=2)
     assert engine.settings.poll_interval == 2
+
+
+async def test_url_follows_configure_once_closed(tmp_path: Path) -> None:
+    engine = Engine(f"sqlite:///{tmp_path / 'first.db'}")
+    async with engine:
+        assert engine.url.endswith("first.db")
+    engine.configure(url=f"sqlite:///{tmp_path / 'second.db'}")
+    assert engine.url.endswith("second.db")
 
 
 async def test_calls_on_a_closed_engine_say_what_to_do(sqlite_url: str) -> None:

@@ -78,3 +78,20 @@ async def test_context_hooks_and_meta_from_on_before_add(make_engine) -> None:
         assert record and record.meta == {"team": "growth", "trace": "abc"}
         await engine.workoff()
     assert seen == ["abc", "abc"] and trace_id.get() is None
+
+
+async def test_a_unique_enqueue_that_finds_its_job_emits_nothing(make_engine) -> None:
+    engine = make_engine()
+    events: list[JobEvent] = []
+    engine.subscribe(events.append)
+
+    @engine.job(unique=True)
+    async def report(user: int) -> None: ...
+
+    async with engine:
+        first = await report.enqueue(7)
+        again = await report.enqueue(7)
+        both = await engine.enqueue_many([report.new(7), report.new(8)])
+        assert first and again and again.id == first.id and both[0].id == first.id
+        enqueued = [e.job.id for e in events if e.kind == EventKind.JOB_ENQUEUED and e.job]
+        assert enqueued == [first.id, both[1].id]

@@ -103,3 +103,46 @@ def test_cron_example(tmp_path: Path) -> None:
     runs = [line for line in out.splitlines() if line.strip().startswith("job ")]
     assert len(runs) >= 2, out
     assert "(after None)" in runs[0] and all("(after None)" not in run for run in runs[1:])
+
+
+def _sign_up_over_http(base: str, server: subprocess.Popen[bytes]) -> None:
+    """Wait for the app, POST /signup/7, and poll GET /jobs/{id} until the job completed."""
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            httpx.get(f"{base}/jobs/1", timeout=1)
+            break
+        except httpx.TransportError:
+            assert server.poll() is None, "the app exited during start-up"
+            assert time.monotonic() < deadline, "the app did not start"
+            time.sleep(0.1)
+    created = httpx.post(f"{base}/signup/7", timeout=5)
+    assert created.status_code == 202, created.text
+    job_id = created.json()["job_id"]
+    assert created.json()["state"] == "waiting"
+    deadline = time.monotonic() + 10
+    while (status := httpx.get(f"{base}/jobs/{job_id}", timeout=5).json())["state"] != "completed":
+        assert time.monotonic() < deadline, status
+        time.sleep(0.05)
+    assert status["result"] == {"welcomed": 7} and status["attempt"] == 1
+    assert httpx.get(f"{base}/jobs/999999", timeout=5).status_code == 404
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("launch", ["script", "aiohttp.web"])
+def test_aiohttp_example_over_real_http(tmp_path: Path, launch: str) -> None:
+    port = _free_port()
+    env = {**os.environ, "AIOJOBS_DATABASE_URL": f"sqlite:///{tmp_path / 'api.db'}", "PYTHONPATH": str(ROOT)}
+    command = (
+        [sys.executable, str(EXAMPLES / "aiohttp_app.py"), "--port", str(port)] if launch == "script"
+        else [sys.executable, "-m", "aiohttp.web", "-H", "127.0.0.1", "-P", str(port), "examples.aiohttp_app:init_app"]
+    )
+    server = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        _sign_up_over_http(f"http://127.0.0.1:{port}", server)
+    finally:
+        server.terminate()
+        output = server.communicate(timeout=20)[0].decode()
+    assert server.returncode in (0, -15), output  # aiohttp exits 0 after a graceful SIGTERM
+    assert "Traceback" not in output and "ERROR" not in output, output
+    assert (tmp_path / "api.db").exists()

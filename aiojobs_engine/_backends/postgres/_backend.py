@@ -196,6 +196,8 @@ class PostgresBackend:
         if taken:
             rows = await self._db.fetch("job_unique_holders", {"keys": taken}, connection)
             holders = {r.unique_key: r for r in map(_job, rows)}
+            for holder in holders.values():
+                holder.existing = True
             records = [r if r is not None else holders.get(i.unique_key) for i, r in zip(inserts, records, strict=True)]
         missing = [n for n, r in enumerate(records) if r is None]
         if missing:

@@ -264,6 +264,8 @@ class SQLiteBackend:
         if taken:
             holders = {r.unique_key: r for r in map(_job, await self._read(
                 "job_unique_holders", {"keys": _json.dumps(taken, "keys")}))}
+            for holder in holders.values():
+                holder.existing = True
             records = [r if r is not None else holders.get(i.unique_key) for i, r in zip(inserts, records, strict=True)]
         missing = [n for n, r in enumerate(records) if r is None]
         if missing:

@@ -1,0 +1,47 @@
+"""aiohttp: open the engine, and work jobs, for as long as an ``aiohttp.web`` app runs.
+
+    from aiohttp import web
+    from aiojobs_engine.contrib.aiohttp import ENGINE_KEY, setup
+
+    app = web.Application()
+    setup(app, engine)                 # run=False: enqueue only, workers run elsewhere
+
+    async def handler(request: web.Request) -> web.Response:
+        engine = request.app[ENGINE_KEY]   # or import the module-level engine
+
+``setup`` adds a cleanup context: it opens the engine at start-up, before any of the app's
+``on_startup`` handlers run (so they can enqueue), and at clean-up stops it (no
+more claims, running jobs finish within ``shutdown_grace``, the rest go back to waiting)
+and closes it. Call it before the app starts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager
+from typing import Final
+
+from aiohttp import web
+
+from .. import ConfigurationError, Engine
+
+__all__ = ["ENGINE_KEY", "setup"]
+
+ENGINE_KEY: Final = web.AppKey("aiojobs_engine", Engine)
+"""Where ``setup`` puts the engine: ``request.app[ENGINE_KEY]``."""
+
+
+def setup(app: web.Application, engine: Engine, *, run: bool = True) -> None:
+    """Open ``engine`` while ``app`` runs and, with ``run`` (default), work jobs in the background."""
+    if not isinstance(engine, Engine):
+        raise ConfigurationError(f"setup() takes an aiojobs_engine.Engine, got {engine!r}")
+    if not isinstance(run, bool):
+        raise ConfigurationError(f"run must be True or False, got {run!r}")
+    app[ENGINE_KEY] = engine
+
+    async def engine_context(app: web.Application) -> AsyncIterator[None]:
+        context: AbstractAsyncContextManager[Engine] = engine.running() if run else engine
+        async with context:
+            yield
+
+    app.cleanup_ctx.append(engine_context)

@@ -1,0 +1,404 @@
+"""Helpers for testing code that enqueues and runs jobs (no pytest needed).
+
+    from aiojobs_engine.testing import assert_enqueued, drain, inline
+
+    await signup(user_id=42)                            # the code under test enqueues
+    await assert_enqueued(send_welcome, args=[42])      # ... this job, with these arguments
+    assert await drain(engine) == 1                     # run what is due
+
+- **Enqueue assertions**: ``all_enqueued``, ``assert_enqueued``, ``refute_enqueued`` read the
+  engine's database (pending jobs by default: ``waiting`` and ``snoozed``).
+- **Running jobs**: ``drain(engine)`` is ``workoff()``; ``drain(engine, include_delayed=True)``
+  also runs delayed jobs, retries in backoff and snoozed jobs by moving the engine's
+  ``FrozenClock`` to each one's ``available_at`` in turn.
+- **Moving time**: ``advance(engine, seconds)`` moves a ``FrozenClock`` forward, running
+  what comes due on the way (and cron ticks with ``schedules=True``); ``tick(engine)`` moves
+  it to the next cron tick, enqueues the tick's job and runs it.
+- **Inline mode**: inside ``with inline(engine):`` every ``enqueue()`` runs the due jobs
+  before it returns.
+
+The pytest plugin (``aiojobs_engine.pytest_plugin``, loaded by pytest when aiojobs_engine is
+installed) adds fixtures that put the application's engine on a throwaway database.
+This module uses the public API only, apart from the two places marked below.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from datetime import datetime, timedelta
+from typing import Any, Final, TypeAlias
+
+from . import (
+    ClassJobHandle,
+    ConfigurationError,
+    Engine,
+    EngineStateError,
+    FrozenClock,
+    Job,
+    JobHandle,
+    JobRecord,
+    JobRequest,
+    JobState,
+    current_job,
+)
+
+__all__ = [
+    "FAST_SETTINGS",
+    "PENDING",
+    "JobRef",
+    "advance",
+    "all_enqueued",
+    "assert_enqueued",
+    "drain",
+    "inline",
+    "refute_enqueued",
+    "tick",
+]
+
+JobRef: TypeAlias = JobHandle[..., Any] | ClassJobHandle | type[Job] | str
+"""A job: its handle (``send_welcome``, ``send_welcome.options(...)``), its class, or its name."""
+
+StateFilter: TypeAlias = JobState | str | Sequence[JobState | str] | None
+
+PENDING: Final = (JobState.WAITING, JobState.SNOOZED)
+"""The states of a job that is enqueued and has not run for good yet (the default filter)."""
+
+FAST_SETTINGS: Final[Mapping[str, float]] = {
+    "poll_interval": 0.05,
+    "heartbeat_interval": 0.1,
+    "stale_after": 0.6,
+    "reaper_interval": 0.1,
+    "shutdown_grace": 3.0,
+}
+"""Engine settings for tests: short intervals, so polling and recovery happen within a test."""
+
+_PAGE: Final = 1000
+
+
+# -- what was enqueued ------------------------------------------------------------------------
+
+
+async def all_enqueued(job: JobRef | None = None, *, engine: Engine | None = None, queue: str | None = None,
+                       args: Sequence[object] | None = None, kwargs: Mapping[str, object] | None = None,
+                       meta: Mapping[str, object] | None = None, state: StateFilter = PENDING) -> list[JobRecord]:
+    """The jobs matching every filter given, oldest first.
+
+    ``job``: a handle, a ``Job`` class or a name (the engine comes from a handle or class;
+    pass ``engine=`` with a name or no job). ``args`` must equal the stored positional
+    arguments (tuples compare as lists); ``kwargs`` and ``meta`` match when every key given
+    has the value given (others may be present). ``state``: pending jobs by default
+    (``waiting``, ``snoozed``: delayed jobs and retries in backoff included); a state or a
+    list of states; ``None`` for any state.
+    """
+    engine = _engine_for(job, engine)
+    name = None if job is None else _name_of(job)
+    records = await _list(engine, state=_states(state), queue=queue, name=name)
+    return [record for record in records if _matches(record, args, kwargs, meta)]
+
+
+async def assert_enqueued(job: JobRef | None = None, *, engine: Engine | None = None, queue: str | None = None,
+                          args: Sequence[object] | None = None, kwargs: Mapping[str, object] | None = None,
+                          meta: Mapping[str, object] | None = None, count: int | None = None,
+                          state: StateFilter = PENDING) -> list[JobRecord]:
+    """Fail (``AssertionError``) unless jobs matching the filters are enqueued: at least one,
+    or exactly ``count``. Returns the matching records, oldest first. Filters as ``all_enqueued``.
+    """
+    _check_count(count)
+    found = await all_enqueued(job, engine=engine, queue=queue, args=args, kwargs=kwargs, meta=meta, state=state)
+    if (count is None and found) or (count is not None and len(found) == count):
+        return found
+    expected = "at least one job" if count is None else f"{count} job(s)"
+    what = _describe_filter(job, queue, args, kwargs, meta, state)
+    others = await all_enqueued(job, engine=_engine_for(job, engine), state=state)
+    raise AssertionError(
+        f"expected {expected} {what}, found {len(found)}"
+        + _listing("matching", found) + _listing("with the same job and state" if job else "in that state", others)
+    )
+
+
+async def refute_enqueued(job: JobRef | None = None, *, engine: Engine | None = None, queue: str | None = None,
+                          args: Sequence[object] | None = None, kwargs: Mapping[str, object] | None = None,
+                          meta: Mapping[str, object] | None = None, state: StateFilter = PENDING) -> None:
+    """Fail (``AssertionError``) if any job matches the filters (as ``all_enqueued``)."""
+    found = await all_enqueued(job, engine=engine, queue=queue, args=args, kwargs=kwargs, meta=meta, state=state)
+    if found:
+        what = _describe_filter(job, queue, args, kwargs, meta, state)
+        raise AssertionError(f"expected no job {what}, found {len(found)}" + _listing("matching", found))
+
+
+# -- running jobs, moving time ------------------------------------------------------------------
+
+
+async def drain(engine: Engine, *, include_delayed: bool = False, max_steps: int = 1000) -> int:
+    """Run jobs until none is left to run; the number of attempts run.
+
+    Without ``include_delayed`` this is ``engine.workoff()``: every job that is due now.
+    With it, jobs whose ``available_at`` is in the future (delays, retries in backoff,
+    snoozes) run too: the engine's ``FrozenClock`` is moved to each one's time in turn, so
+    retries and snoozes play out as they would over real time (a job that fails every
+    time ends ``failed`` after its ``max_attempts``). Needs ``Engine(clock=FrozenClock())``
+    (or ``configure(clock=...)``). Jobs of paused queues, and of queues this engine does
+    not work, are left alone. Raises ``AssertionError`` if jobs keep coming back after
+    ``max_steps`` moves of the clock (a job that snoozes for ever).
+    """
+    if not include_delayed:
+        return await engine.workoff()
+    _frozen_clock(engine, "drain(include_delayed=True)")
+    return await _run_until(engine, None, schedules=False, max_steps=max_steps)
+
+
+async def advance(engine: Engine, by: float | timedelta, *, schedules: bool = False,
+                  max_steps: int = 1000) -> int:
+    """Move the engine's ``FrozenClock`` forward by ``by`` seconds, running what comes due
+    on the way, in time order, each at its own time; the number of attempts run.
+
+    A job retried every 10 s runs about six times in ``advance(engine, 60)``. With
+    ``schedules=True``, cron ticks on the way are enqueued at their times too (what engines
+    at work do), and their jobs run. The clock ends at ``now + by``. Raises
+    ``AssertionError`` after ``max_steps`` moves of the clock.
+    """
+    clock = _frozen_clock(engine, "advance()")
+    delta = by if isinstance(by, timedelta) else timedelta(seconds=by)
+    if delta < timedelta(0):
+        raise ConfigurationError(f"advance() moves time forward only; got {by!r}")
+    return await _run_until(engine, clock.now() + delta, schedules=schedules, max_steps=max_steps)
+
+
+async def tick(engine: Engine, schedule: str | None = None, *, run: bool = True) -> list[JobRecord]:
+    """Move the engine's ``FrozenClock`` to the next tick of ``schedule`` (default: the next
+    tick of any active schedule), enqueue the jobs due then, and with ``run`` (the default)
+    run what is due. Returns the jobs the tick enqueued, as enqueued.
+
+    To enqueue due ticks without moving time, call ``engine.enqueue_due_schedules()``.
+    """
+    clock = _frozen_clock(engine, "tick()")
+    async with engine:
+        schedules = [s for s in await engine.list_schedules() if s.next_tick is not None]
+        if schedule is not None:
+            schedules = [s for s in schedules if s.name == schedule]
+            if not schedules:
+                raise ConfigurationError(f"no active schedule named {schedule!r}")
+        if not schedules:
+            raise ConfigurationError("there is no active schedule to tick")
+        clock.set(min(s.next_tick for s in schedules if s.next_tick is not None))
+        enqueued = await engine.enqueue_due_schedules()
+        if run:
+            await engine.workoff()
+        return enqueued
+
+
+async def _run_until(engine: Engine, horizon: datetime | None, *, schedules: bool, max_steps: int) -> int:
+    """Step a FrozenClock from event to event (a job's ``available_at``, a cron tick) up to
+    ``horizon`` (None: until nothing is left), running what is due at each step."""
+    clock = _frozen_clock(engine, "this helper")
+    ran = 0
+    async with engine:
+        for _ in range(max_steps):
+            if schedules:
+                await engine.enqueue_due_schedules()
+            ran += await engine.workoff()
+            upcoming = [t for t in (await _next_available(engine), await _next_tick(engine, schedules))
+                        if t is not None and t > clock.now()]
+            if not upcoming or (horizon is not None and min(upcoming) > horizon):
+                if horizon is not None and horizon > clock.now():
+                    clock.set(horizon)
+                    if schedules:
+                        await engine.enqueue_due_schedules()
+                    ran += await engine.workoff()
+                return ran
+            clock.set(min(upcoming))
+    raise AssertionError(
+        f"jobs kept coming due after {max_steps} steps of the clock (now {clock.now().isoformat()}): "
+        "a job that snoozes or retries for ever, or a schedule ticking more often than the time allows?"
+    )
+
+
+async def _next_available(engine: Engine) -> datetime | None:
+    """The earliest ``available_at`` of a pending job this engine would run."""
+    worked = engine.queues
+    paused = {q.name for q in await engine.list_queues() if q.paused}
+    times = [r.available_at for r in await _list(engine, state=list(PENDING), queue=None, name=None)
+             if r.queue not in paused and (worked is None or r.queue in worked)]
+    return min(times, default=None)
+
+
+async def _next_tick(engine: Engine, schedules: bool) -> datetime | None:
+    if not schedules:
+        return None
+    return min((s.next_tick for s in await engine.list_schedules() if s.next_tick is not None), default=None)
+
+
+def _frozen_clock(engine: Engine, what: str) -> FrozenClock:
+    clock = engine.clock
+    if not isinstance(clock, FrozenClock):
+        raise ConfigurationError(
+            f"{what} moves the engine's clock, so it needs Engine(clock=FrozenClock(...)) or "
+            f"engine.configure(clock=FrozenClock(...)); this engine's clock is a {type(clock).__name__}"
+        )
+    return clock
+
+
+# -- inline mode --------------------------------------------------------------------------------
+
+
+@contextmanager
+def inline(engine: Engine, *, timeout: float = 30.0) -> Iterator[Engine]:
+    """Within the block, ``enqueue()`` (handles, ``engine.enqueue``, ``enqueue_many``) runs
+    the jobs it enqueued before it returns, and returns their records as they are then.
+
+    An engine that is not at work runs them with ``workoff()`` (due jobs only: a delayed job
+    stays ``waiting``; see ``advance``). A running engine (``engine.running()``) runs them itself,
+    and ``enqueue()`` waits up to ``timeout`` seconds for each due one to finish. A job that
+    enqueues another from inside an attempt does not wait: the engine at work runs it next.
+    Jobs enqueued by cron ticks are not run inline.
+    """
+    # Wrapping the engine's one enqueue path, on this instance only, for the block: the
+    # engine has no "after enqueue" hook that may await (events are synchronous).
+    original = engine.enqueue_requests
+    attributes = vars(engine)
+    had_own = "enqueue_requests" in attributes
+    previous = attributes.get("enqueue_requests")
+
+    async def enqueue_inline(requests: Sequence[JobRequest]) -> list[JobRecord | None]:
+        records = await original(requests)
+        stored = [record for record in records if record is not None]
+        if not stored:
+            return records
+        if engine.is_running:
+            if _inside_a_job():
+                return records
+            now = engine.clock.now()
+            for record in stored:
+                if record.available_at <= now:
+                    await engine.wait_for(record.id, timeout=timeout)
+        else:
+            await engine.workoff()
+        return [None if record is None else (await engine.get_job(record.id)) or record for record in records]
+
+    attributes["enqueue_requests"] = enqueue_inline
+    try:
+        yield engine
+    finally:
+        if had_own:
+            attributes["enqueue_requests"] = previous
+        else:
+            attributes.pop("enqueue_requests", None)
+
+
+def _inside_a_job() -> bool:
+    try:
+        current_job()
+    except EngineStateError:
+        return False
+    return True
+
+
+# -- helpers --------------------------------------------------------------------------------------
+
+
+def _check_count(count: object) -> None:
+    if count is not None and (isinstance(count, bool) or not isinstance(count, int) or count < 0):
+        raise ConfigurationError(f"count must be an int >= 0, got {count!r}")
+
+
+def _name_of(job: object) -> str:
+    if isinstance(job, str):
+        return job
+    if isinstance(job, JobHandle | ClassJobHandle):
+        return job.name
+    if isinstance(job, type) and issubclass(job, Job):
+        return job.options().name
+    raise ConfigurationError(f"job must be a job handle, a Job class or a job name, got {job!r}")
+
+
+def _engine_for(job: object, engine: object) -> Engine:
+    if engine is not None:
+        if not isinstance(engine, Engine):
+            raise ConfigurationError(f"engine must be an aiojobs_engine.Engine, got {engine!r}")
+        return engine
+    handle: object = job.options() if isinstance(job, type) and issubclass(job, Job) else job
+    owner = getattr(handle, "engine", None)
+    if isinstance(owner, Engine):
+        return owner
+    raise ConfigurationError(
+        "pass engine=... (the engine cannot be found from a job name, or when no job is given)"
+    )
+
+
+def _states(state: StateFilter) -> list[JobState] | None:
+    if state is None:
+        return None
+    values = [state] if isinstance(state, str) else list(state)
+    try:
+        return [JobState(str(value)) for value in values]
+    except ValueError:
+        raise ConfigurationError(
+            f"unknown job state in {state!r}; accepted: {', '.join(s.value for s in JobState)}, or None for any"
+        ) from None
+
+
+async def _list(engine: Engine, *, state: list[JobState] | None, queue: str | None,
+                name: str | None) -> list[JobRecord]:
+    """Every job matching, oldest first (``list_jobs`` pages newest first)."""
+    records: list[JobRecord] = []
+    before: int | None = None
+    async with engine:
+        while True:
+            page = await engine.list_jobs(state=state, queue=queue, name=name, limit=_PAGE, before_id=before)
+            records.extend(page)
+            if len(page) < _PAGE:
+                break
+            before = page[-1].id
+    records.reverse()
+    return records
+
+
+def _matches(record: JobRecord, args: Sequence[object] | None, kwargs: Mapping[str, object] | None,
+             meta: Mapping[str, object] | None) -> bool:
+    if args is not None and record.args != _plain(list(args)):
+        return False
+    if kwargs is not None and not _has_items(record.kwargs, kwargs):
+        return False
+    return meta is None or _has_items(record.meta, meta)
+
+
+def _has_items(stored: Mapping[str, Any], wanted: Mapping[str, object]) -> bool:
+    return all(key in stored and stored[key] == _plain(value) for key, value in wanted.items())
+
+
+def _plain(value: object) -> object:
+    """What a value looks like once stored as JSON (tuples are lists)."""
+    if isinstance(value, list | tuple):
+        return [_plain(item) for item in value]
+    if isinstance(value, Mapping):
+        return {str(key): _plain(item) for key, item in value.items()}
+    return value
+
+
+def _describe_filter(job: JobRef | None, queue: str | None, args: Sequence[object] | None,
+                     kwargs: Mapping[str, object] | None, meta: Mapping[str, object] | None,
+                     state: StateFilter) -> str:
+    parts = [f"of job {_name_of(job)!r}" if job is not None else "of any job"]
+    if args is not None:
+        parts.append(f"with args {_plain(list(args))!r}")
+    if kwargs is not None:
+        parts.append(f"with kwargs including {_plain(kwargs)!r}")
+    if meta is not None:
+        parts.append(f"with meta including {_plain(meta)!r}")
+    if queue is not None:
+        parts.append(f"in queue {queue!r}")
+    states = _states(state)
+    parts.append("in any state" if states is None else f"in state {'/'.join(s.value for s in states)}")
+    return " ".join(parts)
+
+
+def _listing(title: str, records: Sequence[JobRecord], limit: int = 10) -> str:
+    if not records:
+        return ""
+    lines = [f"\n{title} ({len(records)}):"]
+    lines += [f"  #{r.id} {r.name} args={r.args!r} kwargs={r.kwargs!r} queue={r.queue!r} state={r.state.value} "
+              f"available_at={r.available_at.isoformat()}" for r in records[:limit]]
+    if len(records) > limit:
+        lines.append(f"  ... and {len(records) - limit} more")
+    return "\n".join(lines)

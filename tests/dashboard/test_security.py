@@ -1,0 +1,269 @@
+"""Security, in process: CSRF, escaping, headers, read-only mode, authentication, mounting."""
+
+from __future__ import annotations
+
+import base64
+import html as html_lib
+import re
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import pytest
+from fastapi import FastAPI
+from starlette.requests import Request
+
+from aiojobs_engine import ConfigurationError, Engine, JobState
+from aiojobs_engine.dashboard import dashboard
+from aiojobs_engine.dashboard._app import CONTENT_SECURITY_POLICY
+from aiojobs_engine.dashboard._csrf import CsrfSigner
+
+from ._support import HOSTILE_ARG, HOSTILE_MESSAGE, make_jobs, seed, state_of
+from .conftest import BASE, Env, _env
+
+# -- CSRF -----------------------------------------------------------------------------------
+
+
+async def test_an_action_without_the_token_is_refused(env: Env) -> None:
+    job = env.seeded.failed
+    await env.token()  # the browser has the cookie: a cross-site form would send it
+    for fields in ({}, {"csrf_token": ""}, {"csrf_token": "forged.value"}):
+        response = await env.client.post(f"/jobs/{job.id}/retry", data=fields)
+        assert response.status_code == 403, fields
+        assert "CSRF" in response.text
+    assert await state_of(env.engine, job.id) is JobState.FAILED
+
+
+async def test_an_action_without_the_cookie_is_refused(env: Env) -> None:
+    job = env.seeded.failed
+    token = await env.token()
+    env.client.cookies.clear()
+    response = await env.client.post(f"/jobs/{job.id}/retry", data={"csrf_token": token})
+    assert response.status_code == 403
+    assert await state_of(env.engine, job.id) is JobState.FAILED
+
+
+async def test_a_planted_cookie_signed_with_another_key_is_refused(env: Env) -> None:
+    """An attacker who can set a cookie (a sibling subdomain) still cannot sign one."""
+    job = env.seeded.failed
+    planted = CsrfSigner(b"another key of sufficient length").issue()
+    env.client.cookies.set("aiojobs_csrf", planted)
+    response = await env.client.post(f"/jobs/{job.id}/retry", data={"csrf_token": planted})
+    assert response.status_code == 403
+    assert await state_of(env.engine, job.id) is JobState.FAILED
+
+
+async def test_the_token_may_come_in_a_header_for_scripts(env: Env) -> None:
+    job = env.seeded.failed
+    token = await env.token()
+    response = await env.client.post(f"/jobs/{job.id}/retry", headers={"X-CSRF-Token": token})
+    assert response.status_code == 303
+    assert await state_of(env.engine, job.id) is JobState.WAITING
+
+
+async def test_the_csrf_cookie_is_strict_and_hidden_from_scripts(env: Env) -> None:
+    env.client.cookies.clear()
+    response = await env.client.get("/")
+    cookie = response.headers["set-cookie"].lower()
+    assert cookie.startswith("aiojobs_csrf=")
+    assert "httponly" in cookie and "samesite=strict" in cookie and "path=/" in cookie
+    token = env.client.cookies["aiojobs_csrf"]
+    assert f'name="csrf_token" value="{token}"' in response.text
+    again = await env.client.get("/jobs")
+    assert "set-cookie" not in again.headers  # a valid cookie is kept
+
+
+async def test_a_form_body_that_is_too_large_is_refused(env: Env) -> None:
+    token = await env.token()
+    response = await env.client.post(f"/jobs/{env.seeded.failed.id}/retry",
+                                     data={"csrf_token": token, "padding": "x" * 20_000})
+    assert response.status_code == 413
+
+
+def test_signer_rejects_short_keys_and_accepts_only_its_own_tokens() -> None:
+    with pytest.raises(ConfigurationError, match="at least 16 bytes"):
+        CsrfSigner("short")
+    signer = CsrfSigner("a key of quite some length")
+    token = signer.issue()
+    assert signer.check(token, token)
+    assert CsrfSigner("a key of quite some length").check(token, token)  # same key, another process
+    assert not signer.check(token, token + "x")
+    assert not signer.check(None, token) and not signer.check(token, None)
+    assert not signer.is_valid("no-signature") and not signer.is_valid("é.é")
+
+
+# -- escaping and headers -----------------------------------------------------------------------
+
+
+async def test_hostile_arguments_and_errors_are_shown_as_text(env: Env) -> None:
+    job = env.seeded.hostile
+    pages = [(await env.client.get(path)).text for path in (f"/jobs/{job.id}", "/jobs", "/jobs?state=failed")]
+    for page in pages:
+        assert "<script>window" not in page and "<img src=x" not in page
+    detail = pages[0]
+    assert html_lib.escape(HOSTILE_MESSAGE, quote=False) in detail or "&lt;img src=x onerror=" in detail
+    assert "&lt;script&gt;window.__pwned = &#39;args&#39;&lt;/script&gt;" in detail
+    assert html_lib.unescape(detail).count(HOSTILE_ARG) >= 2  # the arguments, the error, the traceback
+
+
+async def test_every_response_carries_the_security_headers(env: Env) -> None:
+    for path in ("/", "/jobs/1", "/jobs/999999", "/nowhere", "/static/dashboard.js", "/static/dashboard.css"):
+        response = await env.client.get(path)
+        assert response.headers["content-security-policy"] == CONTENT_SECURITY_POLICY, path
+        assert response.headers["x-content-type-options"] == "nosniff"
+        assert response.headers["x-frame-options"] == "DENY"
+    assert "script-src 'self';" in CONTENT_SECURITY_POLICY and "unsafe-inline" not in CONTENT_SECURITY_POLICY
+    assert (await env.client.get("/")).headers["cache-control"] == "no-store"
+
+
+async def test_static_files_are_served_with_their_types(env: Env) -> None:
+    script = await env.client.get("/static/dashboard.js")
+    assert script.status_code == 200 and "javascript" in script.headers["content-type"]
+    assert "data-confirm" in script.text
+    assert "text/css" in (await env.client.get("/static/dashboard.css")).headers["content-type"]
+    assert (await env.client.get("/static/../_app.py")).status_code == 404
+
+
+# -- read-only ---------------------------------------------------------------------------------
+
+
+@pytest.fixture
+async def read_only(sqlite_url: str) -> AsyncIterator[Env]:
+    async for value in _env(sqlite_url, read_only=True):
+        yield value
+
+
+async def test_read_only_shows_no_action_and_refuses_every_one(read_only: Env) -> None:
+    seeded = read_only.seeded
+    for path in ("/", "/jobs", f"/jobs/{seeded.failed.id}", f"/jobs/{seeded.waiting.id}", "/engines", "/schedules"):
+        page = (await read_only.client.get(path)).text
+        assert 'method="post"' not in page, path
+        assert "read-only" in page
+    token = await read_only.token()
+    for path, fields in ((f"/jobs/{seeded.failed.id}/retry", {}), (f"/jobs/{seeded.waiting.id}/cancel", {}),
+                         (f"/jobs/{seeded.failed.id}/delete", {}), ("/queues/email/pause", {}),
+                         ("/queues/email/concurrency", {"concurrency": "2"}),
+                         ("/queues/default/failed/delete", {"confirm": "yes"})):
+        response = await read_only.client.post(path, data={"csrf_token": token, **fields})
+        assert response.status_code == 403 and "read-only" in response.text, path
+    assert (await read_only.client.get("/queues/default/failed/retry")).status_code == 403
+    assert await state_of(read_only.engine, seeded.failed.id) is JobState.FAILED
+    assert await state_of(read_only.engine, seeded.waiting.id) is JobState.WAITING
+    assert not any(q.paused for q in await read_only.engine.list_queues())
+
+
+# -- authentication ------------------------------------------------------------------------------
+
+
+def _basic(user: str, password: str) -> dict[str, str]:
+    return {"Authorization": "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()}
+
+
+async def test_basic_auth_asks_for_credentials_everywhere(sqlite_url: str) -> None:
+    async for env in _env(sqlite_url, basic_auth=("ops", "s3cret:with:colons")):
+        for path in ("/", "/jobs", "/static/dashboard.js", "/nowhere"):
+            refused = await env.client.get(path)
+            assert refused.status_code == 401, path
+            assert refused.headers["www-authenticate"].startswith('Basic realm="aiojobs dashboard"')
+            assert refused.headers["content-security-policy"] == CONTENT_SECURITY_POLICY
+        for headers in (_basic("ops", "wrong"), _basic("admin", "s3cret:with:colons"), {"Authorization": "Basic !!"},
+                        {"Authorization": "Bearer x"}):
+            assert (await env.client.get("/", headers=headers)).status_code == 401
+        env.client.headers.update(_basic("ops", "s3cret:with:colons"))
+        assert (await env.client.get("/")).status_code == 200
+        response = await env.post(f"/jobs/{env.seeded.failed.id}/retry")
+        assert response.status_code == 303
+
+
+@pytest.mark.parametrize("kind", ["async", "sync"])
+async def test_a_host_applications_own_check_decides(sqlite_url: str, kind: str) -> None:
+    def allowed(request: Request) -> bool:
+        return request.headers.get("x-user") == "alice"
+
+    async def allowed_async(request: Request) -> bool:
+        return allowed(request)
+
+    check: Any = allowed_async if kind == "async" else allowed
+    async for env in _env(sqlite_url, auth=check):
+        denied = await env.client.get("/")
+        assert denied.status_code == 403 and "not allowed" in denied.text
+        assert (await env.client.get("/", headers={"x-user": "bob"})).status_code == 403
+        env.client.headers["x-user"] = "alice"
+        assert (await env.client.get("/")).status_code == 200
+
+
+@pytest.mark.parametrize("bad", [("user",), ("", "pw"), ("us:er", "pw"), ("user", ""), "user:pw", ("u", 1)])
+def test_bad_settings_are_refused_at_once(bad: Any) -> None:
+    with pytest.raises(ConfigurationError):
+        dashboard(Engine(), basic_auth=bad)
+
+
+def test_other_bad_arguments_are_refused_at_once() -> None:
+    with pytest.raises(ConfigurationError, match="auth must be a callable"):
+        dashboard(Engine(), auth="yes")  # type: ignore[arg-type]
+    with pytest.raises(ConfigurationError, match=r"takes an aiojobs_engine\.Engine"):
+        dashboard("sqlite:///x.db")  # type: ignore[arg-type]
+    with pytest.raises(ConfigurationError, match="read_only"):
+        dashboard(Engine(), read_only="no")  # type: ignore[arg-type]
+
+
+# -- mounting, and the engine's lifecycle -----------------------------------------------------------------
+
+
+async def test_mounted_in_fastapi_every_link_and_action_keeps_the_prefix(sqlite_url: str) -> None:
+    jobs = make_jobs(sqlite_url)
+    host = FastAPI()
+    host.mount("/ops/jobs", dashboard(jobs.engine))
+
+    @host.get("/")
+    async def home() -> dict[str, str]:
+        return {"app": "host"}
+
+    async with jobs.engine:
+        seeded = await seed(jobs)
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=host), base_url=BASE) as client:
+            assert (await client.get("/")).json() == {"app": "host"}
+            page = await client.get("/ops/jobs/")
+            assert page.status_code == 200
+            assert "path=/ops/jobs" in page.headers["set-cookie"].lower()
+            links = [link for link in re.findall(r'(?:href|action|src)="([^"]+)"', page.text) if link != "data:,"]
+            assert links and all(link.startswith("/ops/jobs/") for link in links), links
+            detail = (await client.get(f"/ops/jobs/jobs/{seeded.failed.id}")).text
+            actions = re.findall(r'action="([^"]+)"', detail)
+            assert f"/ops/jobs/jobs/{seeded.failed.id}/retry" in actions
+            assert 'name="next" value="/ops/jobs/jobs/' in detail
+            token = client.cookies["aiojobs_csrf"]
+            response = await client.post(f"/ops/jobs/jobs/{seeded.failed.id}/retry",
+                                         data={"csrf_token": token, "next": "/elsewhere"})
+            assert response.status_code == 303
+            assert response.headers["location"].startswith(f"/ops/jobs/jobs/{seeded.failed.id}?notice=retried")
+            assert await state_of(jobs.engine, seeded.failed.id) is JobState.WAITING
+            assert (await client.get("/ops/jobs/static/dashboard.js")).status_code == 200
+
+
+async def test_behind_a_proxy_links_follow_the_root_path(env: Env) -> None:
+    """What uvicorn --root-path (aiojobs dashboard --root-path) gives the app."""
+    app = dashboard(env.engine)
+    transport = httpx.ASGITransport(app=app, root_path="/proxy")
+    async with httpx.AsyncClient(transport=transport, base_url=BASE) as client:
+        page = await client.get("/proxy/jobs")
+        assert page.status_code == 200
+        links = [link for link in re.findall(r'(?:href|action|src)="([^"]+)"', page.text) if link != "data:,"]
+        assert links and all(link.startswith("/proxy/") for link in links), links
+
+
+async def test_a_closed_engine_is_a_clear_503(sqlite_url: str) -> None:
+    app = dashboard(Engine(sqlite_url))
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=BASE) as client:
+        response = await client.get("/")
+    assert response.status_code == 503 and "engine is closed" in response.text
+
+
+async def test_served_on_its_own_the_dashboard_opens_and_closes_its_engine(sqlite_url: str) -> None:
+    engine = Engine(sqlite_url)
+    app = dashboard(engine)
+    async with app.router.lifespan_context(app):  # what uvicorn runs around serving
+        assert engine.is_open
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=BASE) as client:
+            assert (await client.get("/")).status_code == 200
+    assert not engine.is_open
