@@ -54,6 +54,12 @@ class Hooks:
         return bool(self.on_before_add or self.okay_to_run or self.before_perform or self.after_perform
                     or self.on_success or self.on_failure or self.on_max_attempts_exhausted)
 
+    @property
+    def around_attempts(self) -> bool:
+        """Hooks that run around attempts (all but ``on_before_add``)."""
+        return bool(self.okay_to_run or self.before_perform or self.after_perform or self.on_success
+                    or self.on_failure or self.on_max_attempts_exhausted)
+
     def added(self, point: str, hook: Hook) -> Hooks:
         check_hook(point, hook)
         return replace(self, **{point: (*getattr(self, point), hook)})

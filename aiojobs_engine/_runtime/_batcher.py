@@ -47,13 +47,17 @@ class Batcher(Generic[T, R]):
     async def submit(self, item: T) -> R:
         """Queue ``item`` and wait for its result. The write happens even if the caller is
         cancelled meanwhile: the item stays in its batch (only the caller's wait ends)."""
+        return await self.submit_nowait(item)
+
+    def submit_nowait(self, item: T) -> asyncio.Future[R]:
+        """Queue ``item``; the future settles with its result (or the error that ended it)."""
         if self._closed:
             raise BackendError(f"{self._name}: closed, nothing more can be written")
         future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
         self._pending.append((item, future))
         if self._task is None or self._task.done():
             self._task = asyncio.create_task(self._drain(), name=f"aiojobs-{self._name}-flush")
-        return await future
+        return future
 
     async def _drain(self) -> None:
         await asyncio.sleep(0)  # let everything submitted in this loop iteration join

@@ -9,6 +9,12 @@ daemon thread for blocking ones, a worker process for CPU-bound ones — and wai
 first of: the body ending, its timeout, a cancellation, or a shutdown hand-back. It then
 writes exactly one fenced outcome.
 
+The common case takes a lighter road: an async job claimed straight into ``running``, with
+no hooks, needs nothing but its body, so no supervisor task is started for it. Its body's
+end (a done-callback) decides and queues the outcome; its write's reply (another callback)
+logs it. A supervisor task is started for it only if it must be stopped (timeout, cancel,
+hand-back) or something goes wrong — and then does exactly what it does for any run.
+
 Invariants:
 - one outcome per claim, written by its supervisor; the body never writes;
 - runs are keyed by claim token: a later claim of the same job is another run;
@@ -74,7 +80,12 @@ class Run:
     abandoned: bool = False  # its body would not stop: the slot is released when it ends
     began: float | None = None  # when its body was launched (time.monotonic)
     slot: bool = False  # it holds one of its queue's slots
-    task: asyncio.Task[None] | None = field(default=None, repr=False)
+    parked: bool = False  # claimed ahead: waiting for a slot of its queue
+    task: asyncio.Task[None] | None = field(default=None, repr=False)  # its supervisor, if any
+    # The light road (no supervisor unless needed): its definition, body and deadline.
+    definition: JobDefinition | None = field(default=None, repr=False)
+    body: Body | None = field(default=None, repr=False)
+    deadline: asyncio.TimerHandle | None = field(default=None, repr=False)
 
     @property
     def token(self) -> str:
@@ -137,13 +148,22 @@ class Executor:
         if self._queues.acquire(record.queue):
             self._launch(run, slot=True)
         else:
+            run.parked = True
             self._parked.setdefault(record.queue, deque()).append(run)
 
     def _launch(self, run: Run, *, slot: bool) -> None:
         run.slot = slot
+        run.parked = False
         if run.record.state is JobState.RUNNING:
             self._started(run)
-        run.task = asyncio.create_task(self._supervise(run), name=f"aiojobs-job-{run.record.id}")
+        definition = self._light_road(run)
+        if definition is not None:
+            self._run_light(run, definition)
+        else:
+            self._supervise(run, self._attempt, run)
+
+    def _supervise(self, run: Run, step: Callable[..., Awaitable[None]], *args: Any) -> None:
+        run.task = asyncio.create_task(self._supervised(run, step, *args), name=f"aiojobs-job-{run.record.id}")
 
     def starts_at_once(self, definition: JobDefinition) -> bool:
         """Can a claim of this job start it at once (nothing to wait for, no gate to ask)?"""
@@ -160,10 +180,12 @@ class Executor:
     def _interrupt(self, run: Run, reason: str) -> bool:
         if not run.interrupt_with(reason):
             return False
-        if run.task is None:  # parked: its supervisor starts now, only to write the outcome
+        if run.parked:  # its supervisor starts now, only to write the outcome
             self._parked[run.record.queue].remove(run)
             self._queues.unpark(run.record.queue)
             self._launch(run, slot=False)
+        elif run.task is None and run.body is not None:  # on the light road: supervise the stop
+            self._stop_light(run, reason)
         return True
 
     async def wait_idle(self, timeout: float | None = None) -> bool:
@@ -213,20 +235,24 @@ class Executor:
 
     # -- the supervisor -------------------------------------------------------------------
 
-    async def _supervise(self, run: Run) -> None:
+    async def _supervised(self, run: Run, step: Callable[..., Awaitable[None]], *args: Any) -> None:
         try:
-            await self._attempt(run)
+            await step(*args)
         except Exception as exc:
             logger.exception("supervisor of job %s failed", run.record.id,
                              extra=self._extra(run, Event.COMPONENT_ERROR))
             if not run.written:
                 await self._write_fallback(run, exc)
         finally:
-            self._runs.pop(run.token, None)
-            self._release_slot_once(run)
-            if not self._runs:
-                self._idle.set()
-                self._on_slot_free(False)  # a draining dispatcher may be waiting for idleness
+            self._end(run)
+
+    def _end(self, run: Run) -> None:
+        """The run is over: forget it (idempotent)."""
+        self._runs.pop(run.token, None)
+        self._release_slot_once(run)
+        if not self._runs:
+            self._idle.set()
+            self._on_slot_free(False)  # a draining dispatcher may be waiting for idleness
 
     def _release_slot(self, run: Run) -> None:
         """Free the run's queue slot: a parked claim of the queue takes it, if any."""
@@ -242,6 +268,84 @@ class Executor:
         """Free the run's queue slot, once (an abandoned body frees it when it really ends)."""
         if run.slot and not run.abandoned:
             self._release_slot(run)
+
+    # -- the light road -------------------------------------------------------------------
+
+    def _light_road(self, run: Run) -> JobDefinition | None:
+        """The definition, if this run needs no supervisor to start: an async job already
+        running (claimed so), no hooks, nothing in the way."""
+        record = run.record
+        if not run.started or record.corrupt is not None or run.interrupt.done() or record.id in self._abandoned:
+            return None
+        definition = self._s.registry.get(record.name)
+        if definition is None or definition.mode is not RunMode.INLINE or self._hooks_for(definition).around_attempts:
+            return None
+        return definition
+
+    def _run_light(self, run: Run, definition: JobDefinition) -> None:
+        run.definition = definition
+        run.began = time.monotonic()
+        body = run.body = self._launch_inline(run.record, definition)
+        body.future.add_done_callback(functools.partial(self._light_ended, run))
+        timeout = run.record.timeout
+        if timeout is not None:
+            run.deadline = asyncio.get_running_loop().call_later(timeout, self._stop_light, run, "timeout")
+
+    def _stop_light(self, run: Run, reason: str) -> None:
+        """A timeout or an interrupt reached a run on the light road: a supervisor takes over."""
+        if run.decided or run.task is not None:
+            return
+        run.decided = True  # now, not when the supervisor first runs: its body may end meanwhile
+        if run.deadline is not None:
+            run.deadline.cancel()
+        self._supervise(run, self._stop_and_finish, run, reason)
+
+    async def _stop_and_finish(self, run: Run, reason: str) -> None:
+        body, began = run.body, run.began
+        assert body is not None and began is not None
+        decision = self._ended(run, body, began) if body.future.done() else await self._stop_body(run, body, reason)
+        await self._finish(run, run.definition, decision)
+
+    def _light_ended(self, run: Run, _: asyncio.Future[Any]) -> None:
+        if run.decided:  # being stopped: its supervisor decides
+            return
+        try:
+            run.decided = True
+            if run.deadline is not None:
+                run.deadline.cancel()
+            assert run.body is not None and run.began is not None
+            decision = settle_failure(self._ended(run, run.body, run.began), run.record, run.definition)
+            outcome = outcome_for(run.record, decision, self._s.engine_id, started=run.started)
+            self._release_slot_once(run)
+            written = self._completer.submit_nowait(outcome)
+            written.add_done_callback(functools.partial(self._light_written, run, decision))
+        except Exception as exc:
+            self._light_failed(run, exc)
+
+    def _light_written(self, run: Run, decision: Decision, written: asyncio.Future[bool]) -> None:
+        try:
+            error = written.exception()
+            if isinstance(error, BackendError):
+                self._supervise(run, self._store_instead, run, run.definition, decision, error)
+                return
+            if error is not None:
+                raise error
+            self._written(run, decision, written.result())
+            self._end(run)
+        except Exception as exc:
+            self._light_failed(run, exc)
+
+    def _light_failed(self, run: Run, exc: Exception) -> None:
+        """A step of the light road failed: a supervisor still ends the claim."""
+        logger.error("supervisor of job %s failed", run.record.id, exc_info=exc,
+                     extra=self._extra(run, Event.COMPONENT_ERROR))
+        run.decided = True
+        if run.written:
+            self._end(run)
+        else:
+            self._supervise(run, self._write_fallback, run, exc)
+
+    # -- the supervisor -------------------------------------------------------------------
 
     async def _write_fallback(self, run: Run, exc: Exception) -> None:
         """The supervisor itself failed: still end the claim, so the job is not stranded."""
@@ -360,22 +464,31 @@ class Executor:
                                      job=run.record, **fields))
 
     async def _watch(self, run: Run, body: Body, began: float) -> Decision:
-        timeout = run.record.timeout
-        await _first_of(body.future, run.interrupt, timeout)
+        await _first_of(body.future, run.interrupt, run.record.timeout)
         run.decided = True
+        if body.future.done():  # the body's own end wins over an interrupt that came with it
+            return self._ended(run, body, began)
+        return await self._stop_body(run, body, run.interrupt.result() if run.interrupt.done() else "timeout")
+
+    def _ended(self, run: Run, body: Body, began: float) -> Decision:
+        """What the body's own end decides."""
         elapsed = time.monotonic() - began
         self._queues.observe(run.record.queue, elapsed)
-        if body.future.done():  # the body's own end wins over an interrupt that came with it
-            if timeout is not None and elapsed > timeout:
-                # It ended, but after its deadline: it blocked the event loop, so the timeout
-                # could not interrupt it. Its result is void.
-                _consume(body.future)
-                return Decision.failure(JobTimeoutError(
-                    f"ran {elapsed:.1f}s, past its timeout of {timeout:g}s, blocking the event loop; "
-                    "its result was discarded"
-                ))
-            return _decide(body)
-        reason = run.interrupt.result() if run.interrupt.done() else "timeout"
+        timeout = run.record.timeout
+        if timeout is not None and elapsed > timeout:
+            # It ended, but after its deadline: it blocked the event loop, so the timeout
+            # could not interrupt it. Its result is void.
+            _consume(body.future)
+            return Decision.failure(JobTimeoutError(
+                f"ran {elapsed:.1f}s, past its timeout of {timeout:g}s, blocking the event loop; "
+                "its result was discarded"
+            ))
+        return _decide(body)
+
+    async def _stop_body(self, run: Run, body: Body, reason: str) -> Decision:
+        """Stop a body that has not ended (timeout, cancel, hand-back) and say what that decides."""
+        self._queues.observe(run.record.queue, time.monotonic() - (run.began or time.monotonic()))
+        timeout = run.record.timeout or 0.0
         body.stop()
         # A hand-back is decided at once (shutdown has a deadline); a cancel or a timeout
         # gives the body a moment to clean up first.
@@ -424,16 +537,27 @@ class Executor:
         try:
             accepted = await self._completer.submit(outcome)
         except BackendError as exc:
-            # The database refused this outcome itself (not a lost connection: those are
-            # retried). Record a plain failed attempt instead, which it can store.
-            logger.error("the outcome of job %s (%s) could not be stored: %s; recording a failed attempt instead",
-                         run.record.id, decision.kind, exc, extra=self._extra(run, Event.COMPONENT_ERROR))
-            decision = settle_failure(Decision.failure(InternalError(
-                f"the outcome of this attempt ({decision.kind}) could not be stored: {type(exc).__name__}"
-            )), run.record, definition)
-            accepted = await self._completer.submit(
-                outcome_for(run.record, decision, self._s.engine_id, started=run.started)
-            )
+            await self._store_instead(run, definition, decision, exc)
+            return
+        if self._written(run, decision, accepted):
+            await self._after(run, definition, decision)
+
+    async def _store_instead(self, run: Run, definition: JobDefinition | None, decision: Decision,
+                             exc: BackendError) -> None:
+        """The database refused this outcome itself (not a lost connection: those are
+        retried). Record a plain failed attempt instead, which it can store."""
+        logger.error("the outcome of job %s (%s) could not be stored: %s; recording a failed attempt instead",
+                     run.record.id, decision.kind, exc, extra=self._extra(run, Event.COMPONENT_ERROR))
+        decision = settle_failure(Decision.failure(InternalError(
+            f"the outcome of this attempt ({decision.kind}) could not be stored: {type(exc).__name__}"
+        )), run.record, definition)
+        accepted = await self._completer.submit(outcome_for(run.record, decision, self._s.engine_id,
+                                                            started=run.started))
+        if self._written(run, decision, accepted):
+            await self._after(run, definition, decision)
+
+    def _written(self, run: Run, decision: Decision, accepted: bool) -> bool:
+        """The outcome's write came back: log it, tell listeners. True if after-hooks are due."""
         run.written = True
         if not accepted:
             logger.warning(
@@ -441,13 +565,12 @@ class Executor:
                 "back or canceled); the job's current state stands", run.record.id, decision.kind,
                 extra=self._extra(run, Event.JOB_OUTCOME_REFUSED),
             )
-            return
+            return False
         log_outcome(run.record, decision)
         if self._s.events:
             self._emit(_event_kind(decision), run, error=decision.error, result=decision.result,
                        duration=None if run.began is None else time.monotonic() - run.began)
-        if run.started and decision.kind not in ("deferred", "handed_back"):
-            await self._after(run, definition, decision)
+        return run.started and decision.kind not in ("deferred", "handed_back")
 
     def _hooks_for(self, definition: JobDefinition | None) -> Hooks:
         if definition is None:

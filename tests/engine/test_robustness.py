@@ -273,3 +273,66 @@ async def test_a_slow_import_does_not_count_against_a_cpu_jobs_timeout(sqlite_ur
         assert record
         done = await engine.get_job(record.id)
     assert done and done.state is JobState.COMPLETED and done.result == "fast, once imported"
+
+
+@pytest.mark.parametrize("hooked", [False, True], ids=["light-road", "supervised"])
+async def test_an_outcome_the_database_refuses_becomes_a_failed_attempt(make_engine, monkeypatch, hooked) -> None:
+    """Fault injection: the database refuses one job's outcome (as for data it cannot hold);
+    that job records a failed attempt instead and the others of its batch are stored."""
+    from aiojobs_engine._errors import BackendError
+
+    engine = make_engine()
+    after: list[int] = []
+
+    @engine.job(max_attempts=3, retry=lambda attempt: 30.0,
+                **({"after_perform": lambda record, outcome: after.append(record.id)} if hooked else {}))
+    async def job(n: int) -> int:
+        return n
+
+    async with engine:
+        records = [await job.enqueue(n) for n in range(5)]
+        poisoned = records[2].id
+        backend = engine._backend
+        original = backend.job_finish_many
+
+        async def refusing(outcomes, **kwargs):
+            if any(o.id == poisoned and o.state is JobState.COMPLETED for o in outcomes):
+                raise BackendError("value out of range for this column")
+            return await original(outcomes, **kwargs)
+
+        monkeypatch.setattr(backend, "job_finish_many", refusing)
+        await engine.workoff()
+        states = {r.id: await engine.get_job(r.id) for r in records}
+    bad = states.pop(poisoned)
+    assert bad.state is JobState.WAITING and bad.attempt == 1
+    assert "could not be stored" in bad.errors[0]["message"]
+    assert all(r.state is JobState.COMPLETED for r in states.values())
+
+
+async def test_a_failure_inside_the_engine_still_ends_the_claim(make_engine, monkeypatch) -> None:
+    """Fault injection: building one outcome raises (an engine bug); the attempt is recorded
+    as failed by the fallback, and the engine goes on."""
+    from aiojobs_engine._runtime import _executor
+
+    engine = make_engine()
+
+    @engine.job(max_attempts=2, retry=lambda attempt: 30.0)
+    async def job(n: int) -> int:
+        return n
+
+    real = _executor.outcome_for
+    broken_once: list[int] = []
+
+    def flaky_outcome_for(record, decision, engine_id, *, started):
+        if record.args == [1] and not broken_once:
+            broken_once.append(record.id)
+            raise RuntimeError("engine bug")
+        return real(record, decision, engine_id, started=started)
+
+    monkeypatch.setattr(_executor, "outcome_for", flaky_outcome_for)
+    async with engine:
+        records = [await job.enqueue(n) for n in range(3)]
+        await engine.workoff()
+        states = [await engine.get_job(r.id) for r in records]
+    assert [s.state for s in states] == [JobState.COMPLETED, JobState.WAITING, JobState.COMPLETED]
+    assert "the engine failed while running this attempt: RuntimeError: engine bug" in states[1].errors[0]["message"]

@@ -23,6 +23,11 @@ def test_any_single_point_makes_hooks_truthy(point: str) -> None:
     assert Hooks().added(point, _noop)
 
 
+@pytest.mark.parametrize("point", HOOK_NAMES)
+def test_around_attempts_is_every_point_but_on_before_add(point: str) -> None:
+    assert Hooks().added(point, _noop).around_attempts is (point != "on_before_add")
+
+
 def test_every_field_is_a_named_hook_point() -> None:
     assert tuple(f.name for f in fields(Hooks)) == HOOK_NAMES
 
