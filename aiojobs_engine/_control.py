@@ -17,7 +17,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import NoReturn
 
-from ._validation import seconds_from
+from ._validation import MAX_DELAY, seconds_from
 
 
 class JobSignal(Exception):
@@ -48,7 +48,7 @@ class Retry(JobSignal):
 
     def __init__(self, delay: float | timedelta | None = None, reason: str = "retry requested") -> None:
         super().__init__(reason)
-        self.delay = None if delay is None else seconds_from(delay, "Retry delay")
+        self.delay = None if delay is None else seconds_from(delay, "Retry delay", maximum=MAX_DELAY)
         self.reason = reason
 
 
@@ -56,7 +56,7 @@ class Snooze(JobSignal):
     """Put the job aside for ``delay`` seconds; the attempt is given back."""
 
     def __init__(self, delay: float | timedelta) -> None:
-        self.delay = seconds_from(delay, "Snooze delay")
+        self.delay = seconds_from(delay, "Snooze delay", maximum=MAX_DELAY)
         super().__init__(f"snoozed for {self.delay}s")
 
 

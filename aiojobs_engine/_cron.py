@@ -16,13 +16,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, Final
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
-
-from croniter import croniter
+from typing import TYPE_CHECKING, Any, Final
 
 from ._errors import ConfigurationError
 from ._validation import check_name
+
+if TYPE_CHECKING:
+    from zoneinfo import ZoneInfo
+
+    from croniter import croniter
+
+# croniter (with dateutil) and zoneinfo are imported where a schedule needs them: an engine
+# without schedules does not carry their few megabytes.
 
 MAX_SKIPPED_COUNT: Final = 1000  # missed ticks are counted up to this many (for the log line)
 
@@ -56,12 +61,16 @@ def check_expression(expression: object) -> str:
             f"cron expression must have 5 fields (minute hour day month weekday) or 6 with "
             f"seconds first, got {len(fields)}: {expression!r}"
         )
+    from croniter import croniter
+
     if not croniter.is_valid(expression, second_at_beginning=len(fields) == 6):
         raise ConfigurationError(f"invalid cron expression {expression!r}")
     return " ".join(fields)
 
 
 def zone(name: object) -> ZoneInfo:
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
     if not isinstance(name, str):
         raise ConfigurationError(f"time zone must be a name such as 'UTC' or 'Europe/Berlin', got {name!r}")
     try:
@@ -74,6 +83,8 @@ def zone(name: object) -> ZoneInfo:
 
 
 def _iterator(expression: str, timezone: str, start: datetime, *, backwards: bool = False) -> croniter:
+    from croniter import croniter
+
     return croniter(expression, start.astimezone(zone(timezone)), is_prev=backwards,
                     second_at_beginning=len(expression.split()) == 6)
 

@@ -81,7 +81,7 @@ def make_definition(
             raise ConfigurationError(f"job class {target.__qualname__} must define a run() method")
         body: Callable[..., Any] = run
         run_signature = _without_self(_signature(run))
-        init_signature: inspect.Signature | None = _without_self(_signature(target.__init__))
+        init_signature: inspect.Signature | None = _constructor_signature(target)
     else:
         body = target
         run_signature = _signature(target)
@@ -113,9 +113,20 @@ def _signature(function: Callable[..., Any]) -> inspect.Signature:
         return inspect.signature(function)
 
 
-def _without_self(signature: inspect.Signature) -> inspect.Signature:
+def _constructor_signature(cls: Any) -> inspect.Signature:  # Any: mypy refuses cls.__init__ on a type
+    """What ``cls(...)`` accepts. Without an ``__init__`` of its own, the signature read from
+    ``object.__init__`` is ``(*args, **kwargs)``, yet ``cls(1)`` fails ("takes no arguments");
+    with only a ``__new__`` of its own, that ``__new__`` decides."""
+    if cls.__init__ is not object.__init__:
+        return _without_self(_signature(cls.__init__))
+    if cls.__new__ is not object.__new__:
+        return _without_self(_signature(cls.__new__), "cls")
+    return inspect.Signature()
+
+
+def _without_self(signature: inspect.Signature, first: str = "self") -> inspect.Signature:
     params = list(signature.parameters.values())
-    if params and params[0].name == "self":
+    if params and params[0].name == first:
         params = params[1:]
     return signature.replace(parameters=params)
 

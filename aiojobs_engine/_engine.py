@@ -16,8 +16,8 @@ import socket
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import replace
-from datetime import datetime
-from typing import Any, ParamSpec, Protocol, TypeVar, Unpack, cast, overload
+from datetime import datetime, timedelta
+from typing import Any, Final, Never, ParamSpec, Protocol, TypeVar, Unpack, cast, overload
 
 from . import _json
 from ._backends import Backend, make_backend
@@ -26,7 +26,14 @@ from ._clock import Clock, SystemClock
 from ._context import _current as _current_job_var
 from ._cron import Schedule, check_expression, next_tick, zone
 from ._definitions import Registry, make_definition
-from ._errors import ConfigurationError, DuplicateJobError, EngineStateError, JobNotFoundError, SchemaError
+from ._errors import (
+    ConfigurationError,
+    DuplicateJobError,
+    EngineStateError,
+    JobNotFoundError,
+    JobStateError,
+    SchemaError,
+)
 from ._events import EventBus, EventKind, JobEvent
 from ._groups import WorkerGroup, check_groups, max_attempts_default
 from ._handles import ClassJobHandle, Job, JobHandle, JobRequest, NamedEnqueuer, build_request
@@ -36,6 +43,7 @@ from ._options import (
     OptionsDict,
     QueueConfig,
     RetentionDict,
+    check_no_unknown_settings,
     check_queue_settings,
     check_retention,
     make_options,
@@ -49,7 +57,7 @@ from ._runtime._services import Services
 from ._settings import EngineSettings, SettingsDict
 from ._signals import stop_on_signals
 from ._url import DatabaseURL, parse_url, resolve_url
-from ._validation import check_bool, check_int, check_name, seconds_from
+from ._validation import MAX_DELAY, check_bool, check_int, check_name, seconds_from
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -57,6 +65,9 @@ J = TypeVar("J", bound=Job)
 T = TypeVar("T")
 
 QueuesArg = Mapping[str, QueueConfig] | Sequence[str] | None
+
+_SET_QUEUE_SETTINGS: Final = ("concurrency", "priority", "global_concurrency", "clear_global_concurrency",
+                              "retention", "clear_retention")
 
 
 class JobDecorator(Protocol):
@@ -199,6 +210,13 @@ class Engine:
                 raise ConfigurationError(f"class jobs must subclass aiojobs_engine.Job; {obj.__qualname__} does not")
             if not is_class and not callable(obj):
                 raise ConfigurationError(f"@engine.job decorates a function or a Job subclass, got {obj!r}")
+            declared_name = _job_name(obj)
+            if declared_name is not None and self._registry.get(declared_name) is not None:
+                raise DuplicateJobError(
+                    f"{declared_name!r} is already declared as a job on this engine (@engine.cron on a plain "
+                    "function declares it): put @engine.cron above @engine.job, or use "
+                    "@engine.job(..., schedule=...)"
+                )
             definition = make_definition(obj, name=name, cpu_bound=cpu_bound, options=declared, retry=policy,
                                          hooks=hooks, requeue_delay=delay, is_class=is_class)
             self._registry.add(definition)
@@ -218,8 +236,11 @@ class Engine:
     def cron(self, expression: str, *, name: str | None = None, timezone: str = "UTC",
              args: Sequence[object] = (), kwargs: Mapping[str, object] | None = None,
              **options: Unpack[OptionsDict]) -> Callable[[T], T]:
-        """Run a job on a cron schedule: ``@engine.cron("*/15 * * * *")`` above (or below)
-        ``@engine.job``, or on a plain function (declared as a job with default options).
+        """Run a job on a cron schedule: ``@engine.cron("*/15 * * * *")`` above ``@engine.job``
+        (decorators apply bottom-up, so the job is declared first), or on a plain function
+        (declared as a job with default options; ``@engine.job(..., schedule=...)`` gives
+        both options and a schedule). Below ``@engine.job`` it would declare the job twice:
+        that raises DuplicateJobError.
 
         Five fields, or six with seconds first; ``timezone`` is an IANA name (default UTC).
         ``name`` defaults to the job's name (give one to schedule a job twice); ``args``,
@@ -549,11 +570,40 @@ class Engine:
         return record
 
     async def retry_job(self, job_id: int) -> JobRecord | None:
-        """Run a failed, canceled or completed job again now (its attempts are topped up)."""
+        """Run a failed, canceled or completed job again now (its attempts are topped up).
+
+        Returns the record after the call (unchanged for a job that is not finished), or None
+        for an unknown id. A unique job whose key another job holds now is left as it is:
+        ``UniqueConflictError`` names the holder (its ``holder_id``).
+        """
         record = await self._require_open().job_retry(_check_id(job_id), now=self._clock.for_database())
         if record is not None and record.state is JobState.WAITING and self._runtime is not None:
             self._runtime.notify_enqueued([record.queue])
         return record
+
+    async def snooze(self, job_id: int, delay: float | timedelta) -> JobRecord | None:
+        """Put a waiting or snoozed job aside: ``snoozed`` until ``delay`` seconds from now.
+
+        Returns the record after the call, or None for an unknown id. Its attempt count,
+        errors and unique key are left alone. A job in any other state raises
+        ``JobStateError`` and is not changed: a claimed or running one belongs to the engine
+        running it (the job itself can ``raise Snooze(delay)``), a finished one has nothing
+        left to put off.
+        """
+        seconds = seconds_from(delay, "snooze delay", maximum=MAX_DELAY)
+        job_id = _check_id(job_id)
+        record = await self._require_open().job_snooze(job_id, delay=seconds, now=self._clock.for_database())
+        if record is None or record.state is JobState.SNOOZED:
+            return record
+        if record.state in (JobState.CLAIMED, JobState.RUNNING):
+            raise JobStateError(
+                f"job {job_id} is {record.state} (by {record.claimed_by}) and cannot be snoozed from outside: "
+                "cancel it, or let the job raise Snooze(delay) itself"
+            )
+        raise JobStateError(
+            f"job {job_id} is {record.state}; only waiting or snoozed jobs can be snoozed (retry_job runs a "
+            "finished job again)"
+        )
 
     async def delete_job(self, job_id: int) -> bool:
         """Delete a job that is not running; False if there is none, or it runs."""
@@ -606,12 +656,15 @@ class Engine:
 
     async def set_queue(self, name: str, *, concurrency: int | None = None, priority: int | None = None,
                         global_concurrency: int | None = None, clear_global_concurrency: bool = False,
-                        retention: RetentionDict | None = None, clear_retention: bool = False) -> QueueRecord:
+                        retention: RetentionDict | None = None, clear_retention: bool = False,
+                        **unknown: Never) -> QueueRecord:
         """Store a queue's settings; every engine working it follows within a poll interval.
 
         ``retention``: seconds to keep the queue's completed/failed/canceled jobs (None: for
-        ever); ``clear_retention=True`` makes them follow the engine's settings again.
+        ever); ``clear_retention=True`` makes them follow the engine's settings again. Any
+        other keyword raises ConfigurationError.
         """
+        check_no_unknown_settings(unknown, "queue setting", _SET_QUEUE_SETTINGS)
         check_queue_settings(concurrency=concurrency, priority=priority, global_concurrency=global_concurrency)
         return await self._change_queue(QueueChange(
             name=check_name(name, "queue"), concurrency=concurrency, priority=priority,
@@ -637,14 +690,19 @@ class Engine:
         """
         await self._work(drain=False, signals=handle_signals)
 
-    async def workoff(self) -> int:
+    async def workoff(self, *, handle_signals: bool = False) -> int:
         """Run every due job of every queue that is not paused, until none is left.
 
         Includes jobs that come due or are enqueued meanwhile, and jobs of engines that died
         (rescued first); does not wait for future retries or delays, nor for room under a
         queue's global cap held by other engines. Returns the number of attempts run.
+
+        ``stop()`` ends it early, as it ends ``run()``. With ``handle_signals=True`` (what
+        ``aiojobs workoff`` does), SIGINT/SIGTERM do so too: the first stops claiming and lets
+        running jobs finish within ``shutdown_grace``, a second hands them back at once; the
+        previous handlers are restored afterwards.
         """
-        return await self._work(drain=True, signals=False)
+        return await self._work(drain=True, signals=handle_signals)
 
     async def _work(self, *, drain: bool, signals: bool) -> int:
         if self._runtime is not None:

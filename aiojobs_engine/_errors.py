@@ -7,6 +7,8 @@
     ├── ArgumentsError                (TypeError) arguments that do not bind to the job
     ├── UnknownJobError               (LookupError) no job of that name is declared here
     ├── JobNotFoundError              (LookupError) no job with that id is stored
+    ├── JobStateError                 (RuntimeError) the job's state does not allow the action
+    │   └── UniqueConflictError       another job holds the unique key the job would take
     ├── JobTimeoutError               (TimeoutError) an attempt ran past its timeout
     ├── WorkerCrashedError            the worker process running an attempt died
     ├── EngineStateError              (RuntimeError) the call does not fit the engine's state
@@ -48,6 +50,25 @@ class UnknownJobError(AiojobsError, LookupError):
 
 class JobNotFoundError(AiojobsError, LookupError):
     """No job with that id is stored (never was, or it was deleted)."""
+
+
+class JobStateError(AiojobsError, RuntimeError):
+    """The job's state does not allow the action (snoozing a running or finished job, …)."""
+
+
+class UniqueConflictError(JobStateError):
+    """The action would give the job its unique key back while another job holds it.
+
+    Raised by ``retry_job`` for a finished unique job whose key a newer job took meanwhile.
+    ``job_id`` is the job acted on, ``unique_key`` the key, ``holder_id`` the job holding it
+    (None if it finished before it could be read).
+    """
+
+    def __init__(self, message: str, *, job_id: int, unique_key: str | None, holder_id: int | None) -> None:
+        super().__init__(message)
+        self.job_id = job_id
+        self.unique_key = unique_key
+        self.holder_id = holder_id
 
 
 class JobTimeoutError(AiojobsError, TimeoutError):

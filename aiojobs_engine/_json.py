@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterable
 from typing import Any
 
 from ._errors import SerializationError
@@ -14,11 +15,14 @@ JSONValue = None | bool | int | float | str | list["JSONValue"] | dict[str, "JSO
 _encoder = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":"))
 
 
-def dumps(value: object, what: str) -> str:
+def dumps(value: object, what: str, *, check_keys: bool = True) -> str:
     """Encode ``value`` as compact JSON or raise SerializationError naming ``what``.
 
     Refused, so that both backends store exactly the same values: NaN and infinities (not
-    JSON) and the NUL character in strings (PostgreSQL's jsonb cannot hold it).
+    JSON), the NUL character in strings (PostgreSQL's jsonb cannot hold it), and dict keys
+    that are not strings (the encoder would turn ``{1: 2}`` into ``{"1": 2}``, so the job
+    would get back something else than it was given). ``check_keys=False`` skips that walk
+    for the engine's own values whose keys are known to be strings (batches of rows).
     """
     try:
         text = _encoder.encode(value)
@@ -29,9 +33,61 @@ def dumps(value: object, what: str) -> str:
         raise SerializationError(
             f"{what} must be JSON-serialisable (dict, list, str, int, float, bool, None): {exc}"
         ) from None
+    # Without a "{" there is no dict to look at; "{}" is the usual empty kwargs.
+    if check_keys and "{" in text and text != "{}":
+        _check_keys(value, what)
     if "\\u0000" in text and _NUL.search(text):
         raise SerializationError(f"{what} must not contain the NUL character (\\x00) in its strings")
     return text
+
+
+_CONTAINERS = (dict, list, tuple)  # what the encoder walks into (it refuses anything else)
+_SCALARS = frozenset({str, int, float, bool, type(None)})  # exact types: one set lookup each
+
+
+def _check_keys(value: object, what: str) -> None:
+    """Raise SerializationError if a dict in ``value`` has a key that is not a string.
+
+    Runs after a successful encode, so ``value`` is a finite tree of dicts, lists and tuples
+    (the encoder refuses cycles). Walked with a stack rather than recursion: the encoder's
+    depth limit is not Python's. Paths are only worked out once a bad key is found.
+    """
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        children: Iterable[object]
+        if isinstance(item, dict):
+            for key in item:
+                if type(key) is not str and not isinstance(key, str):
+                    raise SerializationError(f"{what} must have string keys in its dicts (JSON would turn "
+                                             f"them into strings): {_locate(value, item)}")
+            children = item.values()
+        elif isinstance(item, list | tuple):
+            children = item
+        else:
+            continue  # a top-level scalar (a string with a "{" in it)
+        for child in children:  # a loop, not extend(generator): twice as fast on small dicts
+            if type(child) not in _SCALARS and isinstance(child, _CONTAINERS):
+                stack.append(child)  # noqa: PERF401
+
+
+def _locate(value: object, bad: dict[object, object]) -> str:
+    """Where the dict ``bad`` sits in ``value``, and its first key that is not a string."""
+    key = next(k for k in bad if not isinstance(k, str))
+    stack: list[tuple[object, str]] = [(value, "")]
+    while stack:
+        item, path = stack.pop()
+        if item is bad:
+            return f"key {key!r} ({type(key).__name__}) at {path or 'the top level'}"
+        steps: Iterable[tuple[object, object]]
+        if isinstance(item, dict):
+            steps = item.items()
+        elif isinstance(item, list | tuple):
+            steps = enumerate(item)
+        else:
+            continue
+        stack.extend((child, f"{path}[{step!r}]") for step, child in steps)
+    return f"key {key!r} ({type(key).__name__})"  # pragma: no cover  # bad is always found
 
 
 def text_for_storage(text: str) -> str:
@@ -42,6 +98,15 @@ def text_for_storage(text: str) -> str:
 
 # \u0000 preceded by an even number of backslashes is an escaped NUL, not a literal "\u0000".
 _NUL = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")
+
+
+_canonical_encoder = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":"), sort_keys=True)
+
+
+def canonical(text: str) -> str:
+    """JSON text (as ``dumps`` made it) with the keys of every object sorted, at every depth:
+    equal values give equal text whatever order their dicts were built in."""
+    return _canonical_encoder.encode(json.loads(text))
 
 
 def loads(text: str | bytes | None) -> Any:

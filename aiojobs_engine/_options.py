@@ -9,14 +9,14 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, fields, replace
-from datetime import datetime, timedelta
-from typing import Any, Final, Literal, TypedDict
+from datetime import UTC, datetime, timedelta
+from typing import Any, Final, Literal, Never, TypedDict
 
 from . import _json
 from ._errors import ConfigurationError
 from ._records import JobState
 from ._retry import BackoffPolicy, coerce_backoff
-from ._validation import check_bool, check_int, check_name, seconds_from
+from ._validation import MAX_DELAY, check_bool, check_int, check_name, seconds_from
 
 DEFAULT_QUEUE: Final = "default"
 DEFAULT_PRIORITY: Final = 50
@@ -27,19 +27,25 @@ MAX_ATTEMPTS_LIMIT: Final = 1_000_000
 
 
 RETENTION_STATES: Final = ("completed", "failed", "canceled")
-DEFAULT_UNIQUE_STATES: Final = (JobState.WAITING, JobState.SNOOZED, JobState.CLAIMED, JobState.RUNNING)
+# A unique job holds its key in these states whatever its config says: it enters as waiting
+# and moves between them (claim, retry, snooze, rescue) without ever asking the database.
+PENDING_STATES: Final = (JobState.WAITING, JobState.SNOOZED, JobState.CLAIMED, JobState.RUNNING)
+DEFAULT_UNIQUE_STATES: Final = PENDING_STATES
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class UniqueConfig:
     """At most one job per key in ``states``; ``unique=True`` means ``UniqueConfig()``.
 
-    key      what identifies "the same job" (default: a digest of the job's arguments); the
+    key      what identifies "the same job" (default: a digest of the job's arguments and,
+             for a class job, its constructor arguments, with dict keys in any order); the
              job's name is always part of it, so keys of different jobs never collide
     period   seconds (or a timedelta): the key holds within a time bucket of that length
              (``86400``: once a day); default: for as long as a holder is in ``states``
-    states   the states in which a job holds its key (default: waiting, snoozed, claimed,
-             running — until it finishes)
+    states   the states in which a job holds its key: every pending state (waiting, snoozed,
+             claimed, running — the default: from its enqueue until it finishes), plus any of
+             completed, failed and canceled to keep holding it after the job ended
+             (``list(JobState)``: one job per key and period, whatever became of it)
     on_conflict  "drop": keep the existing job and return it (the default); "replace":
              cancel the existing job if it has not started (or has run longer than
              ``replace_running_after``, so it counts as stuck) and store the new one; a
@@ -62,18 +68,35 @@ class UniqueConfig:
             raise ConfigurationError(
                 f"unique states must be job states ({', '.join(s.value for s in JobState)}), got {self.states!r}"
             ) from None
-        if not states:
-            raise ConfigurationError("unique states must name at least one state")
+        missing = [s.value for s in PENDING_STATES if s not in states]
+        if missing:
+            raise ConfigurationError(
+                f"unique states must include every pending state (waiting, snoozed, claimed, running): a job "
+                f"holds its key from its enqueue until it finishes; add {', '.join(missing)} "
+                f"(completed, failed and canceled are optional: they keep the key held after the job ends), "
+                f"got {[s.value for s in states]!r}"
+            )
         object.__setattr__(self, "states", states)
         if self.on_conflict not in ("drop", "replace"):
             raise ConfigurationError(f"on_conflict must be 'drop' or 'replace', got {self.on_conflict!r}")
         object.__setattr__(self, "replace_running_after",
                            seconds_from(self.replace_running_after, "replace_running_after", allow_zero=False))
 
-    def key_for(self, name: str, args_json: str, kwargs_json: str, now: datetime) -> str:
+    def key_for(self, name: str, args_json: str, kwargs_json: str, now: datetime,
+                constructor_args_json: str = "[]") -> str:
+        """The key a job of ``name`` with these (JSON-encoded) arguments holds at ``now``.
+
+        The digest is taken over canonical JSON (object keys sorted at every depth), so
+        ``f.enqueue(a=1, b=2)`` and ``f.enqueue(b=2, a=1)`` are the same job; constructor
+        arguments count when there are any (function jobs keep the digest they always had).
+        """
         identity = self.key
         if identity is None:
-            identity = hashlib.sha256(f"{args_json}\n{kwargs_json}".encode()).hexdigest()[:32]
+            parts = [_json.canonical(args_json), _json.canonical(kwargs_json)]
+            constructor_args = _json.canonical(constructor_args_json)
+            if constructor_args != "[]":
+                parts.append(constructor_args)
+            identity = hashlib.sha256("\n".join(parts).encode()).hexdigest()[:32]
         key = f"{name}:{identity}"
         if self.period is not None:
             period = seconds_from(self.period, "unique period", allow_zero=False)
@@ -194,7 +217,17 @@ def _check_run_at(value: object) -> datetime:
         raise ConfigurationError(
             f"run_at must be timezone-aware (for example datetime.now(timezone.utc)), got naive {value!r}"
         )
+    try:
+        value.astimezone(UTC)
+    except OverflowError:
+        raise ConfigurationError(
+            f"run_at must be between 0001-01-01 and 9999-12-31 in UTC, got {value.isoformat()}"
+        ) from None
     return value
+
+
+def _check_delay(value: object) -> float:
+    return seconds_from(value, "delay", maximum=MAX_DELAY)
 
 
 def _check_constructor_args(value: object) -> tuple[object, ...]:
@@ -235,7 +268,7 @@ _ALLOWED = frozenset(OptionsDict.__annotations__)
 _CHECKS: dict[str, Callable[[object], object]] = {
     "queue": lambda value: check_name(value, "queue"),
     "priority": _check_priority,
-    "delay": lambda value: seconds_from(value, "delay"),
+    "delay": _check_delay,
     "run_at": _check_run_at,
     "max_attempts": lambda value: check_int(value, "max_attempts", minimum=1, maximum=MAX_ATTEMPTS_LIMIT),
     "timeout": _check_timeout,
@@ -247,19 +280,42 @@ _CHECKS: dict[str, Callable[[object], object]] = {
 }
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+QUEUE_SETTINGS: Final = ("concurrency", "priority", "global_concurrency", "retention")
+
+
+def check_no_unknown_settings(unknown: Mapping[str, object], what: str, accepted: Sequence[str]) -> None:
+    """Refuse keyword arguments nobody declared, naming them and the accepted ones."""
+    if unknown:
+        raise ConfigurationError(
+            f"unknown {what}(s) {', '.join(map(repr, sorted(unknown)))}; accepted: {', '.join(accepted)}"
+        )
+
+
+@dataclass(frozen=True, slots=True, init=False)
 class QueueConfig:
     """Settings for a queue, written to the database when an engine listing it starts.
 
     A setting left as ``None`` keeps its stored value (a new queue gets concurrency 10 and
     priority 50). The paused state is never written from here, so a deploy cannot
-    silently resume a queue someone paused.
+    silently resume a queue someone paused. An unknown setting raises ConfigurationError.
     """
 
-    concurrency: int | None = None
-    priority: int | None = None
-    global_concurrency: int | None = None
-    retention: Mapping[str, float | timedelta | None] | None = None
+    concurrency: int | None
+    priority: int | None
+    global_concurrency: int | None
+    retention: Mapping[str, float | timedelta | None] | None
+
+    # ``**unknown: Never``: type checkers refuse any other keyword; at run time it gets a
+    # ConfigurationError naming the accepted settings instead of Python's own TypeError.
+    def __init__(self, *, concurrency: int | None = None, priority: int | None = None,
+                 global_concurrency: int | None = None,
+                 retention: Mapping[str, float | timedelta | None] | None = None, **unknown: Never) -> None:
+        check_no_unknown_settings(unknown, "queue setting", QUEUE_SETTINGS)
+        object.__setattr__(self, "concurrency", concurrency)
+        object.__setattr__(self, "priority", priority)
+        object.__setattr__(self, "global_concurrency", global_concurrency)
+        object.__setattr__(self, "retention", retention)
+        self.__post_init__()
 
     def __post_init__(self) -> None:
         if self.retention is not None:

@@ -22,10 +22,13 @@ def _check_jitter(jitter: object) -> None:
     check_number(jitter, "jitter (a fraction)", minimum=0, maximum=0.99)
 
 
-def _spread(seconds: float, jitter: float) -> float:
+def _spread(seconds: float, jitter: float, cap: float) -> float:
+    """``seconds`` (at most ``cap``) spread by ±``jitter``, then capped again: the cap holds
+    after jitter too, while delays at the cap still spread below it."""
+    seconds = min(seconds, cap)
     if jitter == 0:
         return seconds
-    return max(0.0, seconds * random.uniform(1 - jitter, 1 + jitter))
+    return min(max(0.0, seconds * random.uniform(1 - jitter, 1 + jitter)), cap)
 
 
 @runtime_checkable
@@ -37,7 +40,7 @@ class BackoffPolicy(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class ExponentialBackoff:
-    """``base * factor ** (attempt - 1)`` seconds, capped, spread by ±``jitter`` (a fraction).
+    """``base * factor ** (attempt - 1)`` seconds, spread by ±``jitter`` (a fraction), capped.
 
     The default policy: about 1 s, 2 s, 4 s, … up to an hour.
     """
@@ -55,13 +58,12 @@ class ExponentialBackoff:
 
     def delay(self, attempt: int) -> float:
         exponent = min(max(attempt - 1, 0), 64)  # beyond 2**64 every delay is capped anyway
-        raw = min(self.base * self.factor**exponent, self.max_delay)
-        return _spread(raw, self.jitter)
+        return _spread(self.base * self.factor**exponent, self.jitter, self.max_delay)
 
 
 @dataclass(frozen=True, slots=True)
 class LinearBackoff:
-    """``step * attempt`` seconds, capped, spread by ±``jitter``."""
+    """``step * attempt`` seconds, spread by ±``jitter``, capped."""
 
     step: float = 5.0
     max_delay: float = _MAX_DELAY
@@ -73,7 +75,7 @@ class LinearBackoff:
         _check_jitter(self.jitter)
 
     def delay(self, attempt: int) -> float:
-        return _spread(min(self.step * max(attempt, 1), self.max_delay), self.jitter)
+        return _spread(self.step * max(attempt, 1), self.jitter, self.max_delay)
 
 
 @dataclass(frozen=True, slots=True)

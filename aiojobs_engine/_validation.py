@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import re
 from datetime import timedelta
+from typing import Final
 
 from ._errors import ConfigurationError
 
@@ -23,18 +24,34 @@ def check_name(value: object, what: str) -> str:
     return value
 
 
-def seconds_from(value: object, what: str, *, allow_zero: bool = True) -> float:
-    """Seconds as a float from a number or a timedelta; finite and not negative."""
+# The longest a job can be put off (a delay, a snooze, a retry delay): 100 years. Both
+# backends store times far beyond now + this; PostgreSQL refuses intervals much larger.
+MAX_DELAY: Final = 100 * 365.25 * 86_400.0
+
+
+def seconds_from(value: object, what: str, *, allow_zero: bool = True, maximum: float | None = None) -> float:
+    """Seconds as a float from a number or a timedelta; finite, not negative, at most ``maximum``."""
     if isinstance(value, timedelta):
         seconds = value.total_seconds()
     elif isinstance(value, int | float) and not isinstance(value, bool):
-        seconds = float(value)
+        try:
+            seconds = float(value)
+        except OverflowError:  # an int too large for a float
+            seconds = math.inf
     else:
         raise ConfigurationError(f"{what} must be a number of seconds or a timedelta, got {value!r}")
-    if not math.isfinite(seconds) or seconds < 0 or (seconds == 0 and not allow_zero):
+    too_big = maximum is not None and seconds > maximum  # +inf included
+    if math.isnan(seconds) or seconds < 0 or (seconds == 0 and not allow_zero) or (math.isinf(seconds) and not too_big):
         bound = ">= 0" if allow_zero else "> 0"
         raise ConfigurationError(f"{what} must be {bound} seconds, got {value!r}")
+    if maximum is not None and too_big:
+        raise ConfigurationError(
+            f"{what} must be at most {maximum:.0f} seconds ({maximum / _YEAR:g} years), got {value!r}"
+        )
     return seconds
+
+
+_YEAR: Final = 365.25 * 86_400
 
 
 def check_int(value: object, what: str, *, minimum: int, maximum: int | None = None) -> int:

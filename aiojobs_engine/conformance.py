@@ -25,8 +25,11 @@ from dataclasses import replace as dataclass_replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest
+
 from ._backends._protocol import (
     Backend,
+    ClaimToStop,
     EngineRegistration,
     Heartbeat,
     JobClaim,
@@ -38,9 +41,11 @@ from ._backends._protocol import (
     QueueDemand,
     Retention,
 )
+from ._errors import BackendError, UniqueConflictError
 from ._records import JobRecord, JobState
 
 T0 = datetime(2030, 1, 1, 12, 0, tzinfo=UTC)
+PENDING = (JobState.WAITING, JobState.SNOOZED, JobState.CLAIMED, JobState.RUNNING)
 KEEP = Retention(completed=60, failed=None, canceled=60)  # the engine's retention in these tests
 
 
@@ -175,6 +180,72 @@ class BackendConformance:
         results = await asyncio.gather(*attempts)
         assert len({records[0].id for records in results}) == 1
         assert len(await backend.job_list(JobFilter())) == 1
+
+    async def test_a_replacing_insert_that_fails_leaves_the_holder_as_it_was(self, backend: Backend) -> None:
+        (holder,) = await backend.job_insert_many([unique("k")], now=T0)
+        no_name: Any = None  # refused by the NOT NULL column: the insert fails after the cancel ran
+        broken = dataclass_replace(insert(), name=no_name)
+        later = T0 + timedelta(seconds=1)
+        with pytest.raises(BackendError):
+            await backend.job_insert_many([unique("k", replace=True), broken], now=later)
+        with pytest.raises(BackendError):
+            await backend.job_insert_many([dataclass_replace(unique("k", replace=True), name=no_name)], now=later)
+        same = await backend.job_get(holder.id)
+        assert same == holder and same.state is JobState.WAITING and same.canceled_at is None
+        assert [j.id for j in await backend.job_list(JobFilter())] == [holder.id]
+        (replacement,) = await backend.job_insert_many([unique("k", replace=True)], now=later)
+        replaced = await backend.job_get(holder.id)
+        assert replacement.id != holder.id and replaced is not None and replaced.state is JobState.CANCELED
+
+    async def test_a_replaced_job_frees_its_key_even_if_canceled_holds_it(self, backend: Backend) -> None:
+        states = (*PENDING, JobState.CANCELED)
+        (first,) = await backend.job_insert_many([unique("c", states=states)], now=T0)
+        (second,) = await backend.job_insert_many([unique("c", states=states, replace=True)], now=T0)
+        old = await backend.job_get(first.id)
+        assert second.id != first.id and second.state is JobState.WAITING and not second.existing
+        assert old is not None and old.state is JobState.CANCELED
+        (held,) = await backend.job_insert_many([unique("c", states=states)], now=T0)
+        assert held.id == second.id  # the replacement holds the key now
+        canceled = await backend.job_cancel(second.id, retention=KEEP, now=T0)  # canceled, not replaced:
+        assert canceled is not None and canceled.state is JobState.CANCELED
+        (still,) = await backend.job_insert_many([unique("c", states=states)], now=T0)
+        assert still.id == second.id  # it keeps holding, as its states say
+
+    async def test_unique_jobs_move_through_every_pending_state_without_conflict(self, backend: Backend) -> None:
+        async def start() -> JobRecord:
+            (claimed,) = await backend.job_claim(claim(at=T0))
+            await backend.job_start_many([JobStart(claimed.id, claimed.claim_token or "")], now=T0)
+            return claimed
+
+        (job,) = await running(backend, unique("u"), engine="gone")
+        rescued = await backend.job_rescue(retention=KEEP, stale_after=10, now=T0)  # running -> waiting
+        assert [j.id for j in rescued.retried] == [job.id]
+        job = await start()
+        assert await finish(backend, [outcome(job, JobState.WAITING, delay=0)]) == {job.id}  # a retry
+        job = await start()
+        assert await finish(backend, [outcome(job, JobState.SNOOZED, delay=0, give_back_attempt=True)]) == {job.id}
+        (same,) = await backend.job_insert_many([unique("u")], now=T0)
+        assert same.id == job.id and same.existing
+        job = await start()
+        assert await finish(backend, [outcome(job, JobState.COMPLETED, result_json="1")]) == {job.id}
+        (new,) = await backend.job_insert_many([unique("u")], now=T0)
+        assert new.id != job.id  # completed is not among its states: the key is free
+
+    async def test_retry_refuses_a_job_whose_unique_key_is_held_now(self, backend: Backend) -> None:
+        (job,) = await running(backend, unique("r"))
+        await finish(backend, [outcome(job, JobState.FAILED)])
+        (newer,) = await backend.job_insert_many([unique("r")], now=T0)
+        assert newer.id != job.id
+        with pytest.raises(UniqueConflictError) as caught:
+            await backend.job_retry(job.id, now=T0)
+        error = caught.value
+        assert (error.job_id, error.unique_key, error.holder_id) == (job.id, "r", newer.id)
+        assert f"job {newer.id}" in str(error)
+        unchanged = await backend.job_get(job.id)
+        assert unchanged is not None and unchanged.state is JobState.FAILED
+        await backend.job_cancel(newer.id, retention=KEEP, now=T0)
+        retried = await backend.job_retry(job.id, now=T0)  # the key is free again
+        assert retried is not None and retried.state is JobState.WAITING
 
     # -- claim ------------------------------------------------------------------------------
 
@@ -338,11 +409,31 @@ class BackendConformance:
         assert canceled is not None and canceled.state is JobState.CANCELED and canceled.canceled_at == T0
         flagged = await backend.job_cancel(retention=KEEP, job_id=run.id, now=T0)
         assert flagged is not None and flagged.state is JobState.RUNNING and flagged.cancel_requested
-        assert [(j.id, j.token) for j in await backend.job_cancel_requested("e1")] == [(run.id, run.claim_token)]
-        assert await backend.job_cancel_requested("e2") == []
+        assert await backend.job_claims_to_stop([JobStart(run.id, run.claim_token or "")]) == [
+            ClaimToStop(run.id, run.claim_token or "", held=True)]
         again = await backend.job_cancel(retention=KEEP, job_id=pending.id, now=T0)
         assert again is not None and again.state is JobState.CANCELED
         assert await backend.job_cancel(retention=KEEP, job_id=999_999, now=T0) is None
+
+    async def test_claims_to_stop_are_the_canceled_and_the_gone(self, backend: Backend) -> None:
+        kept, canceled, deleted, rescued, stale = await running(backend, *[insert() for _ in range(5)])
+        claims = [JobStart(r.id, r.claim_token or "") for r in (kept, canceled, deleted, rescued, stale)]
+        await backend.job_cancel(retention=KEEP, job_id=canceled.id, now=T0)  # running: flagged
+        await backend.job_finish_many([outcome(deleted, JobState.COMPLETED, delete=True)], retention=KEEP, now=T0)
+        await backend.job_finish_many([outcome(rescued, JobState.WAITING, delay=0.0)], retention=KEEP, now=T0)
+        await backend.job_finish_many([outcome(stale, JobState.WAITING, delay=0.0)], retention=KEEP, now=T0)
+        (again,) = await backend.job_claim(claim("e2", ("default", 1)))  # claimed anew, another token
+        assert again.id in (rescued.id, stale.id)
+        claims.append(JobStart(kept.id, "not-its-token"))
+        stop = sorted(await backend.job_claims_to_stop(claims), key=lambda c: (c.id, c.token))
+        expected = [ClaimToStop(canceled.id, canceled.claim_token or "", held=True),
+                    ClaimToStop(deleted.id, deleted.claim_token or "", held=False),
+                    ClaimToStop(rescued.id, rescued.claim_token or "", held=False),
+                    ClaimToStop(stale.id, stale.claim_token or "", held=False),
+                    ClaimToStop(kept.id, "not-its-token", held=False)]
+        assert stop == sorted(expected, key=lambda c: (c.id, c.token))
+        assert await backend.job_claims_to_stop([JobStart(kept.id, kept.claim_token or "")]) == []
+        assert await backend.job_claims_to_stop([]) == []
 
     async def test_held_jobs_are_listed_per_engine(self, backend: Backend) -> None:
         (run,) = await running(backend, insert(), engine="e1")
@@ -370,6 +461,24 @@ class BackendConformance:
         unchanged = await backend.job_retry(pending.id, now=T0)
         assert unchanged is not None and unchanged.state is JobState.WAITING
         assert await backend.job_retry(999_999, now=T0) is None
+
+    async def test_snooze_puts_a_pending_job_aside(self, backend: Backend) -> None:
+        (run,) = await running(backend)
+        (done,) = await running(backend)
+        await finish(backend, [outcome(done, JobState.COMPLETED, result_json="1")])
+        (job,) = await backend.job_insert_many([insert()], now=T0)
+        snoozed = await backend.job_snooze(job.id, delay=30, now=T0)
+        assert snoozed is not None and snoozed.state is JobState.SNOOZED
+        assert snoozed.available_at == T0 + timedelta(seconds=30) and snoozed.attempt == 0
+        again = await backend.job_snooze(job.id, delay=5, now=T0 + timedelta(seconds=10))
+        assert again is not None and again.state is JobState.SNOOZED
+        assert again.available_at == T0 + timedelta(seconds=15)
+        for other in (run, done):
+            before = await backend.job_get(other.id)
+            assert await backend.job_snooze(other.id, delay=30, now=T0) == before  # left alone
+        assert await backend.job_snooze(999_999, delay=30, now=T0) is None
+        assert await backend.job_claim(claim(at=T0 + timedelta(seconds=14))) == []
+        assert [r.id for r in await backend.job_claim(claim(at=T0 + timedelta(seconds=15)))] == [job.id]
 
     async def test_delete_and_delete_where(self, backend: Backend) -> None:
         a, b, c = await backend.job_insert_many([insert(), insert(queue="x"), insert(queue="x")], now=T0)

@@ -1,16 +1,17 @@
 """Helpers for testing code that enqueues and runs jobs (no pytest needed).
 
-    from aiojobs_engine.testing import assert_enqueued, drain, inline
+    from aiojobs_engine.testing import assert_enqueued, inline, workoff
 
     await signup(user_id=42)                            # the code under test enqueues
     await assert_enqueued(send_welcome, args=[42])      # ... this job, with these arguments
-    assert await drain(engine) == 1                     # run what is due
+    assert await workoff(engine) == 1                   # run what is due
 
 - **Enqueue assertions**: ``all_enqueued``, ``assert_enqueued``, ``refute_enqueued`` read the
   engine's database (pending jobs by default: ``waiting`` and ``snoozed``).
-- **Running jobs**: ``drain(engine)`` is ``workoff()``; ``drain(engine, include_delayed=True)``
-  also runs delayed jobs, retries in backoff and snoozed jobs by moving the engine's
-  ``FrozenClock`` to each one's ``available_at`` in turn.
+- **Running jobs**: ``workoff(engine)`` is ``engine.workoff()``; ``workoff(engine,
+  include_delayed=True)`` also runs delayed jobs, retries in backoff and snoozed jobs by
+  moving the engine's ``FrozenClock`` to each one's ``available_at`` in turn. ``drain`` is
+  the same function under its earlier name.
 - **Moving time**: ``advance(engine, seconds)`` moves a ``FrozenClock`` forward, running
   what comes due on the way (and cron ticks with ``schedules=True``); ``tick(engine)`` moves
   it to the next cron tick, enqueues the tick's job and runs it.
@@ -54,6 +55,7 @@ __all__ = [
     "inline",
     "refute_enqueued",
     "tick",
+    "workoff",
 ]
 
 JobRef: TypeAlias = JobHandle[..., Any] | ClassJobHandle | type[Job] | str
@@ -130,8 +132,8 @@ async def refute_enqueued(job: JobRef | None = None, *, engine: Engine | None = 
 # -- running jobs, moving time ------------------------------------------------------------------
 
 
-async def drain(engine: Engine, *, include_delayed: bool = False, max_steps: int = 1000) -> int:
-    """Run jobs until none is left to run; the number of attempts run.
+async def workoff(engine: Engine, *, include_delayed: bool = False, max_steps: int = 1000) -> int:
+    """Run jobs until none is left to run; the number of attempts run (also named ``drain``).
 
     Without ``include_delayed`` this is ``engine.workoff()``: every job that is due now.
     With it, jobs whose ``available_at`` is in the future (delays, retries in backoff,
@@ -144,8 +146,12 @@ async def drain(engine: Engine, *, include_delayed: bool = False, max_steps: int
     """
     if not include_delayed:
         return await engine.workoff()
-    _frozen_clock(engine, "drain(include_delayed=True)")
+    _frozen_clock(engine, "workoff(include_delayed=True)")
     return await _run_until(engine, None, schedules=False, max_steps=max_steps)
+
+
+drain = workoff
+"""``workoff`` under its earlier name: the same function, kept working."""
 
 
 async def advance(engine: Engine, by: float | timedelta, *, schedules: bool = False,

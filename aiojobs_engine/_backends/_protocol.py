@@ -27,7 +27,7 @@ from .._settings import Retention as Retention  # re-exported: part of this inte
 @dataclass(frozen=True, slots=True, kw_only=True)
 class BackendCapabilities:
     dialect: str
-    supports_notify: bool  # can wake other engines at once (LISTEN/NOTIFY)
+    supports_notify: bool  # can wake other engines at once (LISTEN/NOTIFY; SQLite: a change watch)
     shared: bool  # other processes can open the same database
     transactional_enqueue: bool  # enqueue can join a caller's connection/transaction
 
@@ -102,6 +102,17 @@ class HeldJob:
     id: int
     token: str
     state: JobState
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimToStop:
+    """A claim its engine should stop: a cancellation was asked for (``held``: the claim is
+    still the job's), or the claim is gone (the job was rescued, replaced, canceled, retried
+    or deleted meanwhile: whatever its run ends with is refused)."""
+
+    id: int
+    token: str
+    held: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -200,6 +211,14 @@ class Listener(Protocol):
         """Raise BackendError if the subscription is dead (its connection was lost)."""
         ...
 
+    async def wait_lost(self) -> None:
+        """Return once the driver reports the connection gone (``check()`` then raises).
+
+        Lets the notifier re-subscribe at once rather than at its next check; a connection
+        that dies without a word (a network cut) is still only found by ``check()``.
+        """
+        ...
+
     async def close(self) -> None: ...
 
 
@@ -207,6 +226,7 @@ class Listener(Protocol):
 NOTIFY_ENQUEUED = "enqueued"  # payload "enqueued:<queue>"
 NOTIFY_CANCEL = "cancel"  # payload "cancel:<job id>"
 NOTIFY_QUEUE = "queue"  # payload "queue:<queue>" (settings changed)
+NOTIFY_CHANGED = "changed"  # payload "changed": someone else wrote, what is not known (SQLite)
 
 
 class Backend(Protocol):
@@ -242,7 +262,9 @@ class Backend(Protocol):
 
         A job with a unique key that another job holds (in one of that job's unique states)
         is not inserted: the holder's record stands in its place. With ``unique_replace``,
-        holders that have not started, or run longer than ``stuck_after``, are canceled first.
+        holders that have not started, or run longer than ``stuck_after``, are canceled first,
+        in the same transaction as the insert (if it fails, they are left as they were), and
+        stop holding their key even if their unique states include canceled.
         """
         ...
 
@@ -274,8 +296,9 @@ class Backend(Protocol):
         """Cancel a pending or claimed job at once; flag a running one for its engine."""
         ...
 
-    async def job_cancel_requested(self, engine_id: str) -> list[JobStart]:
-        """Running jobs of this engine whose cancellation was asked for."""
+    async def job_claims_to_stop(self, claims: Sequence[JobStart]) -> list[ClaimToStop]:
+        """Of these claims (an engine's runs), the ones to stop: a cancellation was asked
+        for, or the claim no longer holds the job."""
         ...
 
     async def job_held(self, engine_id: str) -> list[HeldJob]:
@@ -283,7 +306,17 @@ class Backend(Protocol):
         ...
 
     async def job_retry(self, job_id: int, *, now: datetime | None = None) -> JobRecord | None:
-        """Put a failed, canceled or completed job back to ``waiting``, available now."""
+        """Put a failed, canceled or completed job back to ``waiting``, available now.
+
+        The record after the call (unchanged for a job in another state), None for an unknown
+        id. A unique job whose key another job holds now is left as it is and
+        ``UniqueConflictError`` names the holder."""
+        ...
+
+    async def job_snooze(self, job_id: int, *, delay: float, now: datetime | None = None) -> JobRecord | None:
+        """Put a waiting or snoozed job aside: ``snoozed``, available ``delay`` seconds from now.
+
+        The record after the call (unchanged for a job in another state), None for an unknown id."""
         ...
 
     async def job_delete(self, job_id: int) -> bool:
@@ -377,6 +410,7 @@ class Backend(Protocol):
 
         Backends that notify send ``enqueued:<queue>`` once per queue per inserting
         transaction, ``cancel:<id>`` when a running job's cancellation is asked for, and
-        ``queue:<name>`` when a queue's settings change.
+        ``queue:<name>`` when a queue's settings change; a backend that can only tell that
+        another connection wrote something sends ``changed`` instead.
         """
         ...

@@ -1,12 +1,40 @@
-"""What both backends share: how unique states and retention are stored, and how the rows
-an ``INSERT … ON CONFLICT DO NOTHING`` returned line up with the jobs that were asked for."""
+"""What both backends share: how unique states and retention are stored, how the rows
+an ``INSERT … ON CONFLICT DO NOTHING`` returned line up with the jobs that were asked for,
+and what a statement that ran into the unique-key index means to the caller."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
+from .._errors import BackendError, UniqueConflictError
 from .._records import JobRecord, JobState
 from ._protocol import JobInsert, QueueChange, Retention
+
+
+class UniqueViolation(BackendError):
+    """A statement ran into the unique-key index (internal to the backends).
+
+    Inserts never do (ON CONFLICT DO NOTHING), nor do the engine's own transitions (a job
+    holds its key in every pending state). Only a retry, which gives a finished job its key
+    back, can: the backend turns it into a ``UniqueConflictError`` there.
+    """
+
+
+def retry_conflict(job_id: int, job: JobRecord | None, holders: Sequence[JobRecord]) -> UniqueConflictError:
+    """The error for a retry of ``job`` refused because ``holders`` (read just after) hold its key."""
+    key = None if job is None else job.unique_key
+    holder = next((h for h in holders if h.id != job_id), None)
+    if holder is None:
+        message = (f"job {job_id} cannot be retried now: another job took its unique key {key!r} meanwhile "
+                   "and has just finished; try again")
+    elif holder.is_terminal:
+        message = (f"job {job_id} cannot be retried: job {holder.id}, {holder.state}, holds its unique key "
+                   f"{key!r} (its unique states include {holder.state}); delete job {holder.id} first")
+    else:
+        message = (f"job {job_id} cannot be retried: job {holder.id} ({holder.state}) holds its unique key "
+                   f"{key!r}; cancel job {holder.id}, or retry once it has finished")
+    return UniqueConflictError(message, job_id=job_id, unique_key=key,
+                               holder_id=None if holder is None else holder.id)
 
 
 def states_text(states: Sequence[JobState]) -> str | None:

@@ -1,10 +1,12 @@
 """``aiojobs dashboard``: serve the web dashboard with uvicorn (the ``dashboard`` extra).
 
 It listens on 127.0.0.1 unless told otherwise, and says so loudly when told to listen
-elsewhere with no authentication. The socket is bound here, before uvicorn starts, so a
-port in use is one clear error (exit 1) rather than a log line. The engine is opened once
-to check the database (a bad URL or schema is a clean error), then by the dashboard's own
-lifespan for as long as it serves.
+elsewhere with no authentication. On a loopback address it answers only to the loopback
+names (localhost, 127.0.0.1, [::1], and the address given), so a web page whose name is
+rebound to 127.0.0.1 cannot use it (DNS rebinding); ``--allowed-host`` names others. The
+socket is bound here, before uvicorn starts, so a port in use is one clear error (exit 1)
+rather than a log line. The engine is opened once to check the database (a bad URL or
+schema is a clean error), then by the dashboard's own lifespan for as long as it serves.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ DEFAULT_HOST: Final = "127.0.0.1"
 DEFAULT_PORT: Final = 8686
 BASIC_AUTH_ENV: Final = "AIOJOBS_DASHBOARD_BASIC_AUTH"
 SECRET_ENV: Final = "AIOJOBS_DASHBOARD_SECRET"  # noqa: S105 - the variable's name, not a secret
+LOOPBACK_HOSTS: Final = ("localhost", "127.0.0.1", "::1")  # what a loopback dashboard answers to
 
 
 def add_options(parser: argparse.ArgumentParser) -> None:
@@ -36,6 +39,10 @@ def add_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--read-only", action="store_true", help="show everything, allow no action")
     parser.add_argument("--secret-key", metavar="KEY",
                         help=f"key signing the CSRF tokens (default: ${SECRET_ENV}, else random per start)")
+    parser.add_argument("--allowed-host", dest="allowed_hosts", action="append", metavar="HOST",
+                        help="a host name the dashboard answers to, any port ('*.example.com': any name under "
+                             "it, '*': any); repeat it for several (default on a loopback address: localhost, "
+                             "127.0.0.1, [::1]; else any)")
     parser.add_argument("--root-path", default="", metavar="PATH",
                         help="the path prefix a reverse proxy serves the dashboard under, e.g. /jobs")
     parser.add_argument("--log-level", choices=("debug", "info", "warning", "error"), default="info",
@@ -48,7 +55,7 @@ def prepare(engine: Engine, args: argparse.Namespace) -> None:
     try:
         import uvicorn  # noqa: F401
 
-        from .. import dashboard  # noqa: F401
+        from ..dashboard._hosts import HostCheck
     except ImportError as exc:
         raise UsageError(f"aiojobs dashboard needs the dashboard extra ({exc}): "
                          "pip install 'aiojobs_engine[dashboard]'") from exc
@@ -63,6 +70,9 @@ def prepare(engine: Engine, args: argparse.Namespace) -> None:
     args.secret_key = args.secret_key or os.environ.get(SECRET_ENV) or None
     if args.root_path and not args.root_path.startswith("/"):
         raise UsageError(f"--root-path must start with '/', got {args.root_path!r}")
+    args.allowed_hosts = allowed_hosts_for(args.host, args.allowed_hosts)
+    if args.allowed_hosts is not None:
+        HostCheck(args.allowed_hosts)  # a bad name is a usage error now, not a failure later
     warning = exposure_warning(args.host, protected=args.basic_auth is not None, read_only=args.read_only)
     if warning:
         print(f"aiojobs: warning: {warning}", file=sys.stderr)
@@ -75,6 +85,17 @@ def exposure_warning(host: str, *, protected: bool, read_only: bool) -> str | No
     what = "see every job's arguments" if read_only else "see every job's arguments and retry, cancel or delete jobs"
     return (f"the dashboard listens on {host} with no authentication: anyone who can reach this port can {what} "
             "(use --basic-auth, or keep the default --host 127.0.0.1)")
+
+
+def allowed_hosts_for(host: str, given: list[str] | None) -> list[str] | None:
+    """The host names to answer to: those given; else, listening on a loopback address, the
+    loopback names and that address; else any (None: reachable by whatever names lead here)."""
+    if given:
+        return list(given)
+    if not is_loopback(host):
+        return None
+    bound = host.strip("[]").lower()
+    return [*LOOPBACK_HOSTS, *([bound] if bound not in LOOPBACK_HOSTS else [])]
 
 
 def is_loopback(host: str) -> bool:
@@ -93,7 +114,8 @@ async def serve(engine: Engine, args: argparse.Namespace) -> int:
 
     async with engine:  # a bad URL, an unreachable database, a newer schema: fail here, clearly
         pass
-    app = dashboard(engine, read_only=args.read_only, basic_auth=args.basic_auth, secret_key=args.secret_key)
+    app = dashboard(engine, read_only=args.read_only, basic_auth=args.basic_auth, secret_key=args.secret_key,
+                    allowed_hosts=args.allowed_hosts)
     listener = _listen(args.host, args.port)
     host, port = listener.getsockname()[:2]
     shown = f"[{host}]" if ":" in host else host

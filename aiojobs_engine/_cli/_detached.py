@@ -35,6 +35,7 @@ from ._process import same_process, signal_name, start_time
 POLL: Final = 0.05
 IMMEDIATE_WAIT: Final = 20.0  # after the second SIGTERM, before SIGKILL
 ORPHAN_WAIT: Final = 20.0  # after a SIGKILL of the supervisor, for its workers to stop by themselves
+SIGNAL_GAP: Final = 0.1  # at least this between the two SIGTERMs: sent back to back, the kernel may merge them
 LOG_TAIL: Final = 20
 
 
@@ -148,7 +149,8 @@ async def stop(engine: Engine, args: Namespace) -> int:
     how = "gracefully"
     started = state.get("start_time")
     os.kill(pid, signal.SIGTERM)
-    if not await _until(lambda: _gone(pid, started), timeout):
+    # However small --timeout is, the supervisor spaces its workers' two signals itself.
+    if not await _until(lambda: _gone(pid, started), max(timeout, SIGNAL_GAP)):
         how = "at once (the graceful stop took too long)"
         _signal_if_same(pid, started, signal.SIGTERM)
         if not await _until(lambda: _gone(pid, started), IMMEDIATE_WAIT):

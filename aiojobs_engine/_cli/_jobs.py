@@ -1,4 +1,4 @@
-"""``aiojobs jobs list|show|retry|cancel``: look at jobs and act on one."""
+"""``aiojobs jobs list|show|retry|cancel|snooze``: look at jobs and act on one."""
 
 from __future__ import annotations
 
@@ -50,6 +50,14 @@ async def retry_job(engine: Engine, args: Namespace) -> int:
         raise CommandFailed(f"job {before.id} could not be retried: it is {now} now")
     _report(args, record, f"job {record.id} ({record.name}) is waiting to run again "
                           f"(attempt {record.attempt + 1} of {record.max_attempts})")
+    return EXIT_OK
+
+
+async def snooze_job(engine: Engine, args: Namespace) -> int:
+    record = await engine.snooze(args.id, args.delay)  # JobStateError (exit 1) for a job in another state
+    if record is None:
+        raise CommandFailed(f"no job with id {args.id}")
+    _report(args, record, f"job {record.id} ({record.name}) is snoozed until {short_time(record.available_at)}")
     return EXIT_OK
 
 

@@ -76,7 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_worker_options(workoff, log_level="warning")
     workoff.set_defaults(needs_app=True, uvloop=True, opens_itself=True, precheck=_work.configure_queues)
 
-    jobs = commands.add_parser("jobs", help="list, show, retry or cancel jobs").add_subparsers(
+    jobs = commands.add_parser("jobs", help="list, show, retry, cancel or snooze jobs").add_subparsers(
         dest="jobs_command", required=True, metavar="ACTION")
     listing = _command(jobs, "list", "list jobs, newest first", _jobs.list_jobs)
     listing.add_argument("--state", type=_states(tuple(JobState)), action="extend", default=[],
@@ -90,6 +90,10 @@ def build_parser() -> argparse.ArgumentParser:
         ("cancel", "cancel a job (a running one is stopped by its engine)", _jobs.cancel_job),
     ):
         _command(jobs, name, help_text, handler).add_argument("id", type=int, metavar="ID")
+    snooze = _command(jobs, "snooze", "put a waiting or snoozed job aside for a while", _jobs.snooze_job)
+    snooze.add_argument("id", type=int, metavar="ID")
+    snooze.add_argument("--delay", type=float, required=True, metavar="SECONDS",
+                        help="seconds from now until the job may run")
 
     queues = commands.add_parser("queues", help="list queues or change their settings").add_subparsers(
         dest="queues_command", required=True, metavar="ACTION")
@@ -102,8 +106,10 @@ def build_parser() -> argparse.ArgumentParser:
     setting.add_argument("--concurrency", type=int, help="jobs of this queue each engine runs at once")
     setting.add_argument("--priority", type=int, help="queue priority (lower is claimed first)")
 
-    cron = commands.add_parser("cron", help="recurring schedules and their next runs").add_subparsers(
-        dest="cron_command", required=True, metavar="ACTION")
+    # Bare `aiojobs cron` lists, as `aiojobs cron list` does.
+    cron_parser = _command(commands, "cron", "recurring schedules and their next runs (bare: list them)",
+                           _cron.list_schedules)
+    cron = cron_parser.add_subparsers(dest="cron_command", required=False, metavar="ACTION")
     _command(cron, "list", "schedules with their last and next ticks", _cron.list_schedules)
     for name, help_text, handler in (
         ("pause", "stop enqueuing a schedule's ticks", _cron.pause_schedule),

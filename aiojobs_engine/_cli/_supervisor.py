@@ -12,8 +12,10 @@ keeps each alive, and stops them all cleanly. Its protocol with a worker:
 - SIGTERM asks it to stop gracefully; a second SIGTERM, at least half a second later, at once.
 
 Signals to the supervisor: the first SIGINT/SIGTERM stops every worker gracefully and ends
-restarts; the second stops them at once; a worker still alive ``shutdown_grace`` + 10 s
-after a graceful request is stopped at once, and one alive 15 s after that is SIGKILLed.
+restarts; the second stops them at once (a worker's second SIGTERM waits, if need be, until
+0.6 s after its first, however soon the second signal came); a worker still alive
+``shutdown_grace`` + 10 s after a graceful request is stopped at once, and one alive 15 s
+after that is SIGKILLed.
 SIGHUP replaces the workers one by one (new code, same worker ids); a replacement that does
 not start ends the rolling restart, leaving the remaining workers on the old code.
 
@@ -79,6 +81,7 @@ class Slot:
     gave_up: bool = False
     exit_code: int | None = None
     signals_sent: int = 0
+    first_signal_at: float = 0.0  # loop time of the first stop signal sent to this process
     replacing: bool = False
     exited: asyncio.Future[int] | None = None
     wake: asyncio.Event = field(default_factory=asyncio.Event)
@@ -321,10 +324,17 @@ class Supervisor:
         # the reaper's back (losing its exit status).
         if slot.signals_sent == 0:
             os.kill(process.pid, signal.SIGTERM)
-            slot.signals_sent = 1
+            slot.signals_sent, slot.first_signal_at = 1, self._loop.time()
             slot.timers.append(self._loop.call_later(slot.spec.grace + ESCALATE_AFTER, self._signal, slot, 2))
-            if wanted == 2:  # the worker's second signal must come after its first has been seen
-                slot.timers.append(self._loop.call_later(SIGNAL_SPACING, self._signal, slot, 2))
+            if wanted == 1:
+                return
+        # The worker ignores a second signal closer than half a second to its first (one
+        # Ctrl-C reaching every process is one request): however soon the stop turned
+        # immediate — two signals to the supervisor 0.1 s apart, `aiojobs stop --timeout 0.1`
+        # — the second goes no sooner than SIGNAL_SPACING after the first.
+        early = slot.first_signal_at + SIGNAL_SPACING - self._loop.time()
+        if early > 0:
+            slot.timers.append(self._loop.call_later(early, self._signal, slot, 2))
             return
         os.kill(process.pid, signal.SIGTERM)
         slot.signals_sent = 2

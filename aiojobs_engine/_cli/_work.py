@@ -7,6 +7,11 @@ of worker processes (``_supervisor``). ``workoff`` runs what is due now, with a 
 bar on stderr fed by polling the number of due jobs, and prints how many attempts ran. An
 engine in this process runs on uvloop where it is installed; the supervisor on asyncio's
 own loop (it reaps its children itself, on SIGCHLD).
+
+In this process both stop on signals the same way (``_signals``): the first SIGINT/SIGTERM
+stops claiming and lets running jobs finish within ``shutdown_grace``, a second hands them
+back to ``waiting`` at once (attempt not charged); either way the command then exits 0,
+``workoff`` after printing the attempts it ran.
 """
 
 from __future__ import annotations
@@ -84,7 +89,7 @@ async def workoff(engine: Engine, args: Namespace) -> int:
     queues = None if configured is None else set(configured)
     bar = ProgressBar(sys.stderr)
     async with engine:
-        running = asyncio.create_task(engine.workoff(), name="aiojobs-cli-workoff")
+        running = asyncio.create_task(engine.workoff(handle_signals=True), name="aiojobs-cli-workoff")
         try:
             while not running.done():
                 remaining = await _due(engine, queues)

@@ -62,6 +62,7 @@ CANCEL = "cancel"
 HAND_BACK = "hand_back"
 
 Launch = Callable[[JobRecord, JobDefinition], "Body"]
+Resource = tuple[Launch, Callable[[], None]]  # how to launch the body, and what to release when it ends
 
 
 class InternalError(Exception):
@@ -117,6 +118,7 @@ class Executor:
         self._pool = pool
         self._on_slot_free = on_slot_free
         self._thread_slots = asyncio.Semaphore(services.settings.thread_workers)
+        self._process_starts = _Gate()  # CPU-bound attempts started and waiting for a worker
         self._runs: dict[str, Run] = {}
         self._parked: dict[str, deque[Run]] = {}  # per queue, claims waiting for a slot
         self._abandoned: dict[int, int] = {}  # job id -> bodies still running after their outcome
@@ -139,6 +141,10 @@ class Executor:
 
     def known_tokens(self) -> set[str]:
         return set(self._runs)
+
+    def undecided_claims(self) -> list[JobStart]:
+        """The claims whose outcome is not chosen yet (what a cancellation could still stop)."""
+        return [JobStart(run.record.id, run.token) for run in self._runs.values() if not run.decided]
 
     def submit(self, record: JobRecord) -> None:
         """Supervise a claim; a record already ``running`` was started by the claim itself."""
@@ -176,6 +182,17 @@ class Executor:
             if run.record.id == job_id and (token is None or run.token == token):
                 hit = self._interrupt(run, CANCEL) or hit
         return hit
+
+    def let_go(self, job_id: int, token: str) -> bool:
+        """The claim was taken away from this engine: stop its run at once. Whatever the run
+        writes is refused by fencing; the job's current state stands."""
+        run = self._runs.get(token)
+        if run is None or run.record.id != job_id:
+            return False
+        logger.warning("job %s was taken away from this engine while it ran (rescued, replaced, canceled, "
+                       "retried or deleted elsewhere); stopping its run", job_id,
+                       extra=self._extra(run, Event.JOB_OUTCOME_REFUSED))
+        return self._interrupt(run, HAND_BACK)
 
     def _interrupt(self, run: Run, reason: str) -> bool:
         if not run.interrupt_with(reason):
@@ -264,6 +281,14 @@ class Executor:
             self._launch(parked.popleft(), slot=True)
         self._on_slot_free(more)
 
+    def _release_slot_early(self, run: Run) -> None:
+        """The body is done: its slot is free for the next claim while the outcome is written
+        (the claim's round trip overlaps this write instead of following it). Not so for a
+        capped queue, whose cap counts the job until its outcome is stored: a claim made
+        meanwhile would find no room."""
+        if not self._queues.capped(run.record.queue):
+            self._release_slot_once(run)
+
     def _release_slot_once(self, run: Run) -> None:
         """Free the run's queue slot, once (an abandoned body frees it when it really ends)."""
         if run.slot and not run.abandoned:
@@ -316,7 +341,7 @@ class Executor:
             assert run.body is not None and run.began is not None
             decision = settle_failure(self._ended(run, run.body, run.began), run.record, run.definition)
             outcome = outcome_for(run.record, decision, self._s.engine_id, started=run.started)
-            self._release_slot_once(run)
+            self._release_slot_early(run)
             written = self._completer.submit_nowait(outcome)
             written.add_done_callback(functools.partial(self._light_written, run, decision))
         except Exception as exc:
@@ -371,17 +396,12 @@ class Executor:
             # run a second one beside it. It comes back after a short wait, attempt unused.
             await self._finish(run, definition, Decision.deferred(STOP_GRACE))
             return
-        if not run.started and self._hooks_for(definition).okay_to_run:
-            gate = await self._interruptible(run, self._gate(run, definition), _nothing)
-            if gate is None:
-                await self._finish(run, definition, self._interrupted(run))
-                return
-            if gate[0] is not None:
-                await self._finish(run, definition, Decision.deferred(gate[0]))
-                return
+        if not await self._passes_gate(run, definition):
+            return
         resource = await self._acquire(run, definition)
         if resource is None:
-            await self._finish(run, definition, self._interrupted(run))
+            if not run.decided:  # (decided: taken away before it started)
+                await self._finish(run, definition, self._interrupted(run))
             return
         launch, release = resource
         launched = False
@@ -403,8 +423,39 @@ class Executor:
             if not launched:
                 release()
 
-    async def _acquire(self, run: Run, definition: JobDefinition) -> tuple[Launch, Callable[[], None]] | None:
-        """What the body needs before it may start; None if interrupted while waiting."""
+    async def _passes_gate(self, run: Run, definition: JobDefinition) -> bool:
+        """Ask the okay_to_run hooks (before the start); False if the claim ended here
+        (deferred, or interrupted while they were asked)."""
+        if run.started or not self._hooks_for(definition).okay_to_run:
+            return True
+        gate = await self._interruptible(run, self._gate(run, definition), _nothing)
+        if gate is None:
+            await self._finish(run, definition, self._interrupted(run))
+            return False
+        if gate[0] is not None:
+            await self._finish(run, definition, Decision.deferred(gate[0]))
+            return False
+        return True
+
+    async def _start_then_acquire(self, run: Run, definition: JobDefinition) -> Resource | None:
+        """A CPU-bound attempt starts while the workers are busy, so a worker that frees up
+        gets its next job at once instead of after the start's write. Few wait so, started:
+        one per worker, or four while the queue's jobs are quicker than such a write.
+        None if interrupted (or ``run.decided``: taken away before it started)."""
+        gate = self._process_starts
+        limit = self._pool.size * (4 if self._queues.quick(run.record.queue) else 1)
+        if await self._interruptible(run, gate.enter(limit), lambda _: gate.leave()) is None:
+            return None
+        try:
+            if not await self._start(run) or run.interrupt.done():
+                return None
+            return await self._acquire(run, definition)
+        finally:
+            gate.leave()
+
+    async def _acquire(self, run: Run, definition: JobDefinition) -> Resource | None:
+        """What the body needs before it may start; None if interrupted while waiting (or
+        taken away before it started: ``run.decided``)."""
         if definition.mode is RunMode.INLINE:
             return self._launch_inline, _nothing
         if definition.mode is RunMode.THREAD:
@@ -412,6 +463,8 @@ class Executor:
             if await self._interruptible(run, slots.acquire(), lambda _: slots.release()) is None:
                 return None
             return self._launch_thread, slots.release
+        if not run.started:
+            return await self._start_then_acquire(run, definition)
         pool = self._pool
         acquired = await self._interruptible(run, pool.acquire(), pool.release)
         if acquired is None:
@@ -531,9 +584,7 @@ class Executor:
         run.decided = True
         decision = settle_failure(decision, run.record, definition)
         outcome = outcome_for(run.record, decision, self._s.engine_id, started=run.started)
-        # The body is done: its slot is free for the next claim while the outcome is written
-        # (the claim's round trip overlaps this write instead of following it).
-        self._release_slot_once(run)
+        self._release_slot_early(run)
         try:
             accepted = await self._completer.submit(outcome)
         except BackendError as exc:
@@ -660,6 +711,40 @@ class Executor:
 
 def _nothing(*_: object) -> None:
     return None
+
+
+class _Gate:
+    """Lets at most ``limit`` callers in at a time, first come first served; the limit is
+    the caller's to give (it changes with the queue's pace)."""
+
+    def __init__(self) -> None:
+        self.inside = 0
+        self._waiters: deque[asyncio.Future[None]] = deque()
+
+    async def enter(self, limit: int) -> None:
+        while self.inside >= limit:
+            waiter = asyncio.get_running_loop().create_future()
+            self._waiters.append(waiter)
+            try:
+                await waiter
+            except asyncio.CancelledError:
+                if waiter.done() and not waiter.cancelled():
+                    self._wake_next()  # it was our turn: give it on
+                else:
+                    self._waiters.remove(waiter)
+                raise
+        self.inside += 1
+
+    def leave(self) -> None:
+        self.inside -= 1
+        self._wake_next()
+
+    def _wake_next(self) -> None:
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                return
 
 
 async def _first_of(body: asyncio.Future[Any], interrupt: asyncio.Future[str], timeout: float | None) -> None:

@@ -125,7 +125,7 @@ class HeartbeatThread:
         except Exception as exc:
             self._last_failure = time.monotonic()
             silent = time.monotonic() - self._last_success
-            logger.warning("heartbeat failed (%s); silent for %.1fs", exc, silent,
+            logger.warning("heartbeat failed (%s); silent for %.1fs", _describe(exc), silent,
                            extra={"event": Event.HEARTBEAT_FAILED, "engine_id": self._s.engine_id})
             if silent > self._s.settings.stale_after and not self._warned_silent:
                 logger.error(
@@ -160,7 +160,12 @@ class HeartbeatThread:
         try:
             loop.run_until_complete(coroutine)  # type: ignore[arg-type]
         except Exception as exc:
-            logger.warning("heartbeat could not %s: %s", what, exc,
+            logger.warning("heartbeat could not %s: %s", what, _describe(exc),
                            extra={"event": Event.HEARTBEAT_FAILED, "engine_id": self._s.engine_id})
             return False
         return True
+
+
+def _describe(exc: BaseException) -> str:
+    """The error's message, or its type when the message is empty (``TimeoutError()``)."""
+    return str(exc) or type(exc).__name__

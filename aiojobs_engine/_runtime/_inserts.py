@@ -18,7 +18,8 @@ def insert_for(request: JobRequest, now: datetime, *, unique_key: str | None = N
     unique = None if unique_key is not None else options.unique_config
     key = unique_key
     if unique is not None:
-        key = unique.key_for(request.name, request.args_json, request.kwargs_json, now)
+        key = unique.key_for(request.name, request.args_json, request.kwargs_json, now,
+                             request.constructor_args_json)
         unique_states = tuple(JobState(s) for s in unique.states)
     return JobInsert(
         queue=request.queue,

@@ -1,24 +1,29 @@
 """The notifier: turns database notifications into immediate wake-ups.
 
-Notifications wake; polling guarantees. The listening connection is checked every few
-seconds; when it is found dead (or cannot be opened) the notifier logs the switch, keeps
-retrying with backoff while the dispatcher's polling carries the load, and on reconnecting
-triggers one catch-up poll for whatever was enqueued meanwhile.
+Notifications wake; polling guarantees. The listening connection is replaced as soon as
+the driver reports it closed, and checked every few seconds (whatever the poll interval)
+for deaths no one reports. When it is found dead (or cannot be opened) the notifier logs
+the switch, keeps retrying with backoff while the dispatcher's polling carries the load,
+and on reconnecting triggers one catch-up poll for whatever was enqueued meanwhile.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import Callable
 
-from .._backends._protocol import NOTIFY_CANCEL, NOTIFY_ENQUEUED, NOTIFY_QUEUE, Listener
+from .._backends._protocol import NOTIFY_CANCEL, NOTIFY_CHANGED, NOTIFY_ENQUEUED, NOTIFY_QUEUE, Listener
 from .._errors import BackendError
 from .._log import Event, logger
 from ._services import Services
 
-CHECK_EVERY_POLLS = 5  # the listening connection is checked every 5 poll intervals (at least 1 s)
+CHECK_EVERY_POLLS = 5  # the listening connection is checked every 5 poll intervals,
+MIN_CHECK_INTERVAL = 1.0  # but at least 1 s apart
+MAX_CHECK_INTERVAL = 5.0  # and at most 5 s: a long poll_interval must not hide a dead listener
 _MAX_BACKOFF = 30.0
+CHANGED_SETTINGS_EVERY = 0.25  # seconds: queue settings re-read on "changed" at most this often
 
 
 class Notifier:
@@ -36,12 +41,22 @@ class Notifier:
         self._on_queue_changed = on_queue_changed
         self.connected = asyncio.Event()
         self.received = 0
+        self._settings_read_at = -CHANGED_SETTINGS_EVERY
 
     def _dispatch(self, payload: str) -> None:
         self.received += 1
         kind, _, subject = payload.partition(":")
         if kind == NOTIFY_ENQUEUED:
             self._on_enqueued([subject] if subject else None)
+        elif kind == NOTIFY_CHANGED:
+            # Anything may have changed: jobs may have come (claim), and queues too (re-read
+            # them, at most a few times a second: a queue new to this engine is only worked
+            # once its settings are read). Cancellations are found by the claim watcher.
+            now = time.monotonic()
+            if now - self._settings_read_at >= CHANGED_SETTINGS_EVERY:
+                self._settings_read_at = now
+                self._on_queue_changed()
+            self._on_enqueued(None)
         elif kind == NOTIFY_CANCEL and subject.isdigit():
             self._on_cancel(int(subject))
         elif kind == NOTIFY_QUEUE:
@@ -64,7 +79,10 @@ class Notifier:
             if was_down:
                 logger.info("listener: subscribed again", extra={"event": Event.LISTENER_UP,
                                                                   "engine_id": self._s.engine_id})
-            self._on_enqueued(None)  # catch up on anything enqueued while not listening
+            # Catch up on what was missed while not listening: queue settings (a queue new to
+            # this engine is only worked once they are read) and enqueued jobs.
+            self._on_queue_changed()
+            self._on_enqueued(None)
             self.connected.set()
             try:
                 await self._watch(listener)
@@ -78,7 +96,14 @@ class Notifier:
                     await listener.close()
 
     async def _watch(self, listener: Listener) -> None:
-        every = max(1.0, CHECK_EVERY_POLLS * self._s.settings.poll_interval)
+        every = check_interval(self._s.settings.poll_interval)
         while True:
-            await asyncio.sleep(every)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(every):
+                    await listener.wait_lost()  # the driver saw it close: check (and fail) now
             await listener.check()
+
+
+def check_interval(poll_interval: float) -> float:
+    """Seconds between liveness checks of the listening connection."""
+    return min(max(MIN_CHECK_INTERVAL, CHECK_EVERY_POLLS * poll_interval), MAX_CHECK_INTERVAL)

@@ -176,7 +176,7 @@ def describe(exc: BaseException) -> tuple[str, str, str | None]:
         return type(exc).__name__, message, None
     if len(trace) > _MAX_TRACEBACK:
         trace = trace[:1000] + "\n…\n" + trace[-(_MAX_TRACEBACK - 1000):]
-    return type(exc).__name__, str(exc), trace
+    return type(exc).__name__, message, trace  # never str(exc) again: its __str__ may raise
 
 
 def _message(exc: BaseException) -> str:

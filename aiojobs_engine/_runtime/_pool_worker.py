@@ -18,14 +18,16 @@ import time
 import traceback
 from collections.abc import Callable
 from datetime import datetime
-from multiprocessing.connection import Connection
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .. import _json
 from .._context import JobContext, set_current_job
 from .._control import Cancel, Complete, Delete, Fail, JobSignal, Retry, Snooze
 from .._errors import SerializationError
 from .._records import JobRecord, JobState
+
+if TYPE_CHECKING:
+    from multiprocessing.connection import Connection
 
 _targets: dict[tuple[str, str], Any] = {}
 

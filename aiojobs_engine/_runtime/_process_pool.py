@@ -17,19 +17,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import multiprocessing
-import multiprocessing.connection
 import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from multiprocessing.connection import Connection
-from multiprocessing.process import BaseProcess
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .._errors import EngineStateError, WorkerCrashedError
 from .._log import Event, logger
 from ._pool_worker import worker_main
+
+if TYPE_CHECKING:  # multiprocessing is imported when the first CPU-bound job comes
+    from multiprocessing.connection import Connection
+    from multiprocessing.process import BaseProcess
 
 _STOP_GRACE = 2.0
 _SHORT_LIFE = 5.0  # a worker dying sooner than this after its start counts as a start-up failure
@@ -69,7 +69,6 @@ class ProcessPool:
     def __init__(self, size: int, preload: Sequence[str] = ()) -> None:
         self._size = size
         self._preload = list(dict.fromkeys(m for m in preload if m != "__main__"))
-        self._context = multiprocessing.get_context("spawn")
         self._workers: set[_Worker] = set()
         self._idle: asyncio.Queue[_Worker] | None = None
         self._closed = False
@@ -102,8 +101,11 @@ class ProcessPool:
             self._respawn_later()
 
     def _spawn(self) -> None:
-        parent_conn, child_conn = self._context.Pipe(duplex=True)
-        process = self._context.Process(
+        import multiprocessing
+
+        context = multiprocessing.get_context("spawn")
+        parent_conn, child_conn = context.Pipe(duplex=True)
+        process = context.Process(
             target=worker_main, args=(child_conn, os.getpid(), self._preload), name="aiojobs-cpu-worker",
             daemon=True,
         )
@@ -240,6 +242,8 @@ class ProcessPool:
 
 def _wait_all(sentinels: list[int], timeout: float) -> None:
     """Wait until every process of ``sentinels`` has exited, or ``timeout`` has passed."""
+    import multiprocessing.connection
+
     deadline = time.monotonic() + timeout
     pending = list(sentinels)
     while pending and (left := deadline - time.monotonic()) > 0:

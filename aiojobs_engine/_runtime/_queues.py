@@ -6,10 +6,13 @@ counter of slots rather than an ``asyncio.Semaphore`` because the limit can chan
 time and the dispatcher claims exactly as many jobs as there are free slots.
 
 Claiming ahead: while a queue's attempts here are short on average (under the engine's
-``claim_ahead_under``), the dispatcher may also claim up to one batch more than the free
-slots. Those claims are *parked* in the executor and start the moment a slot frees, so a
-busy queue of quick jobs never waits a claim's round trip between two batches. A queue
-with a global cap never claims ahead (the cap counts every claim, parked or not).
+``claim_ahead_under``), the dispatcher may also claim beyond the free slots: as many jobs as
+the queue's slots can start within ``claim_ahead_under`` at the recent pace, at least the
+queue's concurrency and at most one claim batch. Those claims are *parked* in the executor
+and start the moment a slot frees, so a busy queue of quick jobs never waits a claim's
+round trip between two batches, and jobs that take no time are claimed a full batch at a
+time whatever the concurrency. A queue with a global cap never claims ahead (the cap
+counts every claim, parked or not).
 """
 
 from __future__ import annotations
@@ -32,6 +35,8 @@ class _Queue:
     running: int = 0  # claims holding one of its slots
     parked: int = 0  # claims waiting here for a slot
     maybe_more: bool = True  # the last claim filled its demand: more may be waiting
+    marks: int = 0  # how many times someone said "more may be waiting" (enqueues, notifications)
+    marks_asked: int = 0  # ``marks`` when the last claim was asked for
     recent_seconds: float | None = None  # moving average of its attempts' durations here
 
     @property
@@ -41,9 +46,14 @@ class _Queue:
     def claimable(self, batch_size: int, ahead_under: float) -> int:
         """Free slots, plus room to park claims while the queue's jobs are quick."""
         ahead = 0
-        if (ahead_under > 0 and self.global_concurrency is None and self.recent_seconds is not None
-                and self.recent_seconds < ahead_under):
-            ahead = max(0, min(self.concurrency, batch_size) - self.parked)
+        recent = self.recent_seconds
+        if ahead_under > 0 and self.global_concurrency is None and recent is not None and recent < ahead_under:
+            # Park as many claims as the queue's slots can start within ``ahead_under``, at
+            # least one batch of its concurrency and at most one claim batch: for jobs that
+            # take no time, a claim of a full batch whatever the concurrency (the claims,
+            # not the slots, are what such jobs wait for).
+            depth = int(self.concurrency * ahead_under / recent) if recent > 0 else batch_size
+            ahead = max(0, min(max(depth, self.concurrency), batch_size) - self.parked)
         return min(self.free + ahead, batch_size)
 
 
@@ -96,13 +106,25 @@ class QueueManager:
                 continue
             limit = q.claimable(batch_size, self._ahead_under)
             if limit > 0:
+                q.marks_asked = q.marks
                 demands.append(QueueDemand(q.name, limit, q.global_concurrency))
         return demands
 
     def record_claim(self, demands: Sequence[QueueDemand], claimed_per_queue: Mapping[str, int]) -> None:
         for demand in demands:
             got = claimed_per_queue.get(demand.queue, 0)
-            self._queues[demand.queue].maybe_more = got >= demand.limit
+            queue = self._queues[demand.queue]
+            # A short claim means the queue ran dry, unless a global cap cut it short: then
+            # room comes back as jobs of the queue end, and each of this engine's own ends is
+            # a moment to try again (an end elsewhere is noticed by the next poll).
+            # And a job enqueued while the claim was under way may have missed it.
+            queue.maybe_more = got >= demand.limit or queue.marks != queue.marks_asked or (
+                demand.global_limit is not None and (got > 0 or queue.running > 0))
+
+    def capped(self, queue: str) -> bool:
+        """Does a global cap count this queue's claims across engines?"""
+        entry = self._queues.get(queue)
+        return entry is not None and entry.global_concurrency is not None
 
     def acquire(self, queue: str) -> bool:
         """Take a slot for a new claim; False: none is free, the claim is parked."""
@@ -135,6 +157,12 @@ class QueueManager:
             last = entry.recent_seconds
             entry.recent_seconds = seconds if last is None else 0.8 * last + 0.2 * seconds
 
+    def quick(self, queue: str) -> bool:
+        """Are this queue's attempts here short on average (under ``claim_ahead_under``)?"""
+        entry = self._queues.get(queue)
+        recent = None if entry is None else entry.recent_seconds
+        return recent is not None and recent < self._ahead_under
+
     def release(self, queue: str) -> bool:
         """Free a slot; True if the dispatcher should claim again for this queue now (the
         executor first gives the slot to a parked claim, if any)."""
@@ -148,6 +176,7 @@ class QueueManager:
         for queue in self._queues.values():
             if queues is None or queue.name in queues:
                 queue.maybe_more = True
+                queue.marks += 1
         return self.works_every_queue and queues is not None and any(q not in self._queues for q in queues)
 
     def snapshot(self) -> list[QueueRecord]:

@@ -2,7 +2,7 @@
 
 Start-up: register the engine (refusing an id another live engine holds), take back this
 id's orphaned jobs, write the configured queue settings, start the heartbeat thread, then
-the loops (dispatcher, loop monitor, cancel watcher, reaper).
+the loops (dispatcher, loop monitor, claim watcher, reaper).
 
 Shutdown, in this order: stop claiming; let running jobs finish within the grace period
 (cut short by an immediate stop); hand back what still runs; flush outcomes; stop the
@@ -100,12 +100,17 @@ class Runtime:
             if self._heartbeat is not None and self._heartbeat.died:
                 raise RuntimeError("the heartbeat thread died (see the log above)")
 
-    async def _watch_cancels(self) -> None:
-        """Cancellations asked for elsewhere reach the jobs running here within a poll."""
-        if not self.executor.in_flight:
+    async def _watch_claims(self) -> None:
+        """Within a poll, the runs here learn that their job was canceled (asked for elsewhere)
+        or taken away (rescued, replaced, canceled, retried or deleted), and stop."""
+        claims = self.executor.undecided_claims()
+        if not claims:
             return
-        for job in await self._s.backend.job_cancel_requested(self._s.engine_id):
-            self.executor.cancel(job.id, job.token)
+        for claim in await self._s.backend.job_claims_to_stop(claims):
+            if claim.held:
+                self.executor.cancel(claim.id, claim.token)
+            else:
+                self.executor.let_go(claim.id, claim.token)
 
     def _heartbeat_health(self) -> float:
         return float("inf") if self._heartbeat is None else self._heartbeat.healthy_for()
@@ -174,7 +179,7 @@ class Runtime:
         loops: list[tuple[str, Coroutine[Any, Any, None]]] = [
             ("dispatcher", self.dispatcher.run()),
             ("loop-monitor", self.monitor.run()),
-            ("cancel-watcher", Periodic("cancel watcher", settings.poll_interval, self._watch_cancels).run()),
+            ("claim-watcher", Periodic("claim watcher", settings.poll_interval, self._watch_claims).run()),
         ]
         if not self._drain:
             loops.append(("reaper", Periodic("reaper", settings.reaper_interval, self.reaper.step).run()))

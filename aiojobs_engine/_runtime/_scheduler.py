@@ -12,13 +12,14 @@ skipped and logged (no flood). Each run links to the one before it (``reschedule
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 
 from .. import _json
 from .._cron import due_tick
 from .._errors import AiojobsError
 from .._events import EventKind, JobEvent
-from .._handles import build_request
+from .._handles import JobRequest, build_request
 from .._hooks import run_hooks
 from .._log import Event, logger
 from .._options import JobOptions, make_options
@@ -64,10 +65,19 @@ async def _enqueue_tick(services: Services, schedule: CronRecord, tick: datetime
         await backend.cron_advance(schedule.name, tick, None)
         return None
     hooks = services.hooks.on_before_add + (definition.hooks.on_before_add if definition else ())
-    if hooks and any(answer is False for answer in await run_hooks(
-            "on_before_add", hooks, request, extra={"event": "", "job_name": request.name})):
-        await backend.cron_advance(schedule.name, tick, None)
-        return None
+    if hooks:
+        answers = await run_hooks("on_before_add", hooks, request, extra={"event": "", "job_name": request.name})
+        if any(answer is False for answer in answers):
+            await backend.cron_advance(schedule.name, tick, None)
+            return None
+        try:
+            request = _with_added_meta(request, answers)
+        except AiojobsError as exc:
+            logger.error("schedule %s cannot enqueue job %s: an on_before_add hook returned bad meta: %s; tick %s "
+                         "skipped", schedule.name, schedule.job, exc, tick.isoformat(),
+                         extra={"event": Event.CRON_FAILED, "schedule": schedule.name})
+            await backend.cron_advance(schedule.name, tick, None)
+            return None
     insert = insert_for(
         request, services.clock.now(), unique_key=f"cron:{schedule.name}:{tick.isoformat()}",
         unique_states=tuple(JobState), rescheduled_from=schedule.last_job_id,
@@ -80,6 +90,18 @@ async def _enqueue_tick(services: Services, schedule: CronRecord, tick: datetime
     logger.info("schedule %s enqueued job %s for its tick %s", schedule.name, job.id, tick.isoformat(),
                 extra={"event": Event.CRON_ENQUEUED, "schedule": schedule.name, "job_id": job.id})
     return job
+
+
+def _with_added_meta(request: JobRequest, answers: Sequence[object]) -> JobRequest:
+    """As for ``enqueue()``: each dict an on_before_add hook returned is added to the meta."""
+    additions = [answer for answer in answers if isinstance(answer, Mapping)]
+    if not additions:
+        return request
+    meta = dict(request.options.meta or {})
+    for addition in additions:
+        meta.update(addition)
+    return build_request(request.name, request.definition, request.options.merged(JobOptions(meta=meta)),
+                         request.args, request.kwargs)
 
 
 def options_json(options: JobOptions) -> str:

@@ -101,6 +101,7 @@ class _Metrics:
                                   ["queue", "job"], registry=registry, buckets=buckets)
         self.states = _StateCollector()
         registry.register(self.states)
+        self.engines: weakref.WeakSet[Engine] = weakref.WeakSet()  # instrumented here: each at most once
 
 
 _registries: weakref.WeakKeyDictionary[CollectorRegistry, _Metrics] = weakref.WeakKeyDictionary()
@@ -115,15 +116,18 @@ class PrometheusInstrumentation:
         self._refresh_interval = refresh_interval
         self._refresher: asyncio.Task[None] | None = None
         self._unsubscribe = engine.subscribe(self._on_event)
+        metrics.engines.add(engine)
 
     async def refresh(self) -> None:
         """Read the job counts per queue and state now (the engine must be open)."""
         self._metrics.states.update(await self._engine.count_jobs())
 
     def uninstrument(self) -> None:
-        """Stop updating the metrics from this engine (they stay registered)."""
+        """Stop updating the metrics from this engine (they stay registered); it may be
+        instrumented again afterwards."""
         self._unsubscribe()
         self._stop_refreshing()
+        self._metrics.engines.discard(self._engine)
 
     def _on_event(self, event: JobEvent) -> None:
         job, kind, metrics = event.job, event.kind, self._metrics
@@ -165,7 +169,9 @@ def instrument(engine: Engine, registry: CollectorRegistry | None = None, *, ref
 
     Several engines may share a registry (their counts add up; the ``aiojobs_jobs`` gauge
     shows the newest snapshot, so they should share a database too). ``buckets`` apply the
-    first time a registry is instrumented.
+    first time a registry is instrumented. Call it once per engine and registry: a second
+    call would count everything twice, so it raises ``ConfigurationError`` (``uninstrument()``
+    first to instrument the engine anew).
     """
     if not isinstance(engine, Engine):
         raise ConfigurationError(f"instrument() takes an aiojobs_engine.Engine, got {engine!r}")
@@ -173,6 +179,8 @@ def instrument(engine: Engine, registry: CollectorRegistry | None = None, *, ref
         raise ConfigurationError(f"refresh_interval must be > 0 seconds, got {refresh_interval!r}")
     registry = REGISTRY if registry is None else registry
     metrics = _registries.get(registry)
+    if metrics is not None and engine in metrics.engines:
+        raise ConfigurationError("this engine is already instrumented for Prometheus on this registry")
     if metrics is None:
         metrics = _registries[registry] = _Metrics(registry, buckets)
     return PrometheusInstrumentation(engine, metrics, refresh_interval)

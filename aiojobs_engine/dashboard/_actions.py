@@ -14,7 +14,7 @@ from urllib.parse import parse_qs, urlencode
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
-from .. import JobState
+from .. import JobState, UniqueConflictError
 from ._csrf import COOKIE, FIELD, HEADER
 from ._render import READ_ONLY, PageError, Site, Urls, prefix_of
 from ._views import BULK_ACTIONS, parse_int
@@ -38,11 +38,15 @@ class Actions:
         before = await self.site.engine.get_job(job_id)
         if before is None:
             raise PageError(404, f"There is no job {job_id}.")
-        code = "not-retried"
+        code, number = "not-retried", job_id
         if before.is_terminal:
-            after = await self.site.engine.retry_job(job_id)
-            code = "retried" if after is not None and after.state is JobState.WAITING else "not-retried"
-        return _back(request, form, Urls(prefix_of(request)).job(job_id), code, job_id)
+            try:
+                after = await self.site.engine.retry_job(job_id)
+            except UniqueConflictError as exc:  # its unique key is taken: say by which job
+                code, number = ("retry-conflict", exc.holder_id) if exc.holder_id else ("retry-conflict-gone", job_id)
+            else:
+                code = "retried" if after is not None and after.state is JobState.WAITING else "not-retried"
+        return _back(request, form, Urls(prefix_of(request)).job(job_id), code, number)
 
     async def cancel_job(self, request: Request) -> Response:
         form = await self._form(request)
@@ -115,7 +119,10 @@ class Actions:
         while True:
             page = await engine.list_jobs(state=JobState.FAILED, queue=queue, limit=RETRY_BATCH, before_id=before)
             for job in page:
-                record = await engine.retry_job(job.id)
+                try:
+                    record = await engine.retry_job(job.id)
+                except UniqueConflictError:
+                    continue  # its unique key is held by a newer job: it stays failed
                 retried += record is not None and record.state is JobState.WAITING
             if len(page) < RETRY_BATCH:
                 return retried

@@ -1,16 +1,16 @@
 """``dashboard(engine, ...)``: the ASGI app, its routes, and what guards every request.
 
-Every request passes the access checks (``_auth``) first, and every response carries the
-security headers: a Content-Security-Policy that allows scripts and styles from the
-dashboard's own static files only (no inline script can run, even one that slipped into a
-page), no framing, no sniffing. Errors become pages with the right status: a bad parameter
-400, a refused action 403, an unknown job 404, a closed engine or an unreachable database
-503.
+Every request passes the host check (``_hosts``, when ``allowed_hosts`` is given) and the
+access checks (``_auth``) first, and every response carries the security headers: a
+Content-Security-Policy that allows scripts and styles from the dashboard's own static
+files only (no inline script can run, even one that slipped into a page), no framing, no
+sniffing. Errors become pages with the right status: a bad parameter or host name 400, a
+refused action 403, an unknown job 404, a closed engine or an unreachable database 503.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from typing import Final
 
@@ -27,6 +27,7 @@ from .. import BackendError, ConfigurationError, Engine, EngineStateError
 from ._actions import Actions
 from ._auth import Access, AuthCheck, Denied, challenge
 from ._csrf import CsrfSigner
+from ._hosts import HostCheck
 from ._render import PageError, Site, make_templates, render
 from ._views import Views
 
@@ -44,7 +45,7 @@ SECURITY_HEADERS: Final = (
 
 def dashboard(engine: Engine, *, read_only: bool = False, basic_auth: tuple[str, str] | None = None,
               auth: AuthCheck | None = None, secret_key: str | bytes | None = None,
-              title: str = "aiojobs") -> Starlette:
+              title: str = "aiojobs", allowed_hosts: Iterable[str] | None = None) -> Starlette:
     """The web dashboard of ``engine``, as an ASGI app (Starlette).
 
     Serve it (``aiojobs dashboard``, or uvicorn: its lifespan opens the engine), or mount it
@@ -52,13 +53,18 @@ def dashboard(engine: Engine, *, read_only: bool = False, basic_auth: tuple[str,
     app's lifespan). ``read_only``: pages only, every action refused (403).
     ``basic_auth=(user, password)`` and/or ``auth`` (``(request) -> bool``, plain or async)
     decide who may see it. ``secret_key`` signs the CSRF tokens (give the same one to every
-    process serving the dashboard; by default a random key per start).
+    process serving the dashboard; by default a random key per start). ``allowed_hosts``:
+    the host names it answers to (``["localhost", "127.0.0.1", "::1"]``, ``"*.example.com"``,
+    any port), any other ``Host`` getting a 400 and an action posted from another host a 403,
+    against DNS rebinding; by default no check, as the app it is mounted in decides how it
+    is reached (``aiojobs dashboard`` on a loopback address allows only the loopback names).
     """
     if not isinstance(engine, Engine):
         raise ConfigurationError(f"dashboard() takes an aiojobs_engine.Engine, got {engine!r}")
     if not isinstance(read_only, bool):
         raise ConfigurationError(f"read_only must be True or False, got {read_only!r}")
     access = Access(basic_auth=basic_auth, auth=auth)
+    hosts = None if allowed_hosts is None else HostCheck(allowed_hosts)
     site = Site(engine=engine, read_only=read_only, title=str(title), csrf=CsrfSigner(secret_key),
                 templates=make_templates())
     views, actions = Views(site), Actions(site)
@@ -107,7 +113,7 @@ def dashboard(engine: Engine, *, read_only: bool = False, basic_auth: tuple[str,
 
     return Starlette(
         routes=routes,
-        middleware=[Middleware(_Guard, access=access)],
+        middleware=[Middleware(_Guard, access=access, hosts=hosts)],
         exception_handlers={PageError: on_page_error, ConfigurationError: on_bad_value,
                             EngineStateError: on_unavailable, BackendError: on_unavailable, HTTPException: on_http},
         lifespan=lifespan,
@@ -115,11 +121,12 @@ def dashboard(engine: Engine, *, read_only: bool = False, basic_auth: tuple[str,
 
 
 class _Guard:
-    """Access checks before anything else; security headers on every response."""
+    """The host and access checks before anything else; security headers on every response."""
 
-    def __init__(self, app: ASGIApp, *, access: Access) -> None:
+    def __init__(self, app: ASGIApp, *, access: Access, hosts: HostCheck | None) -> None:
         self.app = app
         self.access = access
+        self.hosts = hosts
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -131,8 +138,11 @@ class _Guard:
                 message["headers"] = [*message.get("headers", []), *SECURITY_HEADERS]
             await send(message)
 
+        request = Request(scope, receive)
         try:
-            await self.access.check(Request(scope, receive))
+            if self.hosts is not None:
+                self.hosts.check(request)  # first: a rebinding page must not even get a 401 prompt
+            await self.access.check(request)
         except Denied as denied:
             headers = challenge() if denied.status == 401 else {}
             response = PlainTextResponse(denied.message, status_code=denied.status, headers=headers)

@@ -71,6 +71,10 @@ class Notice:
 _NOTICES: Final[dict[str, tuple[str, str]]] = {
     "retried": ("ok", "Job {n} will run again now."),
     "not-retried": ("warn", "Job {n} was not retried: only completed, failed or canceled jobs can be."),
+    "retry-conflict": ("warn", "The job was not retried: job {n} holds its unique key. Retry once job {n} has "
+                               "finished, or cancel or delete job {n} first."),
+    "retry-conflict-gone": ("warn", "Job {n} was not retried: another job took its unique key meanwhile. Try "
+                                    "again."),
     "canceled": ("ok", "Job {n} was canceled."),
     "cancel-requested": ("ok", "Job {n} is running: its engine was asked to stop it."),
     "not-canceled": ("warn", "Job {n} was not canceled: it had already finished."),

@@ -8,6 +8,7 @@ across backends, and the claim's query plan.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import threading
 import uuid
@@ -18,13 +19,13 @@ from typing import Any
 import asyncpg
 import pytest
 
-from aiojobs_engine._backends._protocol import JobClaim, JobInsert, JobStart, QueueChange, QueueDemand
+from aiojobs_engine._backends._protocol import ClaimToStop, JobClaim, JobInsert, JobStart, QueueChange, QueueDemand
 from aiojobs_engine._backends.postgres import PostgresBackend
 from aiojobs_engine._backends.postgres._sql import compile_query, queries_for
 from aiojobs_engine._errors import BackendError, BackendUnavailableError, ConfigurationError, SchemaError
 from aiojobs_engine._records import JobState
 from aiojobs_engine._url import parse_url
-from aiojobs_engine.conformance import KEEP, T0, claim, insert, running
+from aiojobs_engine.conformance import KEEP, T0, claim, insert, running, unique
 
 pytestmark = pytest.mark.postgres
 
@@ -276,6 +277,33 @@ async def test_enqueue_in_a_committed_transaction_appears_at_commit(
         await listener.close()
 
 
+async def test_a_replacing_enqueue_in_the_callers_transaction_is_all_or_nothing(
+    backend: PostgresBackend, admin: asyncpg.Connection
+) -> None:
+    (holder,) = await backend.job_insert_many([unique("k")], now=T0)
+    no_name: Any = None  # the insert fails (NOT NULL) after the cancel ran
+    async with admin.transaction():
+        await admin.execute("SELECT 1")
+        with pytest.raises(BackendError):
+            await backend.job_insert_many([dataclasses.replace(unique("k", replace=True), name=no_name)], now=T0,
+                                          connection=admin)
+        # Only our savepoint was rolled back: the caller's transaction goes on.
+        (new,) = await backend.job_insert_many([unique("k", replace=True)], now=T0, connection=admin)
+        current = await backend.job_get(holder.id)
+        assert current is not None and current.state is JobState.WAITING  # not committed yet
+    replaced = await backend.job_get(holder.id)
+    assert replaced is not None and replaced.state is JobState.CANCELED
+    stored = await backend.job_get(new.id)
+    assert stored is not None and stored.state is JobState.WAITING
+    # Outside a transaction of the caller's, the connection gets one of its own.
+    with pytest.raises(BackendError):
+        await backend.job_insert_many([dataclasses.replace(unique("k", replace=True), name=no_name)], now=T0,
+                                      connection=admin)
+    assert not admin.is_in_transaction()
+    still = await backend.job_get(new.id)
+    assert still is not None and still.state is JobState.WAITING
+
+
 async def test_enqueue_on_a_pooled_connection_with_its_own_jsonb_codec(
     backend: PostgresBackend, postgres_url: str
 ) -> None:
@@ -392,7 +420,8 @@ async def test_claim_tokens_are_uuids(backend: PostgresBackend) -> None:
     assert all(t is not None and str(uuid.UUID(t)) == t for t in tokens)
     await backend.job_start_many([JobStart(claimed[0].id, tokens[0] or "")], now=T0)
     await backend.job_cancel(retention=KEEP, job_id=claimed[0].id, now=T0)
-    assert await backend.job_cancel_requested("e1") == [JobStart(claimed[0].id, tokens[0] or "")]
+    assert await backend.job_claims_to_stop([JobStart(claimed[0].id, tokens[0] or "")]) == [
+        ClaimToStop(claimed[0].id, tokens[0] or "", held=True)]
 
 
 async def test_global_limit_is_exact_across_backends_claiming_at_once(

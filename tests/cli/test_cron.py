@@ -40,3 +40,19 @@ def test_cron_list_pause_resume_remove(cli: Cli, sqlite_url: str) -> None:
     assert (removed.code, removed.out) == (0, "schedule often removed\n")
     missing = cli("cron", "remove", "often", "--url", sqlite_url)
     assert missing.code == 1 and "no schedule named 'often'" in missing.err
+
+
+def test_bare_cron_lists_the_schedules(cli: Cli, sqlite_url: str) -> None:
+    assert cli("cron", "--url", sqlite_url).out == "no schedules\n"
+    add_schedules(sqlite_url)
+    bare = cli("cron", "--url", sqlite_url)
+    assert bare.code == 0, bare.err
+
+    def without_next_tick(lines: str) -> list[list[str]]:  # "often" ticks every 5 s: it may move on
+        return [line.split()[:-1] for line in lines.splitlines()]
+
+    assert without_next_tick(bare.out) == without_next_tick(cli("cron", "list", "--url", sqlite_url).out)
+    for argv in (("--json", "cron"), ("cron", "--json")):
+        as_json = json.loads(cli(*argv, "--url", sqlite_url).out)
+        assert [s["name"] for s in as_json] == ["nightly", "often"] and "next_tick" in as_json[0]
+    assert cli("cron", "bogus", "--url", sqlite_url).code == 2

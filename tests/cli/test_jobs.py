@@ -1,13 +1,14 @@
-"""`aiojobs jobs list|show|retry|cancel`."""
+"""`aiojobs jobs list|show|retry|cancel|snooze`."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 
-from aiojobs_engine import JobState
+from aiojobs_engine import Engine, JobState
 
-from ._helpers import Finished, Result, enqueue, get
+from ._helpers import Finished, Result, enqueue, get, with_engine
 
 Cli = Callable[..., Result]
 
@@ -129,3 +130,44 @@ def test_cancel(cli: Cli, finished: Finished) -> None:
     done = cli("jobs", "cancel", str(finished.completed), "--url", url)
     assert done.code == 1
     assert done.err == f"aiojobs: error: job {finished.completed} is already completed; there is nothing to cancel\n"
+
+
+def test_retry_of_a_unique_job_whose_key_is_held_is_a_readable_failure(cli: Cli, sqlite_url: str) -> None:
+    async def go(engine: Engine) -> tuple[int, int]:
+        failed = await engine.options(unique=True).enqueue("boom")
+        assert failed is not None
+        await engine.workoff()
+        holder = await engine.options(unique=True).enqueue("boom")
+        assert holder is not None and holder.id != failed.id
+        return failed.id, holder.id
+
+    failed, holder = with_engine(sqlite_url, go)
+    result = cli("jobs", "retry", str(failed), "--url", sqlite_url)
+    assert result.code == 1 and result.out == ""
+    assert result.err.startswith(f"aiojobs: error: job {failed} cannot be retried: job {holder} (waiting) holds "
+                                 "its unique key 'boom:")
+    assert result.err.endswith(f"; cancel job {holder}, or retry once it has finished\n")
+    assert "Traceback" not in result.err and "UNIQUE" not in result.err
+    assert get(sqlite_url, failed).state is JobState.FAILED
+
+
+def test_snooze(cli: Cli, finished: Finished) -> None:
+    url = finished.url
+    before = datetime.now(UTC)
+    result = cli("jobs", "snooze", str(finished.delayed), "--delay", "7200", "--url", url)
+    assert result.code == 0, result.err
+    record = get(url, finished.delayed)
+    assert record.state is JobState.SNOOZED and record.available_at >= before + timedelta(seconds=7199)
+    until = record.available_at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    assert result.out == f"job {finished.delayed} (add) is snoozed until {until}\n"
+    as_json = json.loads(cli("jobs", "snooze", str(finished.delayed), "--delay", "0", "--json", "--url", url).out)
+    assert as_json["id"] == finished.delayed and as_json["state"] == "snoozed" and set(as_json) == JOB_FIELDS
+    done = cli("jobs", "snooze", str(finished.completed), "--delay", "60", "--url", url)
+    assert done.code == 1
+    assert done.err == (f"aiojobs: error: job {finished.completed} is completed; only waiting or snoozed jobs "
+                        "can be snoozed (retry_job runs a finished job again)\n")
+    missing = cli("jobs", "snooze", "999", "--delay", "60", "--url", url)
+    assert (missing.code, missing.err) == (1, "aiojobs: error: no job with id 999\n")
+    negative = cli("jobs", "snooze", str(finished.delayed), "--delay", "-1", "--url", url)
+    assert negative.code == 2 and "snooze delay must be >= 0 seconds" in negative.err
+    assert cli("jobs", "snooze", str(finished.delayed), "--url", url).code == 2  # --delay is required

@@ -115,3 +115,30 @@ async def test_engines_share_a_registry_and_bad_arguments_are_refused(make_engin
         instrument(first, registry, refresh_interval=0)
     with pytest.raises(ConfigurationError, match=r"takes an aiojobs_engine\.Engine"):
         instrument("engine", registry)  # type: ignore[arg-type]
+
+
+async def test_a_second_instrument_of_one_engine_is_refused_and_counts_stay_single(make_engine, registry,
+                                                                                   scrape) -> None:
+    engine = make_engine()
+    handle = instrument(engine, registry)
+    with pytest.raises(ConfigurationError, match="already instrumented for Prometheus"):
+        instrument(engine, registry)
+    with pytest.raises(ConfigurationError, match="already instrumented for Prometheus"):
+        instrument(engine, registry, refresh_interval=5.0)  # other options: still the same counts
+
+    @engine.job
+    async def one() -> int:
+        return 1
+
+    async with engine:
+        await one.enqueue()
+        await engine.workoff()
+    got = await samples(scrape)
+    labels = {"queue": "default", "job": "one"}
+    assert got[key("aiojobs_jobs_enqueued_total", **labels)] == 1
+    assert got[key("aiojobs_job_outcomes_total", **labels, outcome="completed")] == 1
+    handle.uninstrument()
+    again = instrument(engine, registry)  # once turned off, it may be instrumented anew
+    again.uninstrument()
+    other = instrument(engine, CollectorRegistry())  # another registry: nothing there is doubled
+    other.uninstrument()

@@ -87,6 +87,24 @@ async def test_retry_all_failed_asks_first_then_retries_every_page(env: Env, mon
     assert all([await state_of(env.engine, i) is JobState.WAITING for i in failed])
 
 
+async def test_retry_of_a_unique_job_whose_key_is_held_says_which_job_holds_it(env_any: Env) -> None:
+    boom = env_any.jobs.boom.options(unique=True)
+    failed = await boom.enqueue("once")
+    await env_any.engine.workoff()
+    holder = await boom.enqueue("once")  # the key was free again: a newer job holds it now
+    assert failed.id != holder.id
+    response = await env_any.post(f"/jobs/{failed.id}/retry", next=f"/jobs/{failed.id}")
+    assert response.status_code == 303
+    assert response.headers["location"] == f"/jobs/{failed.id}?notice=retry-conflict&n={holder.id}"
+    page = await env_any.client.get(response.headers["location"])
+    assert f"The job was not retried: job {holder.id} holds its unique key." in page.text
+    assert await state_of(env_any.engine, failed.id) is JobState.FAILED
+    # Retrying every failed job of the queue skips it and retries the others.
+    done = await env_any.post("/queues/default/failed/retry", confirm="yes")
+    assert done.headers["location"] == "/?notice=failed-retried&n=2"
+    assert await state_of(env_any.engine, failed.id) is JobState.FAILED
+
+
 async def test_delete_all_failed_deletes_only_that_queues_failed_jobs(env_any: Env) -> None:
     done = await env_any.post("/queues/default/failed/delete", confirm="yes")
     assert done.headers["location"] == "/?notice=failed-deleted&n=2"

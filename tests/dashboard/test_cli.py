@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from aiojobs_engine._cli import main
-from aiojobs_engine._cli._dashboard import exposure_warning, is_loopback
+from aiojobs_engine._cli._dashboard import allowed_hosts_for, exposure_warning, is_loopback
 from aiojobs_engine._cli._parser import build_parser
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -40,7 +40,23 @@ def test_listening_beyond_this_machine_without_a_password_is_warned_about() -> N
     assert "delete" not in (exposure_warning("::", protected=False, read_only=True) or "delete")
 
 
+def test_on_loopback_only_the_loopback_names_are_answered_unless_told_otherwise() -> None:
+    """Against DNS rebinding: a page whose name is rebound to 127.0.0.1 sends its own name."""
+    loopback = ["localhost", "127.0.0.1", "::1"]
+    assert build_parser().parse_args(["dashboard"]).allowed_hosts is None
+    args = build_parser().parse_args(["dashboard", "--allowed-host", "jobs.example.com", "--allowed-host", "*.lan"])
+    assert args.allowed_hosts == ["jobs.example.com", "*.lan"]
+    assert allowed_hosts_for("127.0.0.1", None) == loopback
+    assert allowed_hosts_for("[::1]", None) == allowed_hosts_for("localhost", None) == loopback
+    assert allowed_hosts_for("127.0.1.1", None) == [*loopback, "127.0.1.1"]  # the address it listens on, too
+    assert allowed_hosts_for("127.0.0.1", ["jobs.example.com"]) == ["jobs.example.com"]
+    assert allowed_hosts_for("0.0.0.0", None) is None  # reachable by whatever names lead here: any
+    assert allowed_hosts_for("0.0.0.0", ["*.lan"]) == ["*.lan"]
+
+
 @pytest.mark.parametrize("argv, message", [
+    (["--allowed-host", "localhost:8686"], "without a port"),
+    (["--allowed-host", ""], "non-empty strings"),
     (["--basic-auth", "nocolon"], "must look like user:password"),
     (["--basic-auth", ":pw"], "must look like user:password"),
     (["--port", "70000"], "--port must be between"),
@@ -111,3 +127,61 @@ def test_the_command_serves_on_loopback_with_basic_auth(sqlite_url: str) -> None
     assert f"at http://127.0.0.1:{port}/ (read-only)" in err
     assert "ops:pw" not in err and "warning" not in err.lower().replace("--log-level", "")
     assert process.returncode in (0, 130)
+
+
+def _serve(sqlite_url: str, port: int, *options: str) -> subprocess.Popen[str]:
+    env = dict(os.environ)
+    for name in ("AIOJOBS_APP", "AIOJOBS_DASHBOARD_BASIC_AUTH"):
+        env.pop(name, None)
+    return subprocess.Popen(
+        [sys.executable, "-m", "aiojobs_engine", "dashboard", "--url", sqlite_url, "--port", str(port),
+         "--log-level", "warning", *options],
+        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+
+
+def _wait_until_serving(process: subprocess.Popen[str], url: str) -> None:
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            httpx.get(url, timeout=2)
+            return
+        except httpx.TransportError:
+            assert process.poll() is None, process.communicate()
+            assert time.monotonic() < deadline, "the dashboard did not start"
+            time.sleep(0.1)
+
+
+@pytest.mark.slow
+def test_the_command_on_loopback_refuses_a_rebinding_page(sqlite_url: str) -> None:
+    """The audit's repro: with no authentication, a page on evil.example rebound to 127.0.0.1
+    got the page and a CSRF cookie for its name, and could then pause a queue."""
+    port = _free_port()
+    base = f"http://127.0.0.1:{port}"
+    evil = {"Host": f"evil.example:{port}"}
+    process = _serve(sqlite_url, port)
+    try:
+        _wait_until_serving(process, f"{base}/static/dashboard.css")
+        with httpx.Client(base_url=base, timeout=5) as client:
+            refused = client.get("/", headers=evil)
+            assert refused.status_code == 400 and "set-cookie" not in refused.headers
+            assert "csrf_token" not in refused.text
+            assert client.get("/", headers={"Host": f"localhost:{port}"}).status_code == 200
+            assert client.get("/").status_code == 200  # 127.0.0.1: the cookie and the token
+            token = client.cookies["aiojobs_csrf"]
+            attack = client.post("/queues/email/pause", headers=evil, data={"csrf_token": token})
+            assert attack.status_code == 400
+            own = client.post("/queues/email/pause", data={"csrf_token": token}, headers={"Origin": base})
+            assert own.status_code == 303 and own.headers["location"] == "/?notice=paused"
+    finally:
+        process.send_signal(signal.SIGINT)
+        process.communicate(timeout=30)
+    assert process.returncode in (0, 130)
+    again = _serve(sqlite_url, port, "--allowed-host", "jobs.example.com")  # then only the names given
+    try:
+        _wait_until_serving(again, f"{base}/static/dashboard.css")
+        assert httpx.get(f"{base}/", headers={"Host": "jobs.example.com"}, timeout=5).status_code == 200
+        assert httpx.get(f"{base}/", timeout=5).status_code == 400
+    finally:
+        again.send_signal(signal.SIGINT)
+        again.communicate(timeout=30)

@@ -207,6 +207,113 @@ def test_other_bad_arguments_are_refused_at_once() -> None:
         dashboard(Engine(), read_only="no")  # type: ignore[arg-type]
 
 
+# -- host names (DNS rebinding) and the origin of actions -----------------------------------------------
+
+LOOPBACK = ["localhost", "127.0.0.1", "::1"]  # what `aiojobs dashboard` allows on a loopback address
+
+
+async def _paused(engine: Engine) -> set[str]:
+    return {q.name for q in await engine.list_queues() if q.paused}
+
+
+async def test_a_rebinding_page_gets_a_400_and_neither_the_page_nor_the_token(sqlite_url: str) -> None:
+    """A page on evil.example rebound to 127.0.0.1 talks to the dashboard as its own origin:
+    the browser sends Host: evil.example, and that is all it gets refused for."""
+    async for env in _env(sqlite_url):
+        transport = httpx.ASGITransport(app=dashboard(env.engine, allowed_hosts=LOOPBACK))
+        async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1:8686") as client:
+            evil = {"Host": "evil.example:8686"}
+            refused = await client.get("/", headers=evil)
+            assert refused.status_code == 400 and "Invalid host header" in refused.text
+            assert "set-cookie" not in refused.headers and "csrf_token" not in refused.text
+            assert refused.headers["content-security-policy"] == CONTENT_SECURITY_POLICY
+            assert (await client.get(f"/jobs/{env.seeded.hostile.id}", headers=evil)).status_code == 400
+            page = await client.get("/")  # the real name: the page, and the cookie
+            assert page.status_code == 200
+            token = client.cookies["aiojobs_csrf"]
+            attack = await client.post("/queues/email/pause", headers=evil, data={"csrf_token": token})
+            assert attack.status_code == 400
+            assert await _paused(env.engine) == set()
+            for host in ("localhost:8686", "LOCALHOST.:1234", "127.0.0.1", "[::1]:8686", "[0:0::1]"):
+                assert (await client.get("/jobs", headers={"Host": host})).status_code == 200, host
+            for host in ("", "127.0.0.1.evil.example", "localhost:port", "[::1", "evil.example", "127.0.0.2"):
+                assert (await client.get("/jobs", headers={"Host": host})).status_code == 400, host
+
+
+async def test_the_host_check_comes_before_authentication(sqlite_url: str) -> None:
+    """No password prompt for a rebinding page: a 400, not a 401 with a challenge."""
+    async for env in _env(sqlite_url, allowed_hosts=["dashboard.test"], basic_auth=("ops", "pw")):
+        refused = await env.client.get("/", headers={"Host": "evil.example"})
+        assert refused.status_code == 400 and "www-authenticate" not in refused.headers
+        assert (await env.client.get("/")).status_code == 401
+        assert (await env.client.get("/", headers=_basic("ops", "pw"))).status_code == 200
+
+
+async def test_wildcards_and_any_host(sqlite_url: str) -> None:
+    async for env in _env(sqlite_url, allowed_hosts=["*.example.com", "ops.internal"]):
+        for host, status in (("jobs.example.com", 200), ("a.b.example.com:443", 200), ("example.com", 400),
+                             ("evilexample.com", 400), ("ops.internal:8686", 200), ("dashboard.test", 400)):
+            assert (await env.client.get("/", headers={"Host": host})).status_code == status, host
+    async for env in _env(sqlite_url, allowed_hosts=["*"]):
+        assert (await env.client.get("/", headers={"Host": "anything.at.all"})).status_code == 200
+
+
+async def test_with_allowed_hosts_an_action_from_another_origin_is_refused(sqlite_url: str) -> None:
+    """Defence in depth behind the CSRF token: even with the token, a POST whose Origin (or
+    Referer) is not an allowed host is a 403."""
+    async for env in _env(sqlite_url, allowed_hosts=["dashboard.test", "localhost"]):
+        token = await env.token()
+        for headers in ({"Origin": "http://evil.example"}, {"Origin": "null"},
+                        {"Referer": "http://evil.example/page"}, {"Origin": "http://evil.example",
+                                                                   "Referer": f"{BASE}/"}):
+            refused = await env.client.post("/queues/email/pause", data={"csrf_token": token}, headers=headers)
+            assert refused.status_code == 403 and "allowed hosts" in refused.text, headers
+        assert await _paused(env.engine) == set()
+        for headers in ({"Origin": BASE}, {"Origin": "http://localhost:9000"}, {"Referer": f"{BASE}/jobs?x=1"}, {}):
+            accepted = await env.client.post("/queues/email/pause", data={"csrf_token": token}, headers=headers)
+            assert accepted.status_code == 303, headers
+        assert await _paused(env.engine) == {"email"}
+
+
+async def test_without_allowed_hosts_there_is_no_host_check(env: Env) -> None:
+    """The default for a dashboard mounted in an application, which decides how it is reached."""
+    assert (await env.client.get("/", headers={"Host": "whatever.example"})).status_code == 200
+    token = await env.token()
+    response = await env.client.post("/queues/email/pause", data={"csrf_token": token},
+                                     headers={"Origin": "http://whatever.example"})
+    assert response.status_code == 303  # the CSRF token decides
+
+
+async def test_mounted_with_allowed_hosts_only_the_dashboard_checks(sqlite_url: str) -> None:
+    jobs = make_jobs(sqlite_url)
+    host = FastAPI()
+    host.mount("/ops/jobs", dashboard(jobs.engine, allowed_hosts=["dashboard.test"]))
+
+    @host.get("/")
+    async def home() -> dict[str, str]:
+        return {"app": "host"}
+
+    async with jobs.engine, httpx.AsyncClient(transport=httpx.ASGITransport(app=host), base_url=BASE) as client:
+        other = {"Host": "api.example"}
+        assert (await client.get("/", headers=other)).json() == {"app": "host"}  # the host app's own routes
+        assert (await client.get("/ops/jobs/", headers=other)).status_code == 400
+        assert (await client.get("/ops/jobs/")).status_code == 200
+
+
+@pytest.mark.parametrize("bad, message", [
+    ("localhost", "must be a list of host names"),
+    ([], "at least one host"),
+    ([""], "non-empty strings"),
+    (["example.com:8080"], "without a port"),
+    (["a b"], "is not a host name"),
+    (["ex*ample.com"], "is not a host name"),
+    ([42], "non-empty strings"),
+])
+def test_bad_allowed_hosts_are_refused_at_once(bad: Any, message: str) -> None:
+    with pytest.raises(ConfigurationError, match=message):
+        dashboard(Engine(), allowed_hosts=bad)
+
+
 # -- mounting, and the engine's lifecycle -----------------------------------------------------------------
 
 

@@ -1,4 +1,4 @@
-"""Real engine processes (`python -m aiojobs_engine work`), real signals, real crashes.
+"""Real engine processes (`python -m aiojobs_engine work`/`workoff`), real signals, real crashes.
 
 Each attempt writes a line to a ledger file, so the tests can check from outside that no job
 was lost and none ran twice, whatever happened to the processes.
@@ -40,13 +40,13 @@ class Workers:
         self.logs = logs
         self.processes: list[subprocess.Popen[bytes]] = []
 
-    def start(self, **settings: object) -> subprocess.Popen[bytes]:
+    def start(self, *more: str, command: str = "work", **settings: object) -> subprocess.Popen[bytes]:
         env = {**os.environ, "AIOJOBS_TEST_LEDGER": str(self.ledger),
                "AIOJOBS_TEST_SETTINGS": json.dumps({**SETTINGS, **settings})}
         log = open(self.logs / f"worker-{len(self.processes)}.log", "wb")  # noqa: SIM115 - closed with the process
         process = subprocess.Popen(
-            [sys.executable, "-m", "aiojobs_engine", "work", "--app", "tests.apps.worker_app:engine",
-             "--url", self.url],
+            [sys.executable, "-m", "aiojobs_engine", command, "--app", "tests.apps.worker_app:engine",
+             "--url", self.url, *more],
             cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
         )
         log.close()
@@ -110,6 +110,11 @@ def started_by(workers: Workers, job_id: int) -> int | None:
 async def test_several_processes_run_every_job_exactly_once(workers: Workers, client: Engine) -> None:
     for _ in range(3):
         workers.start()
+
+    async def all_up() -> bool:
+        return len(await client.list_engines()) == 3
+
+    await until(all_up, what="3 engines registered")  # else the first one up may do it all
     records = await client.enqueue_many([worker_app.record.new(i) for i in range(600)])
     ids = {r.id for r in records if r}
 
@@ -205,6 +210,47 @@ async def test_grace_period_expiry_hands_back_then_another_engine_finishes(worke
     workers.start()
     done = await client.wait_for(record.id, timeout=20)
     assert done.state is JobState.COMPLETED and done.attempt == 1
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+async def test_workoff_first_signal_stops_claiming_and_lets_the_running_job_finish(workers: Workers,
+                                                                                  client: Engine,
+                                                                                  sig: int) -> None:
+    running = await worker_app.slow.enqueue(1.0)
+    queued = await worker_app.record.enqueue(1)  # due too, but behind the slow one (concurrency 1)
+    assert running and queued
+    worker = workers.start("--queues", "default", "--concurrency", "1", command="workoff")
+    await until(lambda: started_by(workers, running.id) == worker.pid, what="job started")
+    worker.send_signal(sig)
+    assert worker.wait(15) == 0, workers.log(0)
+    assert "ran 1 attempt\n" in workers.log(0)
+    done = await client.get_job(running.id)
+    assert done and done.state is JobState.COMPLETED and done.attempt == 1
+    left = await client.get_job(queued.id)
+    assert left and left.state is JobState.WAITING and left.attempt == 0  # not claimed after the signal
+    assert await client.list_engines() == []
+
+
+@pytest.mark.parametrize("how", ["second signal", "grace expired"])
+async def test_workoff_hands_the_running_job_back_when_stopped_at_once(workers: Workers, client: Engine,
+                                                                       how: str) -> None:
+    record = await worker_app.slow.enqueue(60)
+    assert record
+    worker = workers.start(command="workoff", shutdown_grace=5.0 if how == "second signal" else 0.5)
+    await until(lambda: started_by(workers, record.id) == worker.pid, what="job started")
+    worker.send_signal(signal.SIGTERM)
+    asked = time.monotonic()
+    if how == "second signal":
+        await asyncio.sleep(0.3)
+        worker.send_signal(signal.SIGTERM)
+    assert worker.wait(15) == 0, workers.log(0)
+    assert time.monotonic() - asked < 4  # within neither the 5 s grace nor the 60 s job
+    assert "ran 1 attempt\n" in workers.log(0)
+    back = await client.get_job(record.id)
+    assert back and back.state is JobState.WAITING and back.attempt == 0 and back.errors == []
+    assert back.claimed_by is not None  # it was claimed, then handed back
+    assert (await client.count_jobs(due_only=True)).get(("default", JobState.WAITING)) == 1  # due at once
+    assert await client.list_engines() == []
 
 
 async def test_a_job_blocking_the_loop_does_not_get_its_engine_reaped(workers: Workers, client: Engine) -> None:

@@ -190,9 +190,7 @@ async def test_a_worker_killed_with_sigkill_is_replaced_and_takes_its_job_back(b
     assert supervisor.wait(20) == 0, box.log()
 
 
-async def test_sigterm_to_the_supervisor_lets_every_worker_finish_its_jobs(sqlite_box: Box,
-                                                                          sqlite_client: Engine) -> None:
-    box, client = sqlite_box, sqlite_client
+async def test_sigterm_to_the_supervisor_lets_every_worker_finish_its_jobs(box: Box, client: Engine) -> None:
     supervisor = box.supervise("--processes", "2")
     await until(lambda: len(box.running_pids()) == 2, what="two workers running")
     workers = set(box.running_pids())
@@ -209,9 +207,7 @@ async def test_sigterm_to_the_supervisor_lets_every_worker_finish_its_jobs(sqlit
     assert not box.pidfile.exists() and not (box.folder / "aiojobs.pid.json").exists()
 
 
-async def test_sigkill_to_the_supervisor_workers_stop_gracefully_by_themselves(sqlite_box: Box,
-                                                                              sqlite_client: Engine) -> None:
-    box, client = sqlite_box, sqlite_client
+async def test_sigkill_to_the_supervisor_workers_stop_gracefully_by_themselves(box: Box, client: Engine) -> None:
     supervisor = box.supervise("--processes", "2")
     await until(lambda: len(box.running_pids()) == 2, what="two workers running")
     workers = set(box.running_pids())
@@ -229,6 +225,36 @@ async def test_sigkill_to_the_supervisor_workers_stop_gracefully_by_themselves(s
     assert stale.returncode == 1
     reason = f"pid {supervisor.pid} is not running"
     assert json.loads(stale.stdout)["stale"] == {"pid": supervisor.pid, "reason": reason}
+
+
+@pytest.mark.parametrize("how", ["two signals 0.1 s apart", "stop --timeout 0.1"])
+async def test_a_second_stop_soon_after_the_first_hands_the_running_job_back(box: Box, client: Engine,
+                                                                             how: str) -> None:
+    """A worker takes a second signal within 0.5 s of its first for the same request: the
+    supervisor holds the second back until it counts. With a grace longer than the 15 s
+    before SIGKILL, a lost second signal would leave the job stuck in `running`."""
+    (box.folder / "g.toml").write_text("[groups.g]\nprocesses = 1\nshutdown_grace = 25\n")
+    supervisor = box.supervise("--config", "g.toml")
+    await until(lambda: len(box.running_pids()) == 1, what="the worker running")
+    workers = set(box.running_pids())
+    job = await worker_app.slow.enqueue(60)
+    assert job is not None
+    await until(lambda: box.started_by(job.id), what="the job started")
+    asked = time.monotonic()
+    if how.startswith("two signals"):
+        supervisor.send_signal(signal.SIGTERM)
+        await asyncio.sleep(0.1)
+        supervisor.send_signal(signal.SIGTERM)
+    else:
+        stopped = await asyncio.to_thread(box.command, "stop", "--timeout", "0.1")
+        assert stopped.returncode == 0 and "stopped at once" in stopped.stdout, stopped.stdout + stopped.stderr
+    assert supervisor.wait(10) == 0, box.log()
+    assert time.monotonic() - asked < 10, box.log()
+    assert "killing it" not in box.log()
+    record = await client.get_job(job.id)
+    assert record and record.state is JobState.WAITING and record.attempt == 0 and record.errors == []
+    assert no_orphans(workers)
+    assert await client.list_engines() == []
 
 
 async def test_a_worker_that_keeps_failing_is_given_up_after_backoff(sqlite_box: Box) -> None:

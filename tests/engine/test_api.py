@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -21,8 +21,11 @@ from aiojobs_engine import (
     JobNotFoundError,
     JobRecord,
     JobState,
+    JobStateError,
     QueueConfig,
+    Retry,
     SerializationError,
+    Snooze,
 )
 from aiojobs_engine._url import DEFAULT_URL, ENV_VAR
 
@@ -83,6 +86,37 @@ async def test_decorated_functions_and_classes_stay_usable(make_engine) -> None:
         assert await engine.workoff() == 1
         done = await engine.get_job(record.id)
         assert done is not None and done.result == "acme:7"
+
+
+async def test_a_class_job_without_its_own_constructor_takes_no_constructor_args(make_engine) -> None:
+    engine = make_engine()
+
+    @engine.job()
+    class Plain(Job):
+        async def run(self) -> str:
+            return "ran"
+
+    @engine.job()
+    class Built(Job):
+        def __new__(cls, tenant: str) -> Built:
+            return super().__new__(cls)
+
+        async def run(self) -> str:
+            return "built"
+
+    async with engine:
+        with pytest.raises(ArgumentsError, match=r"the constructor of job 'Plain'\(\): too many"):
+            await Plain.options(constructor_args=["x"]).enqueue()
+        with pytest.raises(ArgumentsError, match="the constructor of job 'Built'"):
+            await Built.enqueue()
+        assert await engine.list_jobs() == []
+        plain = await Plain.enqueue()
+        built = await Built.options(constructor_args=["acme"]).enqueue()
+        assert plain is not None and built is not None
+        assert await engine.workoff() == 2
+        results = [await engine.get_job(record.id) for record in (plain, built)]
+        assert [(r.state, r.result) for r in results if r is not None] == [
+            (JobState.COMPLETED, "ran"), (JobState.COMPLETED, "built")]
 
 
 async def test_options_return_a_new_handle_and_layer_over_the_declaration(make_engine) -> None:
@@ -167,6 +201,13 @@ async def test_bad_arguments_fail_at_enqueue_and_store_nothing(make_engine) -> N
 
 @pytest.mark.parametrize(("options", "message"), [
     ({"delay": -1}, "delay must be >= 0 seconds"),
+    ({"delay": 1e15}, "delay must be at most 3155760000 seconds (100 years), got 1000000000000000.0"),
+    ({"delay": 10**400}, "delay must be at most 3155760000 seconds (100 years)"),
+    ({"delay": float("inf")}, "delay must be at most 3155760000 seconds (100 years), got inf"),
+    ({"delay": float("nan")}, "delay must be >= 0 seconds, got nan"),
+    ({"delay": timedelta(days=365 * 101)}, "delay must be at most 3155760000 seconds (100 years)"),
+    ({"run_at": datetime(9999, 12, 31, 23, tzinfo=timezone(timedelta(hours=-5)))},
+     "run_at must be between 0001-01-01 and 9999-12-31 in UTC, got 9999-12-31T23:00:00-05:00"),
     ({"max_attempts": 0}, "max_attempts must be between 1 and"),
     ({"priority": -5}, "priority must be between 0 and 10000, got -5"),
     ({"priority": "high"}, "priority must be an integer"),
@@ -369,6 +410,79 @@ async def test_queue_control_is_stored(make_engine) -> None:
         assert {q.name: q.concurrency for q in await engine.list_queues()}["email"] == 5
         with pytest.raises(ConfigurationError, match="concurrency must be between 1 and"):
             await engine.set_queue("email", concurrency=0)
+
+
+async def test_unknown_queue_settings_are_configuration_errors(make_engine) -> None:
+    bogus: dict = {"bogus": 1}
+    with pytest.raises(ConfigurationError) as caught:
+        QueueConfig(concurrency=2, **bogus)
+    assert isinstance(caught.value, ValueError)
+    assert str(caught.value) == ("unknown queue setting(s) 'bogus'; accepted: concurrency, priority, "
+                                 "global_concurrency, retention")
+    engine = make_engine()
+    async with engine:
+        with pytest.raises(ConfigurationError) as caught:
+            await engine.set_queue("email", concurrency=2, **bogus)
+        assert str(caught.value) == ("unknown queue setting(s) 'bogus'; accepted: concurrency, priority, "
+                                     "global_concurrency, clear_global_concurrency, retention, clear_retention")
+        assert await engine.list_queues() == []  # refused before anything was stored
+
+
+async def test_the_longest_delay_and_latest_run_at_are_stored(make_engine) -> None:
+    engine = make_engine()
+
+    @engine.job
+    async def later() -> None: ...
+
+    async with engine:
+        longest = await later.options(delay=100 * 365.25 * 86_400).enqueue()
+        assert longest and longest.available_at.year >= 2100
+        end = datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC)
+        latest = await later.options(run_at=end).enqueue()
+        assert latest and latest.available_at == end
+        assert [j.available_at for j in await engine.list_jobs()] == [end, longest.available_at]
+        with pytest.raises(ConfigurationError, match="at most 3155760000 seconds"):
+            await later.options(delay=100 * 365.25 * 86_400 + 1).enqueue()
+    with pytest.raises(ConfigurationError, match="Snooze delay must be at most"):
+        Snooze(1e12)
+    with pytest.raises(ConfigurationError, match="Retry delay must be at most"):
+        Retry(delay=timedelta(days=10**6))
+
+
+async def test_snooze_puts_a_waiting_job_aside(make_engine) -> None:
+    engine = make_engine()
+    release = asyncio.Event()
+
+    @engine.job
+    async def job(n: int) -> int:
+        await release.wait()
+        return n
+
+    async with engine:
+        waiting = await job.enqueue(1)
+        assert waiting
+        before = datetime.now(UTC)
+        snoozed = await engine.snooze(waiting.id, 3600)
+        assert snoozed and snoozed.state is JobState.SNOOZED and snoozed.attempt == 0
+        assert before + timedelta(seconds=3599) <= snoozed.available_at <= datetime.now(UTC) + timedelta(hours=1)
+        again = await engine.snooze(waiting.id, timedelta(seconds=0))  # due again now
+        assert again and again.state is JobState.SNOOZED and again.available_at <= datetime.now(UTC)
+        assert await engine.snooze(424242, 10) is None
+        with pytest.raises(ConfigurationError, match="snooze delay must be >= 0 seconds"):
+            await engine.snooze(waiting.id, -1)
+        with pytest.raises(ConfigurationError, match="snooze delay must be at most"):
+            await engine.snooze(waiting.id, 1e12)
+        async with engine.running():
+            while (current := await engine.get_job(waiting.id)) and current.state is not JobState.RUNNING:
+                await asyncio.sleep(0.01)
+            with pytest.raises(JobStateError, match=f"job {waiting.id} is running .* cannot be snoozed from outside"):
+                await engine.snooze(waiting.id, 60)
+            release.set()
+            done = await engine.wait_for(waiting.id, timeout=10)
+        assert done.state is JobState.COMPLETED and done.result == 1
+        with pytest.raises(JobStateError, match=f"job {waiting.id} is completed; only waiting or snoozed jobs"):
+            await engine.snooze(waiting.id, 60)
+        assert isinstance(JobStateError("x"), RuntimeError)
 
 
 async def test_queue_settings_from_the_engine_are_written_at_start_but_keep_the_pause(make_engine) -> None:

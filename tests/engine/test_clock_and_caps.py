@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from datetime import UTC, datetime
 
 from aiojobs_engine import FrozenClock, JobState, Retry, Snooze, current_job
@@ -77,3 +78,25 @@ def _wrap(body):
         await body()
 
     return capped
+
+
+async def test_a_capped_queue_drains_without_waiting_for_polls(make_engine) -> None:
+    """A cap below the engine's free slots cuts claims short; the queue must still drain as
+    its jobs end, not one batch per poll interval (the poll here is 5 s)."""
+    engine = make_engine(poll_interval=5.0)
+
+    @engine.job(name="capped")
+    async def capped() -> None:
+        await asyncio.sleep(0.01)
+
+    async with engine:
+        await engine.set_queue("default", concurrency=5, global_concurrency=3)
+        records = await engine.enqueue_many([capped.new() for _ in range(30)])
+        async with engine.running():
+            started = time.monotonic()
+            for record in records:
+                done = await engine.wait_for(record.id, timeout=20)
+                assert done.state is JobState.COMPLETED
+            elapsed = time.monotonic() - started
+    # Ideal: 10 rounds of 10 ms. One batch per poll would take 10 polls (50 s).
+    assert elapsed < 4.0, f"30 jobs under a cap of 3 took {elapsed:.1f}s"

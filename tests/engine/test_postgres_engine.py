@@ -98,6 +98,45 @@ async def test_the_listener_comes_back_after_the_server_kills_it(postgres_url: s
         assert runs[-1] - t0 < 0.25  # faster than a poll: notified again
 
 
+async def listen_pids(admin: asyncpg.Connection, schema: str) -> set[int]:
+    rows = await admin.fetch("SELECT pid FROM pg_stat_activity WHERE application_name = $1",
+                             f"aiojobs:{schema}:listen")
+    return {row["pid"] for row in rows}
+
+
+async def test_a_killed_listener_is_replaced_at_once_whatever_the_poll_interval(
+        postgres_url: str, admin: asyncpg.Connection, caplog: pytest.LogCaptureFixture) -> None:
+    """asyncpg's termination callback triggers the reconnect: with poll_interval=30 a dead
+    LISTEN connection would otherwise go unnoticed until a liveness check (every 5 s at
+    most; it was 150 s) and pickups would wait for the 30 s poll."""
+    worker = Engine(postgres_url, **{**FAST, "poll_interval": 30.0})
+    started = asyncio.Event()
+
+    @worker.job(name="ping")
+    async def ping() -> None:
+        started.set()
+
+    schema = schema_of(postgres_url)
+    enqueuer = Engine(postgres_url)
+    async with worker.running(), enqueuer:
+        await wait_listening(worker)
+        await asyncio.sleep(0.3)  # past the catch-up poll that follows subscribing
+        (old,) = await listen_pids(admin, schema)
+        with caplog.at_level(logging.WARNING, logger="aiojobs_engine"):
+            assert await kill_connections(admin, schema, "listen") == 1
+            t0 = time.monotonic()
+            while not (await listen_pids(admin, schema)) - {old}:
+                assert time.monotonic() - t0 < 2.0, "the LISTEN connection was not replaced"
+                await asyncio.sleep(0.02)
+        assert any("listener: connection lost" in r.getMessage() for r in caplog.records)
+        await wait_listening(worker)
+        await asyncio.sleep(0.3)  # past the catch-up poll
+        t1 = time.monotonic()
+        await enqueuer.enqueue("ping")  # another engine's connection: only a notification wakes the worker
+        await asyncio.wait_for(started.wait(), 10)
+        assert time.monotonic() - t1 < 1.0  # notified, not polled
+
+
 async def test_an_engine_survives_the_server_killing_all_its_connections(postgres_url: str,
                                                                         admin: asyncpg.Connection) -> None:
     engine = Engine(postgres_url, **FAST)

@@ -91,7 +91,8 @@ async def test_outcomes_the_database_cannot_store_do_not_block_the_others(make_e
         o, s, f, ok = [await engine.get_job(r.id) for r in records if r]
     assert o and o.state is JobState.WAITING and o.attempt == 1  # the default backoff stood in
     assert s and s.state is JobState.FAILED and "\\udcff" in s.errors[0]["message"]
-    assert f and f.state is JobState.SNOOZED and f.available_at.year < 2100
+    # A snooze past any storable time is refused where it is raised, as a failed attempt.
+    assert f and f.state is JobState.WAITING and "at most" in f.errors[0]["message"]
     assert ok and ok.state is JobState.COMPLETED
 
 
@@ -336,3 +337,34 @@ async def test_a_failure_inside_the_engine_still_ends_the_claim(make_engine, mon
         states = [await engine.get_job(r.id) for r in records]
     assert [s.state for s in states] == [JobState.COMPLETED, JobState.WAITING, JobState.COMPLETED]
     assert "the engine failed while running this attempt: RuntimeError: engine bug" in states[1].errors[0]["message"]
+
+
+class _Unprintable(Exception):
+    """A user's exception whose message cannot be read."""
+
+    def __str__(self) -> str:
+        raise RuntimeError("no message for you")
+
+
+@pytest.mark.parametrize("hooked", [False, True], ids=["light-road", "supervised"])
+async def test_an_exception_whose_str_raises_is_recorded_as_itself(make_engine, hooked) -> None:
+    """Its name, a placeholder message and its traceback are stored, and its retry policy applies
+    (not an engine failure)."""
+    engine = make_engine()
+    after: list[int] = []
+
+    @engine.job(max_attempts=3, retry=lambda attempt: 0,
+                **({"after_perform": lambda record, outcome: after.append(record.id)} if hooked else {}))
+    async def unprintable() -> None:
+        raise _Unprintable()
+
+    async with engine:
+        record = await unprintable.enqueue()
+        await engine.workoff()
+        done = await engine.get_job(record.id)
+    assert done.state is JobState.FAILED and len(done.errors) == 3  # retried at once, as its policy says
+    for error in done.errors:
+        assert error["name"] == "_Unprintable"
+        assert error["message"] == "<_Unprintable whose message could not be read>"
+        assert "raise _Unprintable()" in error["traceback"]
+    assert after == ([record.id] * 3 if hooked else [])

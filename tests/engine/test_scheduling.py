@@ -3,12 +3,27 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import hashlib
 import logging
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 
-from aiojobs_engine import ConfigurationError, Engine, FrozenClock, JobState, UniqueConfig
+from aiojobs_engine import (
+    BackendError,
+    ConfigurationError,
+    DuplicateJobError,
+    Engine,
+    FrozenClock,
+    Job,
+    JobState,
+    JobStateError,
+    UniqueConfig,
+    UniqueConflictError,
+)
+from aiojobs_engine import _engine as engine_module
 
 T0 = datetime(2030, 1, 1, 12, 0, tzinfo=UTC)
 
@@ -115,6 +130,136 @@ def test_unique_config_validates() -> None:
         Engine("sqlite:///:memory:").options(unique="yes")  # type: ignore[arg-type]
 
 
+@pytest.mark.parametrize(("states", "missing"), [
+    (["completed"], "add waiting, snoozed, claimed, running"),
+    (["waiting", "completed"], "add snoozed, claimed, running"),
+    (["waiting"], "add snoozed, claimed, running"),
+    (["waiting", "snoozed", "claimed"], "add running"),
+    ([], "add waiting, snoozed, claimed, running"),
+])
+def test_unique_states_must_include_every_pending_state(states: list[str], missing: str) -> None:
+    with pytest.raises(ConfigurationError, match="must include every pending state") as caught:
+        UniqueConfig(states=states)
+    assert missing in str(caught.value) and "completed, failed and canceled are optional" in str(caught.value)
+    assert isinstance(caught.value, ValueError)
+
+
+def test_unique_states_may_add_finished_states() -> None:
+    pending = [JobState.WAITING, JobState.SNOOZED, JobState.CLAIMED, JobState.RUNNING]
+    assert UniqueConfig().states == tuple(pending)
+    assert UniqueConfig(states=[*pending, "failed"]).states == (*pending, JobState.FAILED)
+    assert UniqueConfig(states=list(JobState)).states == tuple(JobState)
+
+
+async def test_unique_keys_ignore_keyword_order_at_every_depth(make_engine) -> None:
+    engine = make_engine()
+
+    @engine.job(unique=True)
+    async def sync(account: int, options: dict | None = None, flags: dict | None = None) -> None: ...
+
+    @engine.job(unique=True)
+    class Tenant(Job):
+        def __init__(self, tenant: str) -> None:
+            self.tenant = tenant
+
+        async def run(self, user: int) -> None: ...
+
+    async with engine:
+        first = await sync.enqueue(account=1, options={"a": 1, "b": {"x": 1, "y": 2}}, flags={})
+        same = await sync.enqueue(flags={}, options={"b": {"y": 2, "x": 1}, "a": 1}, account=1)
+        other = await sync.enqueue(account=1, options={"a": 1, "b": {"x": 1, "y": 3}}, flags={})
+        assert first and same and other and same.id == first.id and other.id != first.id
+        # The digest of a function job's arguments is what it always was (keys already in order).
+        plain = await sync.enqueue(7)
+        digest = hashlib.sha256(b"[7]\n{}").hexdigest()[:32]
+        assert plain and plain.unique_key == f"sync:{digest}"
+        # A class job's constructor arguments are part of its identity.
+        acme = await Tenant.options(constructor_args=["acme"]).enqueue(1)
+        acme_again = await Tenant.options(constructor_args=["acme"]).enqueue(1)
+        globex = await Tenant.options(constructor_args=["globex"]).enqueue(1)
+        assert acme and acme_again and globex
+        assert acme_again.id == acme.id and globex.id != acme.id
+
+
+async def test_retrying_a_unique_job_whose_key_is_held_names_the_holder(make_engine) -> None:
+    engine = make_engine()
+
+    @engine.job(unique=True, max_attempts=1)
+    async def charge(order: int) -> None:
+        raise RuntimeError("card declined")
+
+    async with engine:
+        failed = await charge.enqueue(5)
+        await engine.workoff()
+        newer = await charge.enqueue(5)  # the key was free again: a new attempt at the order
+        assert failed and newer and newer.id != failed.id
+        with pytest.raises(UniqueConflictError) as caught:
+            await engine.retry_job(failed.id)
+        error = caught.value
+        assert isinstance(error, JobStateError) and not isinstance(error, BackendError)
+        assert (error.job_id, error.holder_id, error.unique_key) == (failed.id, newer.id, failed.unique_key)
+        assert str(error) == (f"job {failed.id} cannot be retried: job {newer.id} (waiting) holds its unique key "
+                              f"{failed.unique_key!r}; cancel job {newer.id}, or retry once it has finished")
+        unchanged = await engine.get_job(failed.id)
+        assert unchanged and unchanged.state is JobState.FAILED
+        await engine.cancel(newer.id)
+        retried = await engine.retry_job(failed.id)
+        assert retried and retried.state is JobState.WAITING
+
+
+async def test_replace_frees_the_key_even_when_canceled_jobs_hold_it(make_engine) -> None:
+    engine = make_engine()
+    once = UniqueConfig(key="report", on_conflict="replace", states=[
+        JobState.WAITING, JobState.SNOOZED, JobState.CLAIMED, JobState.RUNNING, JobState.CANCELED])
+
+    @engine.job(unique=once)
+    async def report(when: str) -> str:
+        return when
+
+    async with engine:
+        first = await report.options(delay=600).enqueue("later")
+        second = await report.enqueue("now")  # replaces the first, which is canceled
+        assert first and second and second.id != first.id and not second.existing
+        replaced = await engine.get_job(first.id)
+        assert replaced and replaced.state is JobState.CANCELED
+        assert await engine.workoff() == 1
+        done = await engine.get_job(second.id)
+        assert done and done.state is JobState.COMPLETED and done.result == "now"
+
+
+async def test_a_replacing_enqueue_is_one_transaction(make_engine, monkeypatch: pytest.MonkeyPatch) -> None:
+    engine = make_engine()
+    replace_it = UniqueConfig(on_conflict="replace")
+
+    @engine.job
+    async def a(n: int) -> None: ...
+
+    async with engine:
+        first = await a.options(unique=replace_it).enqueue(7)
+        assert first
+        # Rows the database refuses (no name: NOT NULL), so each insert below fails after the
+        # cancel of the job it replaces has run: the cancel must be undone with it.
+        real_insert_for = engine_module.insert_for
+
+        def refused_for(request: Any, now: Any, **kwargs: Any) -> Any:
+            made = real_insert_for(request, now, **kwargs)
+            return dataclasses.replace(made, name=None) if (request.options.meta or {}).get("refuse") else made
+
+        monkeypatch.setattr(engine_module, "insert_for", refused_for)
+        refused = a.options(meta={"refuse": True})
+        attempts = [
+            [refused.options(unique=replace_it).new(7)],  # one request: the single insert statement
+            [a.options(unique=replace_it).new(7), refused.new(8)],  # the batch statement
+        ]
+        for requests in attempts:
+            with pytest.raises(BackendError):
+                await engine.enqueue_many(requests)
+            kept = await engine.get_job(first.id)
+            assert kept and kept.state is JobState.WAITING and kept.canceled_at is None
+        monkeypatch.undo()
+        assert [j.id for j in await engine.list_jobs()] == [first.id]
+
+
 # -- retention ----------------------------------------------------------------------------
 
 
@@ -179,6 +324,35 @@ async def test_declared_schedules_enqueue_each_tick_once_and_link_runs(make_engi
         (second,) = await engine.enqueue_due_schedules()
         assert second.rescheduled_from == first.id
         assert await engine.workoff() == 2
+
+
+def test_cron_below_job_is_refused_with_the_order_to_use() -> None:
+    engine = Engine("sqlite:///:memory:")
+    with pytest.raises(DuplicateJobError, match=r"put @engine\.cron above @engine\.job"):
+        @engine.job(queue="reports")
+        @engine.cron("*/15 * * * *")
+        async def refresh() -> None: ...
+
+    @engine.cron("*/15 * * * *", name="other")
+    @engine.job(queue="reports")
+    async def other() -> None: ...
+
+
+async def test_cron_ticks_keep_the_meta_on_before_add_hooks_return(make_engine) -> None:
+    clock = FrozenClock(T0)
+    engine = make_engine(clock=clock)
+    engine.add_hook("on_before_add", lambda request: {"tenant": "acme"})
+
+    @engine.cron("* * * * *", meta={"kind": "scheduled"})
+    @engine.job(on_before_add=lambda request: {"trace": "t-1"})
+    async def tick() -> None: ...
+
+    async with engine:
+        clock.advance(60)
+        (job,) = await engine.enqueue_due_schedules()
+        assert job.meta == {"kind": "scheduled", "tenant": "acme", "trace": "t-1"}
+        stored = await engine.get_job(job.id)
+        assert stored and stored.meta == job.meta
 
 
 async def test_many_engines_enqueue_a_tick_exactly_once(make_engine) -> None:

@@ -16,6 +16,7 @@ from aiojobs_engine.testing import (
     inline,
     refute_enqueued,
     tick,
+    workoff,
 )
 
 T0 = datetime(2030, 1, 1, 12, 0, tzinfo=UTC)
@@ -153,6 +154,30 @@ async def test_drain_runs_what_is_due_and_with_include_delayed_everything(make_e
         assert ("later", 1, T0 + timedelta(hours=1)) in runs
         assert clock.now() == T0 + timedelta(hours=1)  # the clock stops at the last job's time
         await refute_enqueued(engine=engine)
+
+
+async def test_workoff_is_the_documented_name_and_drain_its_alias(make_engine) -> None:
+    import aiojobs_engine.testing as testing
+
+    assert testing.drain is workoff and {"workoff", "drain"} <= set(testing.__all__)
+    clock = FrozenClock(T0)
+    engine = make_engine(clock=clock)
+
+    @engine.job(max_attempts=2, retry=lambda attempt: 30.0)
+    async def flaky(n: int) -> int:
+        if current_job().attempt == 1:
+            raise RuntimeError("not yet")
+        return n
+
+    async with engine:
+        soon = await flaky.options(delay=60).enqueue(1)
+        assert await workoff(engine) == 0  # only what is due now: nothing
+        assert await workoff(engine, include_delayed=True) == 2  # the delay, the retry's backoff
+        done = await engine.get_job(soon.id)  # type: ignore[union-attr]
+        assert done and done.state is JobState.COMPLETED and done.result == 1
+        assert clock.now() == T0 + timedelta(seconds=90)
+    with pytest.raises(ConfigurationError, match=r"workoff\(include_delayed=True\) moves the engine's clock"):
+        await workoff(make_engine(), include_delayed=True)
 
 
 async def test_drain_with_delays_plays_retries_out_to_failure(make_engine) -> None:

@@ -22,7 +22,8 @@ EXPORTS = {
     "JobRequest", "JobSignal", "JobState", "JobTimeoutError", "LinearBackoff", "NamedEnqueuer",
     "PolynomialBackoff", "QueueConfig", "QueueRecord", "Retry", "SchemaError", "SerializationError", "Snooze",
     "SystemClock", "UnknownJobError", "WorkerCrashedError", "__version__", "current_job", "CronRecord",
-    "RetentionDict", "UniqueConfig", "EventKind", "JobEvent", "WorkerGroup",
+    "RetentionDict", "UniqueConfig", "EventKind", "JobEvent", "WorkerGroup", "JobStateError",
+    "UniqueConflictError",
 }
 
 

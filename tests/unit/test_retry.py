@@ -17,6 +17,15 @@ def test_default_exponential_with_jitter() -> None:
     assert ExponentialBackoff(jitter=0).delay(40) == 3600.0  # capped at an hour
 
 
+def test_the_cap_holds_after_jitter() -> None:
+    """DESIGN: "capped at 1 h" — jitter must not push a delay past the cap (it reached ~66 min)."""
+    for policy, attempt in ((ExponentialBackoff(jitter=0.5), 40), (ExponentialBackoff(jitter=0.99), 13),
+                            (LinearBackoff(step=100, max_delay=300, jitter=0.5), 3)):
+        samples = [policy.delay(attempt) for _ in range(500)]
+        assert max(samples) <= policy.max_delay
+        assert min(samples) < policy.max_delay  # delays at the cap still spread below it
+
+
 def test_linear_constant_polynomial_and_callable() -> None:
     assert [LinearBackoff(step=5).delay(n) for n in (1, 2, 3)] == [5.0, 10.0, 15.0]
     assert ConstantBackoff(7).delay(9) == 7.0

@@ -2,8 +2,9 @@
 
 Connections: an asyncpg pool (opened in ``open()``), plus one dedicated connection per
 ``listen()``. Every statement is one round trip in autocommit mode unless it needs company:
-claims of queues with a global cap, migrations and the stale-engine sweep run in short
-READ COMMITTED transactions. asyncpg prepares and caches each statement per connection.
+claims of queues with a global cap, migrations, the stale-engine sweep and enqueues that
+replace a unique job (cancel the holder, insert its replacement) run in short READ
+COMMITTED transactions. asyncpg prepares and caches each statement per connection.
 
 Schema: every table name in the SQL is qualified with the backend's schema, rendered into
 the statements once when they are loaded. We do not set ``search_path`` on our connections
@@ -41,6 +42,7 @@ from ..._records import CronRecord, EngineRecord, JobRecord, JobState, QueueReco
 from .._protocol import (
     ActivityBucket,
     BackendCapabilities,
+    ClaimToStop,
     CronSchedule,
     EngineRegistration,
     Heartbeat,
@@ -57,7 +59,16 @@ from .._protocol import (
     StartedJob,
 )
 from .._rows import cron_from_row, engine_from_row, job_from_row, queue_from_row
-from .._shared import align, default_keep, keep_defaults, keep_value, queue_keep_params, states_text
+from .._shared import (
+    UniqueViolation,
+    align,
+    default_keep,
+    keep_defaults,
+    keep_value,
+    queue_keep_params,
+    retry_conflict,
+    states_text,
+)
 from .._sqlfiles import Migration
 from ._connections import DRIVER_ERRORS, Connections, Transaction, translate
 from ._listener import PostgresListener
@@ -180,17 +191,23 @@ class PostgresBackend:
         if not inserts:
             return []
         replacing = [i for i in inserts if i.unique_replace and i.unique_key is not None]
-        if replacing:
-            clock = now or await self._db.fetchval("database_now", {})
-            await self._db.fetch("job_unique_replace", {
-                "keys": [i.unique_key for i in replacing],
-                "stuck_before": [clock - timedelta(seconds=i.stuck_after or 0) for i in replacing],
-                "now": now, "keep_canceled": default_keep(retention.canceled if retention else None),
-            }, connection)
         if len(inserts) == 1:
-            rows = await self._db.fetch("job_insert", _insert_params(inserts[0], now), connection)
+            statement, params = "job_insert", _insert_params(inserts[0], now)
         else:
-            rows = await self._db.fetch("job_insert_many", _insert_columns(inserts, now), connection)
+            statement, params = "job_insert_many", _insert_columns(inserts, now)
+        if replacing:
+            # Cancel the holders and insert their replacements in one transaction (a savepoint
+            # in the caller's): should the insert fail, the holders stay as they were.
+            async with self._db.transaction(statement, connection) as tx:
+                clock = now or (await tx.fetch("database_now", {}))[0][0]
+                await tx.fetch("job_unique_replace", {
+                    "keys": [i.unique_key for i in replacing],
+                    "stuck_before": [clock - timedelta(seconds=i.stuck_after or 0) for i in replacing],
+                    "now": now, "keep_canceled": default_keep(retention.canceled if retention else None),
+                })
+                rows = await tx.fetch(statement, params)
+        else:
+            rows = await self._db.fetch(statement, params, connection)
         records = align(inserts, [_job(row) for row in rows])
         taken = [i.unique_key for i, r in zip(inserts, records, strict=True) if r is None and i.unique_key]
         if taken:
@@ -280,16 +297,30 @@ class PostgresBackend:
         })
         return _job(rows[0]) if rows else await self.job_get(job_id)
 
-    async def job_cancel_requested(self, engine_id: str) -> list[JobStart]:
-        rows = await self._db.fetch("job_cancel_requested", {"engine_id": engine_id})
-        return [JobStart(row[0], row[1]) for row in rows]
+    async def job_claims_to_stop(self, claims: Sequence[JobStart]) -> list[ClaimToStop]:
+        if not claims:
+            return []
+        rows = await self._db.fetch("job_claims_to_stop", {
+            "ids": [c.id for c in claims], "tokens": [c.token for c in claims],
+        })
+        return [ClaimToStop(row[0], row[1], row[2]) for row in rows]
 
     async def job_held(self, engine_id: str) -> list[HeldJob]:
         rows = await self._db.fetch("job_held", {"engine_id": engine_id})
         return [HeldJob(row[0], row[1], JobState(row[2])) for row in rows]
 
     async def job_retry(self, job_id: int, *, now: datetime | None = None) -> JobRecord | None:
-        rows = await self._db.fetch("job_retry", {"id": job_id, "now": now})
+        try:
+            rows = await self._db.fetch("job_retry", {"id": job_id, "now": now})
+        except UniqueViolation as exc:
+            job = await self.job_get(job_id)
+            holders = [] if job is None or job.unique_key is None else [
+                _job(row) for row in await self._db.fetch("job_unique_holders", {"keys": [job.unique_key]})]
+            raise retry_conflict(job_id, job, holders) from exc
+        return _job(rows[0]) if rows else await self.job_get(job_id)
+
+    async def job_snooze(self, job_id: int, *, delay: float, now: datetime | None = None) -> JobRecord | None:
+        rows = await self._db.fetch("job_snooze", {"id": job_id, "delay": delay, "now": now})
         return _job(rows[0]) if rows else await self.job_get(job_id)
 
     async def job_delete(self, job_id: int) -> bool:

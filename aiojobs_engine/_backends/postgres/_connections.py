@@ -21,6 +21,7 @@ from urllib.parse import parse_qs, urlsplit
 import asyncpg  # type: ignore[import-untyped]
 
 from ..._errors import BackendError, BackendUnavailableError, ConfigurationError
+from .._shared import UniqueViolation
 from ._sql import Query
 
 MIN_SERVER_VERSION: Final = 13  # gen_random_uuid() without pgcrypto
@@ -54,6 +55,8 @@ def translate(exc: BaseException, what: str) -> BackendError:
     )
     if refusing or isinstance(exc, _UNAVAILABLE):
         return BackendUnavailableError(f"PostgreSQL is unavailable ({what}): {detail}")
+    if isinstance(exc, asyncpg.UniqueViolationError) and getattr(exc, "constraint_name", None) == "aiojobs_jobs_unique":
+        return UniqueViolation(f"PostgreSQL error ({what}): {detail}")
     return BackendError(f"PostgreSQL error ({what}): {detail}")
 
 
@@ -163,10 +166,21 @@ class Connections:
             raise translate(exc, name) from exc
 
     @asynccontextmanager
-    async def transaction(self, what: str) -> AsyncIterator[Transaction]:
+    async def transaction(self, what: str, connection: Any = None) -> AsyncIterator[Transaction]:
         """A READ COMMITTED transaction on one pooled connection: each statement sees what
         committed before it started (the exact global cap relies on it), whatever the
-        database's default isolation level."""
+        database's default isolation level.
+
+        On ``connection`` (the caller's, for transactional enqueue): a transaction there, in
+        its isolation level, or a savepoint if it is inside one already; a failure then rolls
+        back our statements only and leaves the caller's transaction usable."""
+        if connection is not None:
+            try:
+                async with connection.transaction():
+                    yield Transaction(connection, self._q)
+            except DRIVER_ERRORS as exc:
+                raise translate(exc, what) from exc
+            return
         pool = self._require_pool()
         try:
             async with pool.acquire() as conn, conn.transaction(isolation="read_committed"):

@@ -2,9 +2,11 @@
 
 The connection is not from the pool: it must stay subscribed between queries, and a pool
 would hand it to other work. asyncpg calls ``on_notify`` on the event loop. A LISTEN
-connection can die without a word (server restart, ``pg_terminate_backend``, a network
-cut), so ``check()`` proves it alive with a trivial query under a short timeout; the
-engine's notifier calls it every few seconds and re-subscribes when it fails.
+connection sits idle, so nothing fails when it dies. When the socket closes (server
+restart, ``pg_terminate_backend``) asyncpg calls our termination listener, which ends
+``wait_lost()``: the notifier re-subscribes at once. A connection can also die without a
+word (a network cut), so ``check()`` proves it alive with a trivial query under a short
+timeout; the engine's notifier calls it every few seconds and re-subscribes when it fails.
 """
 
 from __future__ import annotations
@@ -31,6 +33,14 @@ class PostgresListener:
         self._channel = channel
         self._on_notify = on_notify
         self._on_close = on_close
+        self._lost = asyncio.Event()
+        connection.add_termination_listener(self._terminated)
+
+    def _terminated(self, connection: object) -> None:
+        self._lost.set()
+
+    async def wait_lost(self) -> None:
+        await self._lost.wait()
 
     async def subscribe(self) -> None:
         await self._conn.add_listener(self._channel, self._deliver)
@@ -44,7 +54,7 @@ class PostgresListener:
         return int(self._conn.get_server_pid())
 
     async def check(self) -> None:
-        if self._conn.is_closed():
+        if self._lost.is_set() or self._conn.is_closed():
             raise BackendUnavailableError(f"the connection listening on {self._channel!r} is closed")
         try:
             await self._conn.fetchval("SELECT 1", timeout=CHECK_TIMEOUT)

@@ -107,10 +107,13 @@ WHERE unique_key = ANY(:keys::text[]) AND strpos(unique_states, ',' || state || 
 -- name: job_unique_replace
 -- Free these keys for newer jobs: cancel the jobs holding them that have not started, and
 -- those running since before their stuck_before (stuck; their engine is told to stop them);
--- a job running for less is left alone (the newer job then yields to it).
+-- a job running for less is left alone (the newer job then yields to it). A replaced job
+-- stops holding its key even if its unique states include canceled (its replacement is
+-- inserted next, in the same transaction).
 WITH replaced AS (
     UPDATE __schema__.aiojobs_jobs AS j
     SET state = 'canceled',
+        unique_states = replace(j.unique_states, ',canceled,', ','),
         canceled_at = coalesce(:now::timestamptz, now()),
         expires_at = __schema__.aiojobs_expires_at(
             coalesce(:now::timestamptz, now()), 'canceled', -1, -1,
@@ -291,9 +294,14 @@ SELECT changed.*,
        CASE WHEN state = 'running' THEN pg_notify(__channel__, 'cancel:' || id) END AS notified
 FROM changed;
 
--- name: job_cancel_requested
-SELECT id, claim_token::text AS claim_token FROM __schema__.aiojobs_jobs
-WHERE claimed_by = :engine_id::text AND state IN ('claimed', 'running') AND cancel_requested;
+-- name: job_claims_to_stop
+-- The batch's claims that are canceled (held) or gone (not held), by primary key.
+SELECT c.id, c.token,
+       coalesce(j.claim_token::text = c.token AND j.state IN ('claimed', 'running'), false) AS held
+FROM unnest(:ids::bigint[], :tokens::text[]) AS c(id, token)
+LEFT JOIN __schema__.aiojobs_jobs AS j ON j.id = c.id
+WHERE j.id IS NULL OR j.claim_token::text IS DISTINCT FROM c.token OR j.state NOT IN ('claimed', 'running')
+   OR j.cancel_requested;
 
 -- name: job_held
 SELECT id, claim_token::text AS claim_token, state FROM __schema__.aiojobs_jobs
@@ -306,6 +314,15 @@ SET state = 'waiting', available_at = coalesce(:now::timestamptz, now()),
     completed_at = NULL, failed_at = NULL, canceled_at = NULL, expires_at = NULL,
     claim_token = NULL, cancel_requested = false
 WHERE id = :id::bigint AND state IN ('failed', 'canceled', 'completed')
+RETURNING *;
+
+-- name: job_snooze
+-- An operator puts a pending job aside for :delay seconds. Attempt, errors and unique key
+-- are left alone (snoozed holds the key as waiting does); other states are not touched.
+UPDATE __schema__.aiojobs_jobs
+SET state = 'snoozed',
+    available_at = coalesce(:now::timestamptz, now()) + make_interval(secs => :delay::float8)
+WHERE id = :id::bigint AND state IN ('waiting', 'snoozed')
 RETURNING *;
 
 -- name: job_delete

@@ -5,8 +5,11 @@ the engine makes at work is a single statement in autocommit mode: SQLite holds 
 write lock for that statement only, inside one call on aiosqlite's thread, never across
 turns of the event loop, so a job that blocks the loop cannot lock other processes out.
 WAL lets readers proceed meanwhile, and ``busy_timeout`` makes a writer wait its turn
-instead of failing. Several processes may share one database file. Only migrations use a
-multi-statement ``BEGIN IMMEDIATE`` transaction.
+instead of failing. Several processes may share one database file. Only migrations, and
+enqueues that replace a unique job (cancel the holder, insert its replacement: both or
+neither), use a multi-statement ``BEGIN IMMEDIATE`` transaction; the latter is two short
+statements sent back to back, so it holds the write lock for a few turns of the event loop
+(should a job block the loop meanwhile, other writers wait, up to ``busy_timeout``).
 
 ``sqlite:///:memory:`` lives in this one connection: nothing else can see it, so it needs
 no heartbeat thread and no reaper of other engines (``capabilities.shared`` is False).
@@ -33,6 +36,7 @@ from ..._records import CronRecord, EngineRecord, JobRecord, JobState, QueueReco
 from .._protocol import (
     ActivityBucket,
     BackendCapabilities,
+    ClaimToStop,
     CronSchedule,
     EngineRegistration,
     Heartbeat,
@@ -49,8 +53,18 @@ from .._protocol import (
     StartedJob,
 )
 from .._rows import cron_from_row, engine_from_row, job_from_row, queue_from_row
-from .._shared import align, default_keep, keep_defaults, keep_value, queue_keep_params, states_text
+from .._shared import (
+    UniqueViolation,
+    align,
+    default_keep,
+    keep_defaults,
+    keep_value,
+    queue_keep_params,
+    retry_conflict,
+    states_text,
+)
 from .._sqlfiles import load_migrations, load_queries
+from ._listener import SQLiteChangeListener
 
 _Q: Final = load_queries(__package__ or "aiojobs_engine._backends.sqlite")
 _MIGRATIONS: Final = load_migrations(__package__ or "aiojobs_engine._backends.sqlite")
@@ -92,7 +106,7 @@ class SQLiteBackend:
         self._conn: aiosqlite.Connection | None = None
         self._lock = asyncio.Lock()
         self.capabilities = BackendCapabilities(
-            dialect="sqlite", supports_notify=False, shared=not self._memory, transactional_enqueue=False
+            dialect="sqlite", supports_notify=not self._memory, shared=not self._memory, transactional_enqueue=False
         )
 
     @property
@@ -147,6 +161,10 @@ class SQLiteBackend:
             except sqlite3.OperationalError as exc:
                 if "locked" in str(exc) or "busy" in str(exc):
                     raise BackendUnavailableError(f"SQLite database is locked: {exc}") from exc
+                raise BackendError(f"SQLite error: {exc}") from exc
+            except sqlite3.IntegrityError as exc:
+                if "UNIQUE constraint failed: aiojobs_jobs.unique_key" in str(exc):
+                    raise UniqueViolation(f"SQLite error: {exc}") from exc
                 raise BackendError(f"SQLite error: {exc}") from exc
             except sqlite3.Error as exc:
                 raise BackendError(f"SQLite error: {exc}") from exc
@@ -248,17 +266,24 @@ class SQLiteBackend:
             return []
         now_us = _now_us(now)
         replacing = [i for i in inserts if i.unique_replace and i.unique_key is not None]
-        if replacing:
-            await self._write_one("job_unique_replace", {
-                "batch": _json.dumps([{"key": i.unique_key, "stuck_before": now_us - int((i.stuck_after or 0) * _US)}
-                                      for i in replacing], "batch"),
-                "now": now_us, "keep_canceled": default_keep(retention.canceled if retention else None),
-            })
         if len(inserts) == 1:
-            rows = await self._write_one("job_insert", _insert_params(inserts[0], now_us) | {"now": now_us})
+            statement, params = "job_insert", _insert_params(inserts[0], now_us) | {"now": now_us}
         else:
-            batch = _json.dumps([_insert_params(i, now_us) for i in inserts], "batch")
-            rows = await self._write_one("job_insert_many", {"batch": batch, "now": now_us})  # one statement: atomic
+            batch = _json.dumps([_insert_params(i, now_us) for i in inserts], "batch", check_keys=False)
+            statement, params = "job_insert_many", {"batch": batch, "now": now_us}  # one statement: atomic
+        if replacing:
+            # Cancel the holders and insert their replacements in one transaction: should the
+            # insert fail, the holders stay as they were (never canceled with nothing instead).
+            async with self._write() as conn:
+                await conn.execute_fetchall(_Q["job_unique_replace"], {
+                    "batch": _json.dumps([{"key": i.unique_key,
+                                           "stuck_before": now_us - int((i.stuck_after or 0) * _US)}
+                                          for i in replacing], "batch", check_keys=False),
+                    "now": now_us, "keep_canceled": default_keep(retention.canceled if retention else None),
+                })
+                rows = list(await conn.execute_fetchall(_Q[statement], params))
+        else:
+            rows = await self._write_one(statement, params)
         records = align(inserts, [_job(row) for row in rows])
         taken = [i.unique_key for i, r in zip(inserts, records, strict=True) if r is None and i.unique_key]
         if taken:
@@ -327,11 +352,12 @@ class SQLiteBackend:
         # Two statements, each atomic on its own: outcomes do not depend on each other.
         if updates:
             rows = await self._write_one("job_finish_many", {
-                "batch": _json.dumps(updates, "batch"), "now": now_us, **keep_defaults(retention),
+                "batch": _json.dumps(updates, "batch", check_keys=False), "now": now_us, **keep_defaults(retention),
             })
             accepted.update(row[0] for row in rows)
         if deletes:
-            rows = await self._write_one("job_delete_fenced", {"batch": _json.dumps(deletes, "batch")})
+            batch = _json.dumps(deletes, "batch", check_keys=False)
+            rows = await self._write_one("job_delete_fenced", {"batch": batch})
             accepted.update(row[0] for row in rows)
         return accepted
 
@@ -341,16 +367,30 @@ class SQLiteBackend:
         })
         return _job(rows[0]) if rows else await self.job_get(job_id)
 
-    async def job_cancel_requested(self, engine_id: str) -> list[JobStart]:
-        rows = await self._read("job_cancel_requested", {"engine_id": engine_id})
-        return [JobStart(row["id"], row["claim_token"]) for row in rows]
+    async def job_claims_to_stop(self, claims: Sequence[JobStart]) -> list[ClaimToStop]:
+        if not claims:
+            return []
+        batch = _json.dumps([[c.id, c.token] for c in claims], "batch")
+        rows = await self._read("job_claims_to_stop", {"batch": batch})
+        return [ClaimToStop(row["id"], row["token"], bool(row["held"])) for row in rows]
 
     async def job_held(self, engine_id: str) -> list[HeldJob]:
         rows = await self._read("job_held", {"engine_id": engine_id})
         return [HeldJob(row["id"], row["claim_token"], JobState(row["state"])) for row in rows]
 
     async def job_retry(self, job_id: int, *, now: datetime | None = None) -> JobRecord | None:
-        rows = await self._write_one("job_retry", {"id": job_id, "now": _now_us(now)})
+        try:
+            rows = await self._write_one("job_retry", {"id": job_id, "now": _now_us(now)})
+        except UniqueViolation as exc:
+            job = await self.job_get(job_id)
+            holders = [] if job is None or job.unique_key is None else [_job(row) for row in await self._read(
+                "job_unique_holders", {"keys": _json.dumps([job.unique_key], "keys")})]
+            raise retry_conflict(job_id, job, holders) from exc
+        return _job(rows[0]) if rows else await self.job_get(job_id)
+
+    async def job_snooze(self, job_id: int, *, delay: float, now: datetime | None = None) -> JobRecord | None:
+        now_us = _now_us(now)
+        rows = await self._write_one("job_snooze", {"id": job_id, "available_at": now_us + int(delay * _US)})
         return _job(rows[0]) if rows else await self.job_get(job_id)
 
     async def job_delete(self, job_id: int) -> bool:
@@ -479,7 +519,15 @@ class SQLiteBackend:
         await self._write_one("cron_advance", {"name": name, "tick": to_us(tick), "job_id": job_id})
 
     async def listen(self, on_notify: Callable[[str], None]) -> Listener:
-        raise BackendError("SQLite has no notifications (capabilities.supports_notify is False); engines poll")
+        if self._memory:
+            raise BackendError("an in-memory SQLite database has no other connection to watch")
+        listener = SQLiteChangeListener(self._data_version, on_notify)
+        await listener.start()
+        return listener
+
+    async def _data_version(self) -> int:
+        rows = await self._fetch("PRAGMA data_version", {})
+        return int(rows[0][0])
 
 
 async def _rollback(conn: aiosqlite.Connection) -> None:

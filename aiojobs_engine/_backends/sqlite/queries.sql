@@ -10,6 +10,8 @@
 --   the same waiting row for their claims: no SKIP LOCKED is needed.
 -- * Where the engine needs several statements (rescue: delete dead engines, then rescue
 --   jobs), each is correct on its own and the next pass repairs an interrupted sequence.
+--   The exception is a replacing enqueue (job_unique_replace, then job_insert or
+--   job_insert_many): one BEGIN IMMEDIATE transaction, so a failed insert undoes the cancel.
 -- * aiojobs_expires_at(now, state, keep_completed, keep_failed, keep_canceled) is a Python
 --   function the backend registers on its connections (PostgreSQL has it as an SQL
 --   function): when a job that just reached `state` may be deleted; NULL: kept.
@@ -56,9 +58,11 @@ WHERE unique_key IN (SELECT value FROM json_each(:keys))
 -- name: job_unique_replace
 -- Free these keys for newer jobs: cancel the jobs holding them that have not started, and
 -- those running since before their stuck_before (stuck); a job running for less is left
--- alone (the newer job then yields to it).
+-- alone (the newer job then yields to it). A replaced job stops holding its key even if its
+-- unique states include canceled (its replacement is inserted next, in the same transaction).
 UPDATE aiojobs_jobs AS j
 SET state = 'canceled',
+    unique_states = replace(j.unique_states, ',canceled,', ','),
     canceled_at = :now,
     expires_at = aiojobs_expires_at(:now, 'canceled', -1, -1,
                                     coalesce(j.keep_canceled, q.keep_canceled, :keep_canceled)),
@@ -182,9 +186,14 @@ FROM aiojobs_queues AS q
 WHERE j.id = :id AND j.state IN ('waiting', 'snoozed', 'claimed', 'running') AND q.name = j.queue
 RETURNING *;
 
--- name: job_cancel_requested
-SELECT id, claim_token FROM aiojobs_jobs
-WHERE claimed_by = :engine_id AND state IN ('claimed', 'running') AND cancel_requested = 1;
+-- name: job_claims_to_stop
+-- The batch's claims that are canceled (held = 1) or gone (held = 0), by primary key.
+SELECT c.id, c.token,
+       coalesce(j.claim_token = c.token AND j.state IN ('claimed', 'running'), 0) AS held
+FROM (SELECT value ->> '$[0]' AS id, value ->> '$[1]' AS token FROM json_each(:batch)) AS c
+LEFT JOIN aiojobs_jobs AS j ON j.id = c.id
+WHERE j.id IS NULL OR j.claim_token IS NOT c.token OR j.state NOT IN ('claimed', 'running')
+   OR j.cancel_requested = 1;
 
 -- name: job_held
 SELECT id, claim_token, state FROM aiojobs_jobs
@@ -196,6 +205,13 @@ SET state = 'waiting', available_at = :now, max_attempts = max(max_attempts, att
     completed_at = NULL, failed_at = NULL, canceled_at = NULL, expires_at = NULL,
     claim_token = NULL, cancel_requested = 0
 WHERE id = :id AND state IN ('failed', 'canceled', 'completed')
+RETURNING *;
+
+-- name: job_snooze
+-- An operator puts a pending job aside until :available_at. Attempt, errors and unique key
+-- are left alone (snoozed holds the key as waiting does); other states are not touched.
+UPDATE aiojobs_jobs SET state = 'snoozed', available_at = :available_at
+WHERE id = :id AND state IN ('waiting', 'snoozed')
 RETURNING *;
 
 -- name: job_delete
