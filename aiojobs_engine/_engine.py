@@ -114,16 +114,17 @@ class Engine:
         """Change the URL, queues, worker groups or settings of a closed engine (tests point it elsewhere)."""
         if self._backend is not None:
             raise EngineStateError("configure() needs a closed engine; close it first")
+        # Check everything first: a bad argument leaves the engine as it was.
         new_settings = self._settings.updated(settings)
-        self._groups = self._groups if groups is None else check_groups(groups)
+        new_groups = self._groups if groups is None else check_groups(groups)
         if url is not None:
             parse_url(url)
+        new_queues = self._queues if queues is None else _normalise_queues(queues)
+        self._groups, self._queues, self._settings = new_groups, new_queues, new_settings
+        if url is not None:
             self._configured_url = url
-        if queues is not None:
-            self._queues = _normalise_queues(queues)
         if clock is not None:
             self._clock = clock
-        self._settings = new_settings
 
     @property
     def settings(self) -> EngineSettings:

@@ -330,6 +330,16 @@ async def test_configure_only_while_closed(sqlite_url: str) -> None:
     assert engine.settings.poll_interval == 2
 
 
+def test_a_configure_that_fails_changes_nothing(sqlite_url: str) -> None:
+    from aiojobs_engine import WorkerGroup
+
+    engine = Engine(sqlite_url)
+    with pytest.raises(ConfigurationError):
+        engine.configure(url="bogus://x", groups=[WorkerGroup("g", queues=["q"])], poll_interval=3)
+    assert engine.groups == () and engine.settings.poll_interval == 1.0
+    assert engine.url.endswith(sqlite_url.rsplit("/", 1)[1])
+
+
 async def test_url_follows_configure_once_closed(tmp_path: Path) -> None:
     engine = Engine(f"sqlite:///{tmp_path / 'first.db'}")
     async with engine:
