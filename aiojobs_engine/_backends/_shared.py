@@ -4,8 +4,11 @@ and what a statement that ran into the unique-key index means to the caller."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from typing import Any
 
+from .. import _json
 from .._errors import BackendError, UniqueConflictError
 from .._records import JobRecord, JobState
 from ._protocol import JobInsert, QueueChange, Retention
@@ -42,24 +45,47 @@ def states_text(states: Sequence[JobState]) -> str | None:
     return "," + ",".join(s.value for s in states) + "," if states else None
 
 
-def align(inserts: Sequence[JobInsert], inserted: Sequence[JobRecord]) -> list[JobRecord | None]:
+def inserted_records(inserts: Sequence[JobInsert], rows: Sequence[Any],
+                     read_time: Callable[[Any], datetime | None]) -> list[JobRecord | None]:
     """Each insert's record, or None where its unique key was taken (the row was not inserted).
 
-    ``inserted`` holds the rows actually inserted, in insertion (id) order: the inserts
-    without a unique key always go in, and one with a key went in if the next inserted row
-    carries that key.
+    ``rows`` are what the insert returned of the rows it stored: ``id``, ``unique_key``,
+    ``inserted_at`` and ``available_at`` (the columns the database chose), in insertion (id)
+    order. The inserts without a unique key always go in, and one with a key went in if the
+    next row carries that key. The rest of each record is the insert's own data: a new row
+    holds nothing else, so reading it back would only cost time.
     """
-    rows = sorted(inserted, key=lambda r: r.id)
+    ordered = sorted(rows, key=lambda row: row["id"])
     result: list[JobRecord | None] = []
     position = 0
     for insert in inserts:
-        row = rows[position] if position < len(rows) else None
-        if row is not None and (insert.unique_key is None or row.unique_key == insert.unique_key):
-            result.append(row)
+        row = ordered[position] if position < len(ordered) else None
+        if row is not None and (insert.unique_key is None or row["unique_key"] == insert.unique_key):
+            result.append(_new_record(insert, row["id"], read_time(row["inserted_at"]),
+                                      read_time(row["available_at"])))
             position += 1
         else:
             result.append(None)
     return result
+
+
+def _new_record(insert: JobInsert, job_id: int, inserted_at: datetime | None,
+                available_at: datetime | None) -> JobRecord:
+    assert inserted_at is not None and available_at is not None
+    return JobRecord(
+        id=job_id, queue=insert.queue, name=insert.name, args=_json_value(insert.args_json, []),
+        kwargs=_json_value(insert.kwargs_json, {}), constructor_args=_json_value(insert.constructor_args_json, []),
+        state=JobState.WAITING, priority=insert.priority, attempt=0, max_attempts=insert.max_attempts,
+        timeout=insert.timeout, inserted_at=inserted_at, available_at=available_at,
+        unique_key=insert.unique_key, rescheduled_from=insert.rescheduled_from,
+        meta=_json_value(insert.meta_json, {}), retry=_json.loads(insert.retry_json),
+    )
+
+
+def _json_value(text: str, empty: Any) -> Any:
+    if text == "[]" or text == "{}":
+        return type(empty)()
+    return _json.loads(text)
 
 
 def keep_value(keep: dict[str, float | None] | object, state: str) -> float | None:

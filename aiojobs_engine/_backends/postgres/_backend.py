@@ -61,8 +61,8 @@ from .._protocol import (
 from .._rows import cron_from_row, engine_from_row, job_from_row, queue_from_row
 from .._shared import (
     UniqueViolation,
-    align,
     default_keep,
+    inserted_records,
     keep_defaults,
     keep_value,
     queue_keep_params,
@@ -208,7 +208,7 @@ class PostgresBackend:
                 rows = await tx.fetch(statement, params)
         else:
             rows = await self._db.fetch(statement, params, connection)
-        records = align(inserts, [_job(row) for row in rows])
+        records = inserted_records(inserts, rows, _same)
         taken = [i.unique_key for i, r in zip(inserts, records, strict=True) if r is None and i.unique_key]
         if taken:
             rows = await self._db.fetch("job_unique_holders", {"keys": taken}, connection)

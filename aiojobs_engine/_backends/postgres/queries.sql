@@ -18,9 +18,9 @@
 
 -- name: job_insert
 -- One job. The CTE registers its queue and notifies listeners (a data-modifying CTE always
--- runs to completion, whatever the outer statement reads). JSON columns are returned as
--- text so that a caller's connection with its own jsonb codec (transactional enqueue)
--- gives the same rows as the pool.
+-- runs to completion, whatever the outer statement reads). Only what the database chose
+-- comes back (the rest of the record is the insert's own data); none of it is jsonb, so a
+-- caller's connection with its own jsonb codec (transactional enqueue) reads it alike.
 WITH registered AS (
     INSERT INTO __schema__.aiojobs_queues (name, updated_at)
     SELECT :queue::text, coalesce(:now::timestamptz, now())
@@ -41,12 +41,7 @@ VALUES (:queue::text, :name::text, :args::text::jsonb, :kwargs::text::jsonb,
         :keep_failed::float8, :keep_canceled::float8)
 ON CONFLICT (unique_key) WHERE unique_key IS NOT NULL AND strpos(unique_states, ',' || state || ',') > 0
 DO NOTHING
-RETURNING id, queue, name, args::text AS args, kwargs::text AS kwargs,
-          constructor_args::text AS constructor_args, state, priority, attempt, max_attempts,
-          timeout, retry::text AS retry, inserted_at, available_at, claimed_at, attempted_at,
-          completed_at, failed_at, canceled_at, claimed_by, claim_token::text AS claim_token,
-          cancel_requested, result::text AS result, errors::text AS errors, unique_key,
-          rescheduled_from, meta::text AS meta;
+RETURNING id, unique_key, inserted_at, available_at;
 
 -- name: job_insert_many
 -- Many jobs, in the order given (ids are drawn in ORDER BY ord order); one notification and
@@ -84,12 +79,7 @@ inserted AS (
     ORDER BY ord
     ON CONFLICT (unique_key) WHERE unique_key IS NOT NULL AND strpos(unique_states, ',' || state || ',') > 0
     DO NOTHING
-    RETURNING id, queue, name, args::text AS args, kwargs::text AS kwargs,
-              constructor_args::text AS constructor_args, state, priority, attempt, max_attempts,
-              timeout, retry::text AS retry, inserted_at, available_at, claimed_at, attempted_at,
-              completed_at, failed_at, canceled_at, claimed_by, claim_token::text AS claim_token,
-              cancel_requested, result::text AS result, errors::text AS errors, unique_key,
-              rescheduled_from, meta::text AS meta
+    RETURNING id, unique_key, inserted_at, available_at
 )
 SELECT * FROM inserted ORDER BY id;
 

@@ -55,8 +55,8 @@ from .._protocol import (
 from .._rows import cron_from_row, engine_from_row, job_from_row, queue_from_row
 from .._shared import (
     UniqueViolation,
-    align,
     default_keep,
+    inserted_records,
     keep_defaults,
     keep_value,
     queue_keep_params,
@@ -284,7 +284,7 @@ class SQLiteBackend:
                 rows = list(await conn.execute_fetchall(_Q[statement], params))
         else:
             rows = await self._write_one(statement, params)
-        records = align(inserts, [_job(row) for row in rows])
+        records = inserted_records(inserts, rows, from_us)
         taken = [i.unique_key for i, r in zip(inserts, records, strict=True) if r is None and i.unique_key]
         if taken:
             holders = {r.unique_key: r for r in map(_job, await self._read(

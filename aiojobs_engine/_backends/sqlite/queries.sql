@@ -29,7 +29,7 @@ VALUES (:queue, :name, :args, :kwargs, :constructor_args, :meta, :retry, :priori
         :rescheduled_from, :keep_completed, :keep_failed, :keep_canceled)
 ON CONFLICT (unique_key) WHERE unique_key IS NOT NULL AND instr(unique_states, ',' || state || ',') > 0
 DO NOTHING
-RETURNING *;
+RETURNING id, unique_key, inserted_at, available_at;
 
 -- name: job_insert_many
 -- "WHERE true" tells SQLite's parser that ON CONFLICT belongs to the INSERT.
@@ -47,7 +47,7 @@ WHERE true
 ORDER BY key
 ON CONFLICT (unique_key) WHERE unique_key IS NOT NULL AND instr(unique_states, ',' || state || ',') > 0
 DO NOTHING
-RETURNING *;
+RETURNING id, unique_key, inserted_at, available_at;
 
 -- name: job_unique_holders
 -- The jobs holding these unique keys now (the ones a conflicting insert ran into).
