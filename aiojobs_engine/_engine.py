@@ -566,8 +566,8 @@ class Engine:
         record = await self._require_open().job_cancel(
             _check_id(job_id), retention=self._settings.retention, now=self._clock.for_database()
         )
-        if record is not None and record.cancel_requested and self._runtime is not None:
-            self._runtime.cancel_local(record.id)
+        if record is not None and self._runtime is not None and (record.cancel_requested or record.is_terminal):
+            self._runtime.cancel_local(record.id)  # a run of it here (parked, claimed ahead) stops now
         return record
 
     async def retry_job(self, job_id: int) -> JobRecord | None:

@@ -85,9 +85,10 @@ def build_request(
     kwargs: Mapping[str, object],
 ) -> JobRequest:
     """Validate and encode one request; raises before anything is stored."""
-    check_name(name, "job name")
-    args_json = _json.dumps(list(args), f"the arguments of job {name!r}")
-    kwargs_json = _json.dumps(dict(kwargs), f"the keyword arguments of job {name!r}")
+    if definition is None:  # a declared job's name was checked when it was declared
+        check_name(name, "job name")
+    args_json = _json.dumps(list(args), f"the arguments of job {name!r}") if args else "[]"
+    kwargs_json = _json.dumps(dict(kwargs), f"the keyword arguments of job {name!r}") if kwargs else "{}"
     if definition is not None:
         definition.check_arguments(args, kwargs, options.constructor_args)
     return JobRequest(
@@ -98,8 +99,9 @@ def build_request(
         definition=definition,
         args_json=args_json,
         kwargs_json=kwargs_json,
-        constructor_args_json=_json.dumps(list(options.constructor_args or ()), "constructor_args"),
-        meta_json=_json.dumps(dict(options.meta or {}), "meta"),
+        constructor_args_json=_json.dumps(list(options.constructor_args), "constructor_args")
+        if options.constructor_args else "[]",
+        meta_json=_json.dumps(dict(options.meta), "meta") if options.meta else "{}",
         retry_json=None if options.retry is None else _json.dumps(backoff_to_json(options.retry), "retry"),
     )
 

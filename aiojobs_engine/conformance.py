@@ -117,6 +117,14 @@ class BackendConformance:
         assert records[1].priority == 3 and records[1].id > a.id
         assert await backend.job_get(a.id) == a
 
+    async def test_inserted_records_read_back_the_same(self, backend: Backend) -> None:
+        tricky = insert(args=[1e20, -0.0, 1.2345678901234567e19, {"bbb": 1, "a": [2, {"z": None, "c": "é"}]}],
+                        kwargs={"zz": 1.5, "aa": True}, delay=5)
+        for records in (await backend.job_insert_many([tricky], now=T0),
+                        await backend.job_insert_many([tricky, insert()], now=T0)):
+            for record in records:
+                assert record == await backend.job_get(record.id)
+
     async def test_insert_single_and_empty(self, backend: Backend) -> None:
         assert await backend.job_insert_many([], now=T0) == []
         (record,) = await backend.job_insert_many([insert(timeout=2.5)], now=T0)
@@ -271,6 +279,19 @@ class BackendConformance:
         assert (quick.state, quick.attempt, quick.attempted_at) == (JobState.RUNNING, 1, T0 + timedelta(seconds=1))
         assert (slow.state, slow.attempt, slow.attempted_at) == (JobState.CLAIMED, 0, None)
         assert await finish(backend, [outcome(quick, JobState.COMPLETED, result_json="1")]) == {quick.id}
+
+    async def test_claims_ahead_of_the_free_slots_do_not_start(self, backend: Backend) -> None:
+        await backend.job_insert_many([insert(name="quick", priority=p) for p in (3, 1, 2, 4)]
+                                      + [insert(queue="other", name="quick")], now=T0)
+        claimed = await backend.job_claim(JobClaim(
+            engine_id="e1", demands=[QueueDemand("default", 3, start=2), QueueDemand("other", 5, start=0)],
+            now=T0 + timedelta(seconds=1), start_now=["quick"]))
+        assert [(r.queue, r.priority, r.state, r.attempt) for r in claimed] == [
+            ("default", 1, JobState.RUNNING, 1), ("default", 2, JobState.RUNNING, 1),
+            ("default", 3, JobState.CLAIMED, 0), ("other", 50, JobState.CLAIMED, 0)]
+        # An engine that dies holding them: the started ones used an attempt, the others did not.
+        rescued = await backend.job_rescue(retention=KEEP, engine_id="e1", now=T0 + timedelta(seconds=2))
+        assert sorted((r.priority, r.attempt) for r in rescued.retried) == [(1, 1), (2, 1), (3, 0), (50, 0)]
 
     async def test_claim_respects_limits_and_queue_order(self, backend: Backend) -> None:
         await backend.job_insert_many([insert(queue="a") for _ in range(3)] + [insert(queue="b") for _ in range(3)],

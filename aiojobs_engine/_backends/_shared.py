@@ -45,15 +45,17 @@ def states_text(states: Sequence[JobState]) -> str | None:
     return "," + ",".join(s.value for s in states) + "," if states else None
 
 
-def inserted_records(inserts: Sequence[JobInsert], rows: Sequence[Any],
-                     read_time: Callable[[Any], datetime | None]) -> list[JobRecord | None]:
+def inserted_records(inserts: Sequence[JobInsert], rows: Sequence[Any], read_time: Callable[[Any], datetime | None],
+                     *, stored_json: bool = False) -> list[JobRecord | None]:
     """Each insert's record, or None where its unique key was taken (the row was not inserted).
 
     ``rows`` are what the insert returned of the rows it stored: ``id``, ``unique_key``,
     ``inserted_at`` and ``available_at`` (the columns the database chose), in insertion (id)
     order. The inserts without a unique key always go in, and one with a key went in if the
     next row carries that key. The rest of each record is the insert's own data: a new row
-    holds nothing else, so reading it back would only cost time.
+    holds nothing else, so reading it back would only cost time. ``stored_json``: the rows
+    also carry the JSON columns as stored (jsonb rewrites numbers and key order), and the
+    record shows those, as a later read would.
     """
     ordered = sorted(rows, key=lambda row: row["id"])
     result: list[JobRecord | None] = []
@@ -61,24 +63,26 @@ def inserted_records(inserts: Sequence[JobInsert], rows: Sequence[Any],
     for insert in inserts:
         row = ordered[position] if position < len(ordered) else None
         if row is not None and (insert.unique_key is None or row["unique_key"] == insert.unique_key):
+            texts = ((row["args"], row["kwargs"], row["constructor_args"], row["meta"], row["retry"]) if stored_json
+                     else (insert.args_json, insert.kwargs_json, insert.constructor_args_json, insert.meta_json,
+                           insert.retry_json))
             result.append(_new_record(insert, row["id"], read_time(row["inserted_at"]),
-                                      read_time(row["available_at"])))
+                                      read_time(row["available_at"]), *texts))
             position += 1
         else:
             result.append(None)
     return result
 
 
-def _new_record(insert: JobInsert, job_id: int, inserted_at: datetime | None,
-                available_at: datetime | None) -> JobRecord:
+def _new_record(insert: JobInsert, job_id: int, inserted_at: datetime | None, available_at: datetime | None,
+                args: str, kwargs: str, constructor_args: str, meta: str, retry: str | None) -> JobRecord:
     assert inserted_at is not None and available_at is not None
     return JobRecord(
-        id=job_id, queue=insert.queue, name=insert.name, args=_json_value(insert.args_json, []),
-        kwargs=_json_value(insert.kwargs_json, {}), constructor_args=_json_value(insert.constructor_args_json, []),
-        state=JobState.WAITING, priority=insert.priority, attempt=0, max_attempts=insert.max_attempts,
-        timeout=insert.timeout, inserted_at=inserted_at, available_at=available_at,
-        unique_key=insert.unique_key, rescheduled_from=insert.rescheduled_from,
-        meta=_json_value(insert.meta_json, {}), retry=_json.loads(insert.retry_json),
+        id=job_id, queue=insert.queue, name=insert.name, args=_json_value(args, []), kwargs=_json_value(kwargs, {}),
+        constructor_args=_json_value(constructor_args, []), state=JobState.WAITING, priority=insert.priority,
+        attempt=0, max_attempts=insert.max_attempts, timeout=insert.timeout, inserted_at=inserted_at,
+        available_at=available_at, unique_key=insert.unique_key, rescheduled_from=insert.rescheduled_from,
+        meta=_json_value(meta, {}), retry=_json.loads(retry),
     )
 
 

@@ -31,6 +31,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import functools
+import logging
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
@@ -87,6 +88,7 @@ class Run:
     definition: JobDefinition | None = field(default=None, repr=False)
     body: Body | None = field(default=None, repr=False)
     deadline: asyncio.TimerHandle | None = field(default=None, repr=False)
+    starting: asyncio.Future[StartedJob | None] | None = field(default=None, repr=False)  # its start's write
 
     @property
     def token(self) -> str:
@@ -118,7 +120,6 @@ class Executor:
         self._pool = pool
         self._on_slot_free = on_slot_free
         self._thread_slots = asyncio.Semaphore(services.settings.thread_workers)
-        self._process_starts = _Gate()  # CPU-bound attempts started and waiting for a worker
         self._runs: dict[str, Run] = {}
         self._parked: dict[str, deque[Run]] = {}  # per queue, claims waiting for a slot
         self._abandoned: dict[int, int] = {}  # job id -> bodies still running after their outcome
@@ -163,8 +164,10 @@ class Executor:
         if run.record.state is JobState.RUNNING:
             self._started(run)
         definition = self._light_road(run)
-        if definition is not None:
+        if definition is not None and run.started:
             self._run_light(run, definition)
+        elif definition is not None:
+            self._start_light(run, definition)
         else:
             self._supervise(run, self._attempt, run)
 
@@ -187,8 +190,8 @@ class Executor:
         """The claim was taken away from this engine: stop its run at once. Whatever the run
         writes is refused by fencing; the job's current state stands."""
         run = self._runs.get(token)
-        if run is None or run.record.id != job_id:
-            return False
+        if run is None or run.record.id != job_id or run.decided:
+            return False  # (decided: it ended meanwhile, and its outcome is on its way)
         logger.warning("job %s was taken away from this engine while it ran (rescued, replaced, canceled, "
                        "retried or deleted elsewhere); stopping its run", job_id,
                        extra=self._extra(run, Event.JOB_OUTCOME_REFUSED))
@@ -203,6 +206,9 @@ class Executor:
             self._launch(run, slot=False)
         elif run.task is None and run.body is not None:  # on the light road: supervise the stop
             self._stop_light(run, reason)
+        elif run.task is None and run.starting is not None:  # on the light road, starting
+            run.decided = True
+            self._supervise(run, self._start_then_stop, run)
         return True
 
     async def wait_idle(self, timeout: float | None = None) -> bool:
@@ -284,8 +290,8 @@ class Executor:
     def _release_slot_early(self, run: Run) -> None:
         """The body is done: its slot is free for the next claim while the outcome is written
         (the claim's round trip overlaps this write instead of following it). Not so for a
-        capped queue, whose cap counts the job until its outcome is stored: a claim made
-        meanwhile would find no room."""
+        capped queue, whose cap counts the job until its outcome is stored (a claim made
+        meanwhile would find no room): its slot is freed once the write comes back."""
         if not self._queues.capped(run.record.queue):
             self._release_slot_once(run)
 
@@ -297,15 +303,45 @@ class Executor:
     # -- the light road -------------------------------------------------------------------
 
     def _light_road(self, run: Run) -> JobDefinition | None:
-        """The definition, if this run needs no supervisor to start: an async job already
-        running (claimed so), no hooks, nothing in the way."""
+        """The definition, if this run needs no supervisor to start: an async job with no
+        hooks, nothing in the way (started by its claim, or to be started by a batched write)."""
         record = run.record
-        if not run.started or record.corrupt is not None or run.interrupt.done() or record.id in self._abandoned:
+        if record.corrupt is not None or run.interrupt.done() or record.id in self._abandoned:
             return None
         definition = self._s.registry.get(record.name)
         if definition is None or definition.mode is not RunMode.INLINE or self._hooks_for(definition).around_attempts:
             return None
         return definition
+
+    def _start_light(self, run: Run, definition: JobDefinition) -> None:
+        """A claim parked ahead, not started: its start goes in the next batched write, and
+        its body is launched when that write comes back (the attempt counts from then on: a
+        job that kills its engine is charged for it, a claim that never started is not)."""
+        run.definition = definition
+        run.starting = self._starter.submit_nowait(JobStart(run.record.id, run.token))
+        run.starting.add_done_callback(functools.partial(self._light_started, run))
+
+    def _light_started(self, run: Run, starting: asyncio.Future[StartedJob | None]) -> None:
+        if run.task is not None:  # interrupted meanwhile: its supervisor takes it from here
+            return
+        try:
+            error = starting.exception()
+            if error is not None:
+                raise error
+            if not self._apply_start(run, starting.result()):
+                self._end(run)  # taken away before it started
+                return
+            assert run.definition is not None
+            self._run_light(run, run.definition)
+        except Exception as exc:
+            self._light_failed(run, exc)
+
+    async def _start_then_stop(self, run: Run) -> None:
+        """Interrupted while its start was being written: wait for that write, then end the
+        claim as the interrupt says (a started attempt is given back if handed back)."""
+        assert run.starting is not None
+        if self._apply_start(run, await run.starting):
+            await self._finish(run, run.definition, self._interrupted(run))
 
     def _run_light(self, run: Run, definition: JobDefinition) -> None:
         run.definition = definition
@@ -340,8 +376,14 @@ class Executor:
                 run.deadline.cancel()
             assert run.body is not None and run.began is not None
             decision = settle_failure(self._ended(run, run.body, run.began), run.record, run.definition)
-            outcome = outcome_for(run.record, decision, self._s.engine_id, started=run.started)
             self._release_slot_early(run)
+            self._light_outcome(run, decision)
+        except Exception as exc:
+            self._light_failed(run, exc)
+
+    def _light_outcome(self, run: Run, decision: Decision) -> None:
+        try:
+            outcome = outcome_for(run.record, decision, self._s.engine_id, started=run.started)
             written = self._completer.submit_nowait(outcome)
             written.add_done_callback(functools.partial(self._light_written, run, decision))
         except Exception as exc:
@@ -400,8 +442,7 @@ class Executor:
             return
         resource = await self._acquire(run, definition)
         if resource is None:
-            if not run.decided:  # (decided: taken away before it started)
-                await self._finish(run, definition, self._interrupted(run))
+            await self._finish(run, definition, self._interrupted(run))
             return
         launch, release = resource
         launched = False
@@ -437,25 +478,8 @@ class Executor:
             return False
         return True
 
-    async def _start_then_acquire(self, run: Run, definition: JobDefinition) -> Resource | None:
-        """A CPU-bound attempt starts while the workers are busy, so a worker that frees up
-        gets its next job at once instead of after the start's write. Few wait so, started:
-        one per worker, or four while the queue's jobs are quicker than such a write.
-        None if interrupted (or ``run.decided``: taken away before it started)."""
-        gate = self._process_starts
-        limit = self._pool.size * (4 if self._queues.quick(run.record.queue) else 1)
-        if await self._interruptible(run, gate.enter(limit), lambda _: gate.leave()) is None:
-            return None
-        try:
-            if not await self._start(run) or run.interrupt.done():
-                return None
-            return await self._acquire(run, definition)
-        finally:
-            gate.leave()
-
     async def _acquire(self, run: Run, definition: JobDefinition) -> Resource | None:
-        """What the body needs before it may start; None if interrupted while waiting (or
-        taken away before it started: ``run.decided``)."""
+        """What the body needs before it may start; None if interrupted while waiting."""
         if definition.mode is RunMode.INLINE:
             return self._launch_inline, _nothing
         if definition.mode is RunMode.THREAD:
@@ -463,8 +487,6 @@ class Executor:
             if await self._interruptible(run, slots.acquire(), lambda _: slots.release()) is None:
                 return None
             return self._launch_thread, slots.release
-        if not run.started:
-            return await self._start_then_acquire(run, definition)
         pool = self._pool
         acquired = await self._interruptible(run, pool.acquire(), pool.release)
         if acquired is None:
@@ -492,7 +514,10 @@ class Executor:
         return Decision.handed_back()
 
     async def _start(self, run: Run) -> bool:
-        started = await self._starter.submit(JobStart(run.record.id, run.token))
+        return self._apply_start(run, await self._starter.submit(JobStart(run.record.id, run.token)))
+
+    def _apply_start(self, run: Run, started: StartedJob | None) -> bool:
+        """The start's write came back: the run is started, or (None) its job was taken away."""
         if started is None:
             run.decided = run.written = True
             logger.info(
@@ -610,8 +635,12 @@ class Executor:
     def _written(self, run: Run, decision: Decision, accepted: bool) -> bool:
         """The outcome's write came back: log it, tell listeners. True if after-hooks are due."""
         run.written = True
+        self._release_slot_once(run)  # (a capped queue's slot is held until its outcome is stored)
         if not accepted:
-            logger.warning(
+            # A claim canceled before it started finds its job canceled already: nothing to say.
+            quiet = decision.kind == "canceled" and not run.started
+            logger.log(
+                logging.INFO if quiet else logging.WARNING,
                 "outcome of job %s (%s) refused: its claim was taken away meanwhile (rescued, handed "
                 "back or canceled); the job's current state stands", run.record.id, decision.kind,
                 extra=self._extra(run, Event.JOB_OUTCOME_REFUSED),
@@ -711,40 +740,6 @@ class Executor:
 
 def _nothing(*_: object) -> None:
     return None
-
-
-class _Gate:
-    """Lets at most ``limit`` callers in at a time, first come first served; the limit is
-    the caller's to give (it changes with the queue's pace)."""
-
-    def __init__(self) -> None:
-        self.inside = 0
-        self._waiters: deque[asyncio.Future[None]] = deque()
-
-    async def enter(self, limit: int) -> None:
-        while self.inside >= limit:
-            waiter = asyncio.get_running_loop().create_future()
-            self._waiters.append(waiter)
-            try:
-                await waiter
-            except asyncio.CancelledError:
-                if waiter.done() and not waiter.cancelled():
-                    self._wake_next()  # it was our turn: give it on
-                else:
-                    self._waiters.remove(waiter)
-                raise
-        self.inside += 1
-
-    def leave(self) -> None:
-        self.inside -= 1
-        self._wake_next()
-
-    def _wake_next(self) -> None:
-        while self._waiters:
-            waiter = self._waiters.popleft()
-            if not waiter.done():
-                waiter.set_result(None)
-                return
 
 
 async def _first_of(body: asyncio.Future[Any], interrupt: asyncio.Future[str], timeout: float | None) -> None:

@@ -42,6 +42,7 @@ class Notifier:
         self.connected = asyncio.Event()
         self.received = 0
         self._settings_read_at = -CHANGED_SETTINGS_EVERY
+        self._trailing: asyncio.TimerHandle | None = None
 
     def _dispatch(self, payload: str) -> None:
         self.received += 1
@@ -52,17 +53,38 @@ class Notifier:
             # Anything may have changed: jobs may have come (claim), and queues too (re-read
             # them, at most a few times a second: a queue new to this engine is only worked
             # once its settings are read). Cancellations are found by the claim watcher.
-            now = time.monotonic()
-            if now - self._settings_read_at >= CHANGED_SETTINGS_EVERY:
-                self._settings_read_at = now
-                self._on_queue_changed()
+            self._read_settings_soon()
             self._on_enqueued(None)
         elif kind == NOTIFY_CANCEL and subject.isdigit():
             self._on_cancel(int(subject))
         elif kind == NOTIFY_QUEUE:
             self._on_queue_changed()
 
+    def _read_settings_soon(self) -> None:
+        """Re-read queue settings now, or at the end of the current window if they were just
+        read (one trailing read, so the last change of a burst is not left for the poll)."""
+        if self._trailing is not None:
+            return
+        wait = self._settings_read_at + CHANGED_SETTINGS_EVERY - time.monotonic()
+        if wait <= 0:
+            self._settings_read_at = time.monotonic()
+            self._on_queue_changed()
+            return
+
+        def trailing() -> None:
+            self._trailing = None
+            self._read_settings_soon()
+
+        self._trailing = asyncio.get_running_loop().call_later(wait, trailing)
+
     async def run(self) -> None:
+        try:
+            await self._subscribe_for_ever()
+        finally:
+            if self._trailing is not None:
+                self._trailing.cancel()
+
+    async def _subscribe_for_ever(self) -> None:
         backoff = 0.5
         was_down = False
         while True:

@@ -107,7 +107,8 @@ class QueueManager:
             limit = q.claimable(batch_size, self._ahead_under)
             if limit > 0:
                 q.marks_asked = q.marks
-                demands.append(QueueDemand(q.name, limit, q.global_concurrency))
+                # Only claims that get a slot now start now; those parked ahead stay claimed.
+                demands.append(QueueDemand(q.name, limit, q.global_concurrency, start=min(q.free, limit)))
         return demands
 
     def record_claim(self, demands: Sequence[QueueDemand], claimed_per_queue: Mapping[str, int]) -> None:
@@ -156,12 +157,6 @@ class QueueManager:
         if entry is not None:
             last = entry.recent_seconds
             entry.recent_seconds = seconds if last is None else 0.8 * last + 0.2 * seconds
-
-    def quick(self, queue: str) -> bool:
-        """Are this queue's attempts here short on average (under ``claim_ahead_under``)?"""
-        entry = self._queues.get(queue)
-        recent = None if entry is None else entry.recent_seconds
-        return recent is not None and recent < self._ahead_under
 
     def release(self, queue: str) -> bool:
         """Free a slot; True if the dispatcher should claim again for this queue now (the

@@ -48,7 +48,8 @@ async def test_parked_claims_wait_for_a_slot_and_are_handed_back_at_stop(make_en
         async def all_parked() -> bool:
             # Jobs that take no time: the queue holds a full claim batch beyond its one slot.
             states = await _states(engine, [block, *later])
-            held = [i for i in later if states[i] in (JobState.RUNNING, JobState.CLAIMED)]
+            # Parked, not started: claimed, their attempt not counted yet.
+            held = [i for i in later if states[i] is JobState.CLAIMED]
             return states[block] is JobState.RUNNING and len(held) == len(later)
 
         await wait_until(all_parked)
@@ -123,7 +124,7 @@ async def test_cancel_of_a_parked_claim_cancels_it_without_running_it(make_engin
         block = (await blocker.enqueue()).id
         victim = (await quick.enqueue("victim")).id
         if True:
-            await wait_until(lambda: _is(engine, victim, JobState.RUNNING))  # claimed ahead
+            await wait_until(lambda: _is(engine, victim, JobState.CLAIMED))  # claimed ahead, not started
             assert await engine.cancel(victim)
             await wait_until(lambda: _is(engine, victim, JobState.CANCELED))
             release.set()

@@ -6,7 +6,7 @@ import asyncio
 import time
 from datetime import UTC, datetime
 
-from aiojobs_engine import FrozenClock, JobState, Retry, Snooze, current_job
+from aiojobs_engine import FrozenClock, JobState, QueueConfig, Retry, Snooze, current_job
 
 
 async def test_a_frozen_clock_moves_delays_snoozes_and_backoffs(make_engine) -> None:
@@ -100,3 +100,24 @@ async def test_a_capped_queue_drains_without_waiting_for_polls(make_engine) -> N
             elapsed = time.monotonic() - started
     # Ideal: 10 rounds of 10 ms. One batch per poll would take 10 polls (50 s).
     assert elapsed < 4.0, f"30 jobs under a cap of 3 took {elapsed:.1f}s"
+
+
+async def test_a_capped_queues_slot_is_free_once_the_outcome_is_stored_not_after_the_hooks(make_engine) -> None:
+    ends: list[float] = []
+
+    async def slow_hook(record, result) -> None:
+        await asyncio.sleep(0.5)
+
+    engine = make_engine(queues={"default": QueueConfig(concurrency=1)})
+
+    @engine.job(name="capped", on_success=slow_hook)
+    async def capped() -> None:
+        ends.append(time.monotonic())
+
+    async with engine:
+        await engine.set_queue("default", global_concurrency=5)
+        await engine.enqueue_many([capped.new() for _ in range(4)])
+        started = time.monotonic()
+        assert await engine.workoff() == 4
+    # The hooks of one job overlap the next job: the bodies do not wait 0.5 s each.
+    assert ends[-1] - started < 1.2, f"bodies ended at {[round(e - started, 2) for e in ends]}"

@@ -4,6 +4,7 @@ catches up on what it missed, and liveness checks stay a few seconds apart."""
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable
 from types import SimpleNamespace
 from typing import Any
@@ -68,3 +69,26 @@ async def test_a_listener_reported_lost_is_replaced_at_once_and_each_subscriptio
         with pytest.raises(asyncio.CancelledError):
             await task
     assert backend.listeners[1].closed
+
+
+async def test_a_burst_of_changes_reads_settings_at_once_and_once_more_at_its_end() -> None:
+    from aiojobs_engine._backends._protocol import NOTIFY_CHANGED
+    from aiojobs_engine._runtime import _notifier
+
+    reads: list[float] = []
+    wakes: list[object] = []
+    notifier = _notifier.Notifier.__new__(_notifier.Notifier)
+    notifier._on_enqueued = wakes.append
+    notifier._on_queue_changed = lambda: reads.append(time.monotonic())
+    notifier._on_cancel = lambda job_id: None
+    notifier.received = 0
+    notifier._settings_read_at = -_notifier.CHANGED_SETTINGS_EVERY
+    notifier._trailing = None
+    started = time.monotonic()
+    for _ in range(5):
+        notifier._dispatch(NOTIFY_CHANGED)
+        await asyncio.sleep(0.01)
+    assert len(reads) == 1 and len(wakes) == 5  # every change wakes; settings read once so far
+    await asyncio.sleep(_notifier.CHANGED_SETTINGS_EVERY + 0.1)
+    assert len(reads) == 2  # the trailing read, for the burst's last change
+    assert reads[1] - started >= _notifier.CHANGED_SETTINGS_EVERY - 0.01

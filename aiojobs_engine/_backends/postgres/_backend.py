@@ -208,7 +208,7 @@ class PostgresBackend:
                 rows = await tx.fetch(statement, params)
         else:
             rows = await self._db.fetch(statement, params, connection)
-        records = inserted_records(inserts, rows, _same)
+        records = inserted_records(inserts, rows, _same, stored_json=True)
         taken = [i.unique_key for i, r in zip(inserts, records, strict=True) if r is None and i.unique_key]
         if taken:
             rows = await self._db.fetch("job_unique_holders", {"keys": taken}, connection)
@@ -249,6 +249,7 @@ class PostgresBackend:
             "queues": [d.queue for d in demands],
             "limits": [max(d.limit, 0) for d in demands],
             "global_limits": [d.global_limit for d in demands],
+            "starts": [max(d.limit if d.start is None else min(d.start, d.limit), 0) for d in demands],
             "incarnation": claim.incarnation,
             "fresh_within": claim.fresh_within,
             "start_now": list(claim.start_now),

@@ -18,9 +18,10 @@
 
 -- name: job_insert
 -- One job. The CTE registers its queue and notifies listeners (a data-modifying CTE always
--- runs to completion, whatever the outer statement reads). Only what the database chose
--- comes back (the rest of the record is the insert's own data); none of it is jsonb, so a
--- caller's connection with its own jsonb codec (transactional enqueue) reads it alike.
+-- runs to completion, whatever the outer statement reads). What comes back is what the
+-- database chose (id, times) and the JSON columns as jsonb stored them (it rewrites numbers
+-- and key order), as text so that a caller's connection with its own jsonb codec
+-- (transactional enqueue) reads them alike; the rest of the record is the insert's data.
 WITH registered AS (
     INSERT INTO __schema__.aiojobs_queues (name, updated_at)
     SELECT :queue::text, coalesce(:now::timestamptz, now())
@@ -41,7 +42,8 @@ VALUES (:queue::text, :name::text, :args::text::jsonb, :kwargs::text::jsonb,
         :keep_failed::float8, :keep_canceled::float8)
 ON CONFLICT (unique_key) WHERE unique_key IS NOT NULL AND strpos(unique_states, ',' || state || ',') > 0
 DO NOTHING
-RETURNING id, unique_key, inserted_at, available_at;
+RETURNING id, unique_key, inserted_at, available_at, args::text AS args, kwargs::text AS kwargs,
+              constructor_args::text AS constructor_args, meta::text AS meta, retry::text AS retry;
 
 -- name: job_insert_many
 -- Many jobs, in the order given (ids are drawn in ORDER BY ord order); one notification and
@@ -79,7 +81,8 @@ inserted AS (
     ORDER BY ord
     ON CONFLICT (unique_key) WHERE unique_key IS NOT NULL AND strpos(unique_states, ',' || state || ',') > 0
     DO NOTHING
-    RETURNING id, unique_key, inserted_at, available_at
+    RETURNING id, unique_key, inserted_at, available_at, args::text AS args, kwargs::text AS kwargs,
+              constructor_args::text AS constructor_args, meta::text AS meta, retry::text AS retry
 )
 SELECT * FROM inserted ORDER BY id;
 
@@ -143,39 +146,50 @@ LIMIT :limit::integer;
 -- engines hold. A capped demand (global_limit) also leaves room for the queue's jobs held
 -- anywhere: its caller has taken queue_lock_claims in the same transaction, so this count,
 -- read by a later statement than the lock, sees every claim committed before it.
--- The outer UPDATE finds the picked rows by primary key (= ANY(ARRAY(...)) is evaluated
--- once), and rows come back in demand order, then job order.
-WITH claimed AS (
-    UPDATE __schema__.aiojobs_jobs
-    SET state = CASE WHEN name = ANY(:start_now::text[]) THEN 'running' ELSE 'claimed' END,
-        attempt = attempt + CASE WHEN name = ANY(:start_now::text[]) THEN 1 ELSE 0 END,
-        attempted_at = CASE WHEN name = ANY(:start_now::text[]) THEN coalesce(:now::timestamptz, now())
-                            ELSE attempted_at END,
-        claimed_by = :engine_id::text,
-        claimed_at = coalesce(:now::timestamptz, now()),
-        claim_token = gen_random_uuid()
-    WHERE id = ANY(ARRAY(
-        SELECT picked.id
+-- The first `start` picks of a demand (rn, in claim order) may start at once (start_now
+-- names the jobs that can); the rest are claimed ahead and stay 'claimed', attempt unused.
+-- The picks are materialised once, then updated by primary key (= ANY(ARRAY(...)) is
+-- evaluated once, so the planner never weighs a join); rows come back in demand order, then
+-- job order.
+WITH picked AS MATERIALIZED (
+    SELECT p.id, p.rn <= d.start AS may_start
+    FROM (
+        SELECT d.queue, d.start,
+               CASE WHEN d.global_limit IS NULL THEN d.lim
+                    ELSE least(d.lim, greatest(0, d.global_limit - (
+                             SELECT count(*) FROM __schema__.aiojobs_jobs AS h
+                             WHERE h.state IN ('claimed', 'running') AND h.queue = d.queue)))
+               END AS lim
+        FROM unnest(:queues::text[], :limits::integer[], :global_limits::integer[], :starts::integer[])
+             AS d(queue, lim, global_limit, start)
+    ) AS d
+    CROSS JOIN LATERAL (
+        SELECT c.id, row_number() OVER (ORDER BY c.priority, c.available_at, c.id) AS rn
         FROM (
-            SELECT d.queue,
-                   CASE WHEN d.global_limit IS NULL THEN d.lim
-                        ELSE least(d.lim, greatest(0, d.global_limit - (
-                                 SELECT count(*) FROM __schema__.aiojobs_jobs AS h
-                                 WHERE h.state IN ('claimed', 'running') AND h.queue = d.queue)))
-                   END AS lim
-            FROM unnest(:queues::text[], :limits::integer[], :global_limits::integer[])
-                 AS d(queue, lim, global_limit)
-        ) AS d
-        CROSS JOIN LATERAL (
-            SELECT j.id FROM __schema__.aiojobs_jobs AS j
+            SELECT j.id, j.priority, j.available_at FROM __schema__.aiojobs_jobs AS j
             WHERE j.queue = d.queue
               AND j.state IN ('waiting', 'snoozed')
               AND j.available_at <= coalesce(:now::timestamptz, now())
             ORDER BY j.priority, j.available_at, j.id
             LIMIT d.lim
             FOR UPDATE SKIP LOCKED
-        ) AS picked
-    ))
+        ) AS c
+    ) AS p
+),
+starting AS MATERIALIZED (
+    SELECT coalesce(array_agg(id) FILTER (WHERE may_start), '{}') AS ids FROM picked
+),
+claimed AS (
+    UPDATE __schema__.aiojobs_jobs AS j
+    SET state = CASE WHEN j.id = ANY(s.ids) AND j.name = ANY(:start_now::text[]) THEN 'running' ELSE 'claimed' END,
+        attempt = j.attempt + CASE WHEN j.id = ANY(s.ids) AND j.name = ANY(:start_now::text[]) THEN 1 ELSE 0 END,
+        attempted_at = CASE WHEN j.id = ANY(s.ids) AND j.name = ANY(:start_now::text[])
+                            THEN coalesce(:now::timestamptz, now()) ELSE j.attempted_at END,
+        claimed_by = :engine_id::text,
+        claimed_at = coalesce(:now::timestamptz, now()),
+        claim_token = gen_random_uuid()
+    FROM starting AS s
+    WHERE j.id = ANY(ARRAY(SELECT id FROM picked))
       -- Only while this engine's row holds this incarnation and a fresh heartbeat: an
       -- engine that others may be about to declare dead takes nothing new.
       AND (:incarnation::text IS NULL OR EXISTS (
@@ -183,7 +197,7 @@ WITH claimed AS (
           WHERE e.id = :engine_id::text AND e.incarnation = :incarnation::text
             AND e.heartbeat_at >= coalesce(:now::timestamptz, now())
                                   - make_interval(secs => coalesce(:fresh_within::float8, 0))))
-    RETURNING *
+    RETURNING j.*
 )
 SELECT * FROM claimed
 ORDER BY array_position(:queues::text[], queue), priority, available_at, id;
@@ -280,8 +294,11 @@ WITH changed AS (
     RETURNING j.*
 )
 -- The select list is evaluated for every row returned: the notification cannot be skipped.
+-- A claimed job (canceled at once) is announced too: the engine holding it may have parked
+-- it, to start it when a slot frees; it lets go of it at once instead of at its next poll.
 SELECT changed.*,
-       CASE WHEN state = 'running' THEN pg_notify(__channel__, 'cancel:' || id) END AS notified
+       CASE WHEN state = 'running' OR claimed_by IS NOT NULL THEN pg_notify(__channel__, 'cancel:' || id)
+       END AS notified
 FROM changed;
 
 -- name: job_claims_to_stop
