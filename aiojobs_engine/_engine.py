@@ -36,7 +36,7 @@ from ._errors import (
 )
 from ._events import EventBus, EventKind, JobEvent
 from ._groups import WorkerGroup, check_groups, max_attempts_default
-from ._handles import ClassJobHandle, Job, JobHandle, JobRequest, NamedEnqueuer, build_request
+from ._handles import ClassJobHandle, Job, JobHandle, JobRequest, NamedEnqueuer, with_added_meta
 from ._hooks import HOOK_NAMES, Hook, Hooks, check_hook, hooks_from, run_hooks
 from ._options import (
     JobOptions,
@@ -506,14 +506,7 @@ class Engine:
         answers = await run_hooks("on_before_add", hooks, request, extra={"event": "", "job_name": request.name})
         if any(answer is False for answer in answers):
             return None
-        extra_meta = [answer for answer in answers if isinstance(answer, Mapping)]
-        if not extra_meta:
-            return request
-        meta = dict(request.options.meta or {})
-        for addition in extra_meta:
-            meta.update(addition)
-        options = request.options.merged(JobOptions(meta=meta))
-        return build_request(request.name, request.definition, options, request.args, request.kwargs)
+        return with_added_meta(request, answers)
 
     # -- inspecting and controlling jobs ----------------------------------------------------
 

@@ -106,6 +106,18 @@ def build_request(
     )
 
 
+def with_added_meta(request: JobRequest, answers: Sequence[object]) -> JobRequest:
+    """The request with each dict an ``on_before_add`` hook returned added to its meta."""
+    additions = [answer for answer in answers if isinstance(answer, Mapping)]
+    if not additions:
+        return request
+    meta = dict(request.options.meta or {})
+    for addition in additions:
+        meta.update(addition)
+    return build_request(request.name, request.definition, request.options.merged(JobOptions(meta=meta)),
+                         request.args, request.kwargs)
+
+
 class JobHandle(Generic[P, R]):
     """A declared function job: call it as the function, or enqueue it.
 

@@ -12,14 +12,13 @@ skipped and logged (no flood). Each run links to the one before it (``reschedule
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
 from datetime import datetime
 
 from .. import _json
 from .._cron import due_tick
 from .._errors import AiojobsError
 from .._events import EventKind, JobEvent
-from .._handles import JobRequest, build_request
+from .._handles import build_request, with_added_meta
 from .._hooks import run_hooks
 from .._log import Event, logger
 from .._options import JobOptions, make_options
@@ -71,7 +70,7 @@ async def _enqueue_tick(services: Services, schedule: CronRecord, tick: datetime
             await backend.cron_advance(schedule.name, tick, None)
             return None
         try:
-            request = _with_added_meta(request, answers)
+            request = with_added_meta(request, answers)
         except AiojobsError as exc:
             logger.error("schedule %s cannot enqueue job %s: an on_before_add hook returned bad meta: %s; tick %s "
                          "skipped", schedule.name, schedule.job, exc, tick.isoformat(),
@@ -90,18 +89,6 @@ async def _enqueue_tick(services: Services, schedule: CronRecord, tick: datetime
     logger.info("schedule %s enqueued job %s for its tick %s", schedule.name, job.id, tick.isoformat(),
                 extra={"event": Event.CRON_ENQUEUED, "schedule": schedule.name, "job_id": job.id})
     return job
-
-
-def _with_added_meta(request: JobRequest, answers: Sequence[object]) -> JobRequest:
-    """As for ``enqueue()``: each dict an on_before_add hook returned is added to the meta."""
-    additions = [answer for answer in answers if isinstance(answer, Mapping)]
-    if not additions:
-        return request
-    meta = dict(request.options.meta or {})
-    for addition in additions:
-        meta.update(addition)
-    return build_request(request.name, request.definition, request.options.merged(JobOptions(meta=meta)),
-                         request.args, request.kwargs)
 
 
 def options_json(options: JobOptions) -> str:
