@@ -376,14 +376,8 @@ class Executor:
                 run.deadline.cancel()
             assert run.body is not None and run.began is not None
             decision = settle_failure(self._ended(run, run.body, run.began), run.record, run.definition)
-            self._release_slot_early(run)
-            self._light_outcome(run, decision)
-        except Exception as exc:
-            self._light_failed(run, exc)
-
-    def _light_outcome(self, run: Run, decision: Decision) -> None:
-        try:
             outcome = outcome_for(run.record, decision, self._s.engine_id, started=run.started)
+            self._release_slot_early(run)
             written = self._completer.submit_nowait(outcome)
             written.add_done_callback(functools.partial(self._light_written, run, decision))
         except Exception as exc:
