@@ -37,8 +37,9 @@ class EngineSettings:
     reaper_interval: float = 2.0
     claim_batch_size: int = 100
     # Claim up to one more batch than the free slots while a queue's attempts here take
-    # less than this on average (0: never): the next jobs are at hand when slots free.
-    claim_ahead_under: float = 0.05
+    # less than this on average (0: never, the default): the next jobs are at hand when
+    # slots free, but each costs a start write of its own (see _runtime/_queues.py).
+    claim_ahead_under: float = 0.0
     cpu_workers: int | None = None  # None: one supervised process per core
     thread_workers: int = 16
     blocked_loop_limit: float = 300.0

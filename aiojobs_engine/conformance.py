@@ -352,6 +352,26 @@ class BackendConformance:
         await finish(backend, [outcome(a, JobState.COMPLETED, result_json="1")], now=T0)
         assert await backend.job_start_many([JobStart(a.id, a.claim_token or "")], now=T0) == []
 
+    async def test_one_write_starts_some_jobs_and_finishes_others(self, backend: Backend) -> None:
+        done, deleted, late = await running(backend, insert(), insert(), insert())
+        await backend.job_insert_many([insert(), insert()], now=T0)
+        fresh, stolen = await backend.job_claim(claim())
+        at = T0 + timedelta(seconds=2)
+        written = await backend.job_write_many(
+            [JobStart(fresh.id, fresh.claim_token or ""), JobStart(stolen.id, "wrong")],
+            [outcome(done, JobState.COMPLETED, result_json="7"), outcome(deleted, JobState.COMPLETED, delete=True),
+             outcome(late, JobState.COMPLETED, token="wrong")],
+            retention=KEEP, now=at,
+        )
+        assert [(s.id, s.attempt, s.attempted_at) for s in written.started] == [(fresh.id, 1, at)]
+        assert written.accepted == {done.id, deleted.id}
+        current = [await backend.job_get(j.id) for j in (done, deleted, late, fresh, stolen)]
+        assert [None if c is None else c.state for c in current] == [
+            JobState.COMPLETED, None, JobState.RUNNING, JobState.RUNNING, JobState.CLAIMED]
+        assert current[0] is not None and current[0].result == 7
+        empty = await backend.job_write_many([], [], retention=KEEP, now=at)
+        assert empty.started == [] and empty.accepted == set()
+
     async def test_finish_records_each_kind_of_outcome(self, backend: Backend) -> None:
         jobs = await running(backend, *[insert() for _ in range(5)])
         error = json.dumps({"name": "E", "message": "m", "traceback": "tb", "attempt": 1, "attempted_by": "e1",

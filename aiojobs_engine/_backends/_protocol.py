@@ -128,6 +128,15 @@ class StartedJob:
     attempted_at: datetime
 
 
+@dataclass(frozen=True, slots=True)
+class WriteResult:
+    """What a batched write of starts and outcomes did: the jobs started (as in
+    ``job_start_many``) and the ids whose outcome was accepted (as in ``job_finish_many``)."""
+
+    started: list[StartedJob]
+    accepted: set[int]
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class JobOutcome:
     """The end of an attempt (or of a claim that never started), fenced by its token.
@@ -296,6 +305,14 @@ class Backend(Protocol):
 
         A job whose cancellation was asked for while it ran is canceled instead of going
         back to waiting or snoozed."""
+        ...
+
+    async def job_write_many(
+        self, starts: Sequence[JobStart], outcomes: Sequence[JobOutcome], *, retention: Retention,
+        now: datetime | None = None,
+    ) -> WriteResult:
+        """``job_start_many`` and ``job_finish_many`` of different jobs in one call: one
+        statement where the dialect allows (the engine's batched writes are both at once)."""
         ...
 
     async def job_cancel(self, job_id: int, *, retention: Retention, now: datetime | None = None) -> JobRecord | None:

@@ -36,7 +36,7 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from .. import _json
 from .._backends._protocol import JobOutcome, JobStart, StartedJob
@@ -127,8 +127,10 @@ class Executor:
         self._idle = asyncio.Event()
         self._idle.set()
         self.attempts_started = 0
-        self._starter: Batcher[JobStart, StartedJob | None] = Batcher("starter", self._flush_starts)
-        self._completer: Batcher[JobOutcome, bool] = Batcher("completer", self._flush_outcomes)
+        # Starts and outcomes share one batched write (one statement on PostgreSQL): the
+        # outcome of a job that ends and the start of the parked claim taking its slot go
+        # to the database together.
+        self._writer: Batcher[JobStart | JobOutcome, StartedJob | bool | None] = Batcher("writer", self._flush)
 
     # -- what the dispatcher and the engine see ------------------------------------------
 
@@ -236,8 +238,7 @@ class Executor:
         return len(runs)
 
     async def close(self, timeout: float) -> None:
-        await self._starter.close(timeout)
-        await self._completer.close(timeout)
+        await self._writer.close(timeout)
         leftovers = [run.task for run in self._runs.values() if run.task is not None and not run.task.done()]
         for task in leftovers:
             task.cancel()
@@ -245,16 +246,24 @@ class Executor:
 
     # -- batched writes -------------------------------------------------------------------
 
-    async def _flush_starts(self, starts: Sequence[JobStart]) -> list[StartedJob | None]:
-        started = await self._s.backend.job_start_many(starts, now=self._s.clock.for_database())
-        by_id = {s.id: s for s in started}
-        return [by_id.get(start.id) for start in starts]
+    # The writer answers a start with StartedJob | None and an outcome with a bool (_flush).
 
-    async def _flush_outcomes(self, outcomes: Sequence[JobOutcome]) -> list[bool]:
-        accepted = await self._s.backend.job_finish_many(
-            outcomes, retention=self._s.settings.retention, now=self._s.clock.for_database()
+    def _submit_start(self, run: Run) -> asyncio.Future[StartedJob | None]:
+        """Queue the run's start; the future settles with the started job, or None if taken away."""
+        return cast("asyncio.Future[StartedJob | None]", self._writer.submit_nowait(JobStart(run.record.id, run.token)))
+
+    def _submit_outcome(self, outcome: JobOutcome) -> asyncio.Future[bool]:
+        """Queue an outcome; the future settles with whether the database accepted it."""
+        return cast("asyncio.Future[bool]", self._writer.submit_nowait(outcome))
+
+    async def _flush(self, writes: Sequence[JobStart | JobOutcome]) -> list[StartedJob | bool | None]:
+        starts = [w for w in writes if isinstance(w, JobStart)]
+        outcomes = [w for w in writes if isinstance(w, JobOutcome)]
+        written = await self._s.backend.job_write_many(
+            starts, outcomes, retention=self._s.settings.retention, now=self._s.clock.for_database()
         )
-        return [outcome.id in accepted for outcome in outcomes]
+        by_id = {s.id: s for s in written.started}
+        return [by_id.get(w.id) if isinstance(w, JobStart) else w.id in written.accepted for w in writes]
 
     # -- the supervisor -------------------------------------------------------------------
 
@@ -318,7 +327,7 @@ class Executor:
         its body is launched when that write comes back (the attempt counts from then on: a
         job that kills its engine is charged for it, a claim that never started is not)."""
         run.definition = definition
-        run.starting = self._starter.submit_nowait(JobStart(run.record.id, run.token))
+        run.starting = self._submit_start(run)
         run.starting.add_done_callback(functools.partial(self._light_started, run))
 
     def _light_started(self, run: Run, starting: asyncio.Future[StartedJob | None]) -> None:
@@ -378,7 +387,7 @@ class Executor:
             decision = settle_failure(self._ended(run, run.body, run.began), run.record, run.definition)
             outcome = outcome_for(run.record, decision, self._s.engine_id, started=run.started)
             self._release_slot_early(run)
-            written = self._completer.submit_nowait(outcome)
+            written = self._submit_outcome(outcome)
             written.add_done_callback(functools.partial(self._light_written, run, decision))
         except Exception as exc:
             self._light_failed(run, exc)
@@ -508,7 +517,7 @@ class Executor:
         return Decision.handed_back()
 
     async def _start(self, run: Run) -> bool:
-        return self._apply_start(run, await self._starter.submit(JobStart(run.record.id, run.token)))
+        return self._apply_start(run, await self._submit_start(run))
 
     def _apply_start(self, run: Run, started: StartedJob | None) -> bool:
         """The start's write came back: the run is started, or (None) its job was taken away."""
@@ -605,7 +614,7 @@ class Executor:
         outcome = outcome_for(run.record, decision, self._s.engine_id, started=run.started)
         self._release_slot_early(run)
         try:
-            accepted = await self._completer.submit(outcome)
+            accepted = await self._submit_outcome(outcome)
         except BackendError as exc:
             await self._store_instead(run, definition, decision, exc)
             return
@@ -621,8 +630,8 @@ class Executor:
         decision = settle_failure(Decision.failure(InternalError(
             f"the outcome of this attempt ({decision.kind}) could not be stored: {type(exc).__name__}"
         )), run.record, definition)
-        accepted = await self._completer.submit(outcome_for(run.record, decision, self._s.engine_id,
-                                                            started=run.started))
+        accepted = await self._submit_outcome(outcome_for(run.record, decision, self._s.engine_id,
+                                                          started=run.started))
         if self._written(run, decision, accepted):
             await self._after(run, definition, decision)
 

@@ -5,14 +5,16 @@ refreshed each poll and at once after a local change. Each queue's concurrency i
 counter of slots rather than an ``asyncio.Semaphore`` because the limit can change at run
 time and the dispatcher claims exactly as many jobs as there are free slots.
 
-Claiming ahead: while a queue's attempts here are short on average (under the engine's
-``claim_ahead_under``), the dispatcher may also claim beyond the free slots: as many jobs as
-the queue's slots can start within ``claim_ahead_under`` at the recent pace, at least the
-queue's concurrency and at most one claim batch. Those claims are *parked* in the executor
+Claiming ahead (opt-in): while a queue's attempts here are short on average (under the
+engine's ``claim_ahead_under``), the dispatcher may also claim beyond the free slots: as
+many jobs as the queue's slots can start within ``claim_ahead_under`` at the recent pace,
+at least the queue's concurrency and at most one claim batch. Those claims are *parked* in the executor
 and start the moment a slot frees, so a busy queue of quick jobs never waits a claim's
 round trip between two batches, and jobs that take no time are claimed a full batch at a
 time whatever the concurrency. A queue with a global cap never claims ahead (the cap
-counts every claim, parked or not).
+counts every claim, parked or not). Off by default: a parked claim needs a start write of
+its own (its attempt must count only once it runs), a third row update per job that costs
+more than the claim round trip it saves, as measured; the claim of free slots starts them.
 """
 
 from __future__ import annotations
@@ -53,7 +55,10 @@ class _Queue:
             # take no time, a claim of a full batch whatever the concurrency (the claims,
             # not the slots, are what such jobs wait for).
             depth = int(self.concurrency * ahead_under / recent) if recent > 0 else batch_size
-            ahead = max(0, min(max(depth, self.concurrency), batch_size) - self.parked)
+            target = min(max(depth, self.concurrency), batch_size)
+            # Top up only once half of it has started: a claim of many rows costs about what
+            # a claim of a few does, so a claim per freed slot would mostly pay overhead.
+            ahead = target - self.parked if self.parked <= target // 2 else 0
         return min(self.free + ahead, batch_size)
 
 

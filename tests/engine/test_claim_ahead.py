@@ -1,5 +1,6 @@
-"""Claiming ahead: quick queues keep the next jobs at hand, never past their concurrency,
-and claims still parked when the engine stops go back to waiting, their attempt unused."""
+"""Claiming ahead (opt-in, ``claim_ahead_under``): quick queues keep the next jobs at hand,
+never past their concurrency, and claims still parked when the engine stops go back to
+waiting, their attempt unused."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ async def _states(engine, ids: list[int]) -> dict[int, JobState]:
 
 
 async def test_parked_claims_wait_for_a_slot_and_are_handed_back_at_stop(make_engine) -> None:
-    engine = make_engine(queues={"q": QueueConfig(concurrency=1)}, shutdown_grace=5.0)
+    engine = make_engine(queues={"q": QueueConfig(concurrency=1)}, shutdown_grace=5.0, claim_ahead_under=0.05)
     release = asyncio.Event()
     running_now = 0
     most_at_once = 0
@@ -106,7 +107,7 @@ async def _count(engine, ids: list[int], state: JobState, expected: int) -> bool
 
 
 async def test_cancel_of_a_parked_claim_cancels_it_without_running_it(make_engine) -> None:
-    engine = make_engine(queues={"q": QueueConfig(concurrency=1)})
+    engine = make_engine(queues={"q": QueueConfig(concurrency=1)}, claim_ahead_under=0.05)
     release = asyncio.Event()
     ran: list[str] = []
 

@@ -197,7 +197,7 @@ async def test_outcomes_are_written_when_the_database_comes_back(postgres_url: s
             await server.close()
         done = await engine.wait_for(record.id, timeout=30)
     assert done.state is JobState.COMPLETED and done.attempt == 1 and done.result == "finished during the outage"
-    assert "completer: database write failed" in caplog.text  # it was kept and retried, not lost
+    assert "writer: database write failed" in caplog.text  # it was kept and retried, not lost
 
 
 async def test_transactional_enqueue_commits_or_rolls_back_with_the_caller(postgres_url: str) -> None:

@@ -294,14 +294,14 @@ async def test_an_outcome_the_database_refuses_becomes_a_failed_attempt(make_eng
         records = [await job.enqueue(n) for n in range(5)]
         poisoned = records[2].id
         backend = engine._backend
-        original = backend.job_finish_many
+        original = backend.job_write_many
 
-        async def refusing(outcomes, **kwargs):
+        async def refusing(starts, outcomes, **kwargs):
             if any(o.id == poisoned and o.state is JobState.COMPLETED for o in outcomes):
                 raise BackendError("value out of range for this column")
-            return await original(outcomes, **kwargs)
+            return await original(starts, outcomes, **kwargs)
 
-        monkeypatch.setattr(backend, "job_finish_many", refusing)
+        monkeypatch.setattr(backend, "job_write_many", refusing)
         await engine.workoff()
         states = {r.id: await engine.get_job(r.id) for r in records}
     bad = states.pop(poisoned)

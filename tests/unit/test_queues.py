@@ -29,7 +29,9 @@ def test_slow_jobs_and_capped_queues_never_claim_ahead() -> None:
 def test_jobs_that_take_no_time_are_claimed_a_full_batch_at_a_time() -> None:
     assert _queue(10, recent=0.0001).claimable(BATCH, AHEAD_UNDER) == BATCH
     assert _queue(1, running=1, recent=0.0001).claimable(BATCH, AHEAD_UNDER) == BATCH
-    assert _queue(10, running=10, parked=60, recent=0.0001).claimable(BATCH, AHEAD_UNDER) == 40
+    # Topped up once half the parked claims have started, not one claim per freed slot.
+    assert _queue(10, running=10, parked=60, recent=0.0001).claimable(BATCH, AHEAD_UNDER) == 0
+    assert _queue(10, running=10, parked=50, recent=0.0001).claimable(BATCH, AHEAD_UNDER) == 50
     assert _queue(10, running=10, parked=BATCH, recent=0.0001).claimable(BATCH, AHEAD_UNDER) == 0
 
 

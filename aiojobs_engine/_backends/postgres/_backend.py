@@ -57,6 +57,7 @@ from .._protocol import (
     RescueResult,
     Retention,
     StartedJob,
+    WriteResult,
 )
 from .._rows import cron_from_row, engine_from_row, job_from_row, queue_from_row
 from .._shared import (
@@ -73,6 +74,8 @@ from .._sqlfiles import Migration
 from ._connections import DRIVER_ERRORS, Connections, Transaction, translate
 from ._listener import PostgresListener
 from ._sql import MIGRATIONS, channel_for, queries_for, quote_ident, render
+
+_STARTS_ONLY: Final = Retention(completed=None, failed=None, canceled=None)  # a write of starts keeps nothing
 
 _SCHEMA_NAME: Final = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 _POOL_MIN: Final = 1
@@ -267,17 +270,24 @@ class PostgresBackend:
     async def job_start_many(self, starts: Sequence[JobStart], *, now: datetime | None = None) -> list[StartedJob]:
         if not starts:
             return []
-        rows = await self._db.fetch("job_start_many", {
-            "ids": [s.id for s in starts], "tokens": [s.token for s in starts], "now": now,
-        })
-        return [StartedJob(row[0], row[1], row[2]) for row in rows]
+        return (await self.job_write_many(starts, (), retention=_STARTS_ONLY, now=now)).started
 
     async def job_finish_many(
         self, outcomes: Sequence[JobOutcome], *, retention: Retention, now: datetime | None = None
     ) -> set[int]:
         if not outcomes:
             return set()
-        rows = await self._db.fetch("job_finish_many", {
+        return (await self.job_write_many((), outcomes, retention=retention, now=now)).accepted
+
+    async def job_write_many(
+        self, starts: Sequence[JobStart], outcomes: Sequence[JobOutcome], *, retention: Retention,
+        now: datetime | None = None,
+    ) -> WriteResult:
+        if not starts and not outcomes:
+            return WriteResult([], set())
+        rows = await self._db.fetch("job_write_many", {
+            "start_ids": [s.id for s in starts],
+            "start_tokens": [s.token for s in starts],
             "ids": [o.id for o in outcomes],
             "tokens": [o.token for o in outcomes],
             "from_states": [o.from_state.value for o in outcomes],
@@ -290,7 +300,8 @@ class PostgresBackend:
             "now": now,
             **keep_defaults(retention),
         })
-        return {row[0] for row in rows}
+        return WriteResult(started=[StartedJob(row[1], row[2], row[3]) for row in rows if row[0] == "s"],
+                           accepted={row[1] for row in rows if row[0] == "f"})
 
     async def job_cancel(self, job_id: int, *, retention: Retention, now: datetime | None = None) -> JobRecord | None:
         rows = await self._db.fetch("job_cancel", {

@@ -208,25 +208,28 @@ ORDER BY array_position(:queues::text[], queue), priority, available_at, id;
 SELECT pg_advisory_xact_lock(hashtextextended(k.key, 0))
 FROM unnest(:keys::text[]) AS k(key);
 
--- name: job_start_many
--- "j.id = ANY(:ids)" gives the planner a primary-key lookup to start from whatever the
--- (often stale) statistics say about how many jobs are claimed. Idempotent: a start sent
--- again after its reply was lost finds the job running under the same token and returns it
--- without counting the attempt twice.
-UPDATE __schema__.aiojobs_jobs AS j
-SET state = 'running',
-    attempt = CASE WHEN j.state = 'claimed' THEN j.attempt + 1 ELSE j.attempt END,
-    attempted_at = CASE WHEN j.state = 'claimed' THEN coalesce(:now::timestamptz, now())
-                        ELSE j.attempted_at END
-FROM unnest(:ids::bigint[], :tokens::text[]) AS s(id, token)
-WHERE j.id = ANY(:ids::bigint[]) AND j.id = s.id AND j.claim_token::text = s.token
-  AND j.state IN ('claimed', 'running')
-RETURNING j.id, j.attempt, j.attempted_at;
-
--- name: job_finish_many
--- Updates and deletions of one batch in one statement (SQLite: job_finish_many and
--- job_delete_fenced in one transaction). Both are fenced by id, token and expected state.
-WITH outcome AS (
+-- name: job_write_many
+-- The engine's batched writes in one statement: starts of claimed jobs, and outcomes
+-- (updates and deletions; SQLite: job_start_many, job_finish_many and job_delete_fenced).
+-- Every part is fenced by id and token, outcomes also by the expected state, and each part
+-- touches its own jobs (a job is started, or finished, never both in one batch). Rows come
+-- back tagged: 's' a start (with the attempt it counts), 'f' an accepted outcome.
+WITH started AS (
+    -- "j.id = ANY(:start_ids)" gives the planner a primary-key lookup to start from whatever
+    -- the (often stale) statistics say about how many jobs are claimed. Idempotent: a start
+    -- sent again after its reply was lost finds the job running under the same token and
+    -- returns it without counting the attempt twice.
+    UPDATE __schema__.aiojobs_jobs AS j
+    SET state = 'running',
+        attempt = CASE WHEN j.state = 'claimed' THEN j.attempt + 1 ELSE j.attempt END,
+        attempted_at = CASE WHEN j.state = 'claimed' THEN coalesce(:now::timestamptz, now())
+                            ELSE j.attempted_at END
+    FROM unnest(:start_ids::bigint[], :start_tokens::text[]) AS s(id, token)
+    WHERE j.id = ANY(:start_ids::bigint[]) AND j.id = s.id AND j.claim_token::text = s.token
+      AND j.state IN ('claimed', 'running')
+    RETURNING j.id, j.attempt, j.attempted_at
+),
+outcome AS (
     SELECT *
     FROM unnest(:ids::bigint[], :tokens::text[], :from_states::text[], :states::text[],
                 :results::text[], :errors::text[], :delays::float8[], :give_backs::integer[],
@@ -271,9 +274,11 @@ deleted AS (
     WHERE o.remove AND j.id = o.id AND j.claim_token::text = o.token AND j.state = o.from_state
     RETURNING j.id
 )
-SELECT id FROM finished
+SELECT 's' AS part, id, attempt, attempted_at FROM started
 UNION ALL
-SELECT id FROM deleted;
+SELECT 'f', id, NULL, NULL FROM finished
+UNION ALL
+SELECT 'f', id, NULL, NULL FROM deleted;
 
 -- name: job_cancel
 -- A running job is only flagged, and its engine told at once (cancel:<id>, at commit).

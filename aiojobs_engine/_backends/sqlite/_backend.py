@@ -51,6 +51,7 @@ from .._protocol import (
     RescueResult,
     Retention,
     StartedJob,
+    WriteResult,
 )
 from .._rows import cron_from_row, engine_from_row, job_from_row, queue_from_row
 from .._shared import (
@@ -361,6 +362,15 @@ class SQLiteBackend:
             rows = await self._write_one("job_delete_fenced", {"batch": batch})
             accepted.update(row[0] for row in rows)
         return accepted
+
+    async def job_write_many(
+        self, starts: Sequence[JobStart], outcomes: Sequence[JobOutcome], *, retention: Retention,
+        now: datetime | None = None,
+    ) -> WriteResult:
+        # Statements each atomic on their own, as the parts do not depend on each other: a
+        # transaction around them would only add its BEGIN and COMMIT hops to the thread.
+        started = await self.job_start_many(starts, now=now)
+        return WriteResult(started, await self.job_finish_many(outcomes, retention=retention, now=now))
 
     async def job_cancel(self, job_id: int, *, retention: Retention, now: datetime | None = None) -> JobRecord | None:
         rows = await self._write_one("job_cancel", {
