@@ -402,6 +402,49 @@ async def test_backend_recovers_after_its_connections_are_killed(
         assert not set(pids) & set(await _pids(admin, f"aiojobs:{backend.schema}:pool"))
 
 
+async def test_claims_have_a_connection_of_their_own_with_generic_plans(
+    postgres_url: str, admin: asyncpg.Connection
+) -> None:
+    dsn, schema = _split(postgres_url)
+    b = PostgresBackend(dsn, schema=schema)
+    await b.open()
+    try:
+        await b.migrate()
+        assert await _pids(admin, f"aiojobs:{schema}:claim") == []  # opened by the first claim
+        await b.job_insert_many([insert()], now=T0)
+        assert len(await b.job_claim(claim())) == 1
+        (row,) = await admin.fetch("SELECT query FROM pg_stat_activity WHERE application_name = $1",
+                                   f"aiojobs:{schema}:claim")
+        assert row["query"].startswith("WITH picked AS MATERIALIZED")  # the claim statement
+        async with b._db.claims("test") as tx:  # the setting the claim statement runs under
+            assert await tx._conn.fetchval("SHOW plan_cache_mode") == "force_generic_plan"
+        async with b._db.transaction("test") as tx:  # and the pool keeps the server's default
+            assert await tx._conn.fetchval("SHOW plan_cache_mode") == "auto"
+    finally:
+        await b.close()
+    await _until_gone(admin, f"aiojobs:{schema}:claim")
+    with pytest.raises(BackendError, match="not open"):
+        await b.job_claim(claim())
+
+
+async def test_claims_recover_after_their_connection_is_killed(
+    backend: PostgresBackend, admin: asyncpg.Connection, postgres_url: str
+) -> None:
+    dsn, _ = _split(postgres_url)
+    await backend.job_insert_many([insert() for _ in range(3)], now=T0)
+    for _ in range(3):
+        await backend.job_claim(claim("e1", ("default", 0)))
+        pids = await _pids(admin, f"aiojobs:{backend.schema}:claim")
+        assert len(pids) == 1
+        _terminate_while_the_loop_is_blocked(dsn, pids)
+        try:
+            await backend.job_claim(claim("e1", ("default", 0)))
+        except BackendUnavailableError:
+            pass  # the first claim may meet the dead connection; it must say so in our terms
+        assert len(await backend.job_claim(claim("e1", ("default", 1)))) == 1
+        assert not set(pids) & set(await _pids(admin, f"aiojobs:{backend.schema}:claim"))
+
+
 async def test_an_unreachable_server_is_unavailable() -> None:
     b = PostgresBackend("postgresql://postgres@127.0.0.1:1/nowhere", schema="x")
     with pytest.raises(BackendUnavailableError):
@@ -465,12 +508,12 @@ async def test_cancelling_a_claim_mid_transaction_leaves_no_lock_and_no_transact
             await backend.job_insert_many([insert(queue="after")], now=T0)  # and nothing stays open
             held = await admin.fetch(
                 "SELECT l.pid, a.state FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
-                "WHERE l.locktype = 'advisory' AND a.application_name = $1", f"aiojobs:{schema}:pool",
+                "WHERE l.locktype = 'advisory' AND a.application_name LIKE $1", f"aiojobs:{schema}:%",
             )
             assert held == []
             busy = await admin.fetch(
-                "SELECT pid FROM pg_stat_activity WHERE application_name = $1 AND state <> 'idle'",
-                f"aiojobs:{schema}:pool",
+                "SELECT pid FROM pg_stat_activity WHERE application_name LIKE $1 AND state <> 'idle'",
+                f"aiojobs:{schema}:%",
             )
             assert busy == []
     finally:

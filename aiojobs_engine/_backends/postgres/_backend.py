@@ -258,13 +258,11 @@ class PostgresBackend:
             "start_now": list(claim.start_now),
         }
         capped = sorted({d.queue for d in demands if d.global_limit is not None})
-        if not capped:
-            rows = await self._db.fetch("job_claim", params)
-        else:
-            async with self._db.transaction("job_claim") as tx:
+        async with self._db.claims("job_claim", transaction=bool(capped)) as tx:
+            if capped:
                 keys = [f"aiojobs_engine:claim:{self._schema}:{queue}" for queue in capped]
                 await tx.fetch("queue_lock_claims", {"keys": keys})
-                rows = await tx.fetch("job_claim", params)
+            rows = await tx.fetch("job_claim", params)
         return [_job(row) for row in rows]
 
     async def job_start_many(self, starts: Sequence[JobStart], *, now: datetime | None = None) -> list[StartedJob]:

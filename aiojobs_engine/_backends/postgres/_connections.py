@@ -8,6 +8,12 @@ else a ``BackendError``; the driver's exception is kept as ``__cause__``.
 A pooled connection that the server closed is dropped by asyncpg when it is next acquired
 and replaced by a new one; a call that was using it when it died fails, once, with
 ``BackendUnavailableError``.
+
+Claims have a connection of their own (one claim runs at a time per engine), set to use
+generic plans: PostgreSQL kept re-planning the claim statement at every call, which cost
+as much as running it (0.61 ms a claim with a re-plan, 0.37 ms with the generic plan,
+measured on a warm connection). The pool keeps the default, so statements with optional
+filters (listing jobs, counting) still get plans made for their actual arguments.
 """
 
 from __future__ import annotations
@@ -83,6 +89,8 @@ class Connections:
         self._max_size = max_size
         self._pool: Any = None
         self._open_lock = asyncio.Lock()
+        self._claims: Any = None  # the claims' connection, opened at the first claim
+        self._claims_lock = asyncio.Lock()
 
     def server_settings(self, role: str) -> dict[str, str]:
         """Session settings for our connections, unless the URL sets them itself."""
@@ -94,7 +102,9 @@ class Connections:
             # cost estimates can trigger on big tables, would cost more than it saves.
             "jit": "off",
         }
-        if role == "pool":
+        if role == "claim":
+            settings["plan_cache_mode"] = "force_generic_plan"
+        if role in ("pool", "claim"):
             # Our transactions last milliseconds. One left open by a stalled client (a job
             # blocking the event loop, a frozen host) would hold its row and advisory locks,
             # and stall every engine claiming a capped queue: the server ends it instead.
@@ -129,6 +139,12 @@ class Connections:
 
     async def close(self) -> None:
         pool, self._pool = self._pool, None
+        claims, self._claims = self._claims, None
+        if claims is not None:
+            try:
+                await asyncio.wait_for(claims.close(), CLOSE_TIMEOUT)
+            except Exception:
+                claims.terminate()
         if pool is None:
             return
         try:
@@ -187,6 +203,34 @@ class Connections:
                 yield Transaction(conn, self._q)
         except DRIVER_ERRORS as exc:
             raise translate(exc, what) from exc
+
+
+    @asynccontextmanager
+    async def claims(self, what: str, *, transaction: bool = False) -> AsyncIterator[Transaction]:
+        """The claims' connection, for one caller at a time (in a READ COMMITTED transaction
+        if asked). Interrupted while in use (cancelled, or lost), it is dropped: a statement
+        cut off midway leaves the connection in a state not worth reasoning about, and the
+        next claim opens a fresh one."""
+        async with self._claims_lock:
+            self._require_pool()  # closed: no claim reopens anything
+            conn = self._claims
+            if conn is None or conn.is_closed():
+                conn = self._claims = await self.connect("claim")
+            try:
+                if transaction:
+                    async with conn.transaction(isolation="read_committed"):
+                        yield Transaction(conn, self._q)
+                else:
+                    yield Transaction(conn, self._q)
+            except BaseException as exc:
+                refused = isinstance(exc, asyncpg.PostgresError) and not isinstance(
+                    exc, asyncpg.PostgresConnectionError)
+                if not refused:  # a statement refused by the server leaves the connection fine
+                    self._claims = None
+                    conn.terminate()
+                if isinstance(exc, DRIVER_ERRORS):
+                    raise translate(exc, what) from exc
+                raise
 
 
 class Transaction:
