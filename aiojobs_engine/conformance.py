@@ -139,6 +139,21 @@ class BackendConformance:
         assert delayed.available_at == T0 + timedelta(seconds=30)
         assert scheduled.available_at == later
 
+    async def test_a_batch_stores_each_jobs_own_optional_values(self, backend: Backend) -> None:
+        # Each optional column set on one job of the batch only (batches send an unset
+        # column as a whole, so a mix-up would move a value to its neighbour or drop it).
+        later = T0 + timedelta(hours=2)
+        batch = [insert(), insert(timeout=2.5), insert(delay=30), insert(run_at=later),
+                 replace(insert(), retry_json='{"kind": "constant", "delay": 3}'),
+                 replace(insert(), rescheduled_from=7), insert()]
+        records = await backend.job_insert_many(batch, now=T0)
+        stored = [await backend.job_get(r.id) for r in records]
+        assert stored == records
+        assert [r.timeout for r in records] == [None, 2.5, None, None, None, None, None]
+        assert [r.available_at for r in records] == [T0, T0, T0 + timedelta(seconds=30), later, T0, T0, T0]
+        assert [r.retry for r in records] == [None] * 4 + [{"kind": "constant", "delay": 3}] + [None] * 2
+        assert [r.rescheduled_from for r in records] == [None] * 5 + [7, None]
+
     async def test_insert_registers_the_queue(self, backend: Backend) -> None:
         await backend.job_insert_many([insert(queue="mail")], now=T0)
         queues = {q.name: q for q in await backend.queue_list()}

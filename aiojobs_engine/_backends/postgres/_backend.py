@@ -507,6 +507,7 @@ def _insert_params(insert: JobInsert, now: datetime | None) -> dict[str, object]
 
 def _insert_columns(inserts: Sequence[JobInsert], now: datetime | None) -> dict[str, object]:
     """The batch as one array per column, for unnest()."""
+    keeps = [dict(i.keep) if i.keep else None for i in inserts]
     return {
         "queue": [i.queue for i in inserts],
         "name": [i.name for i in inserts],
@@ -514,20 +515,26 @@ def _insert_columns(inserts: Sequence[JobInsert], now: datetime | None) -> dict[
         "kwargs": [i.kwargs_json for i in inserts],
         "constructor_args": [i.constructor_args_json for i in inserts],
         "meta": [i.meta_json for i in inserts],
-        "retry": [i.retry_json for i in inserts],
+        "retry": _nullable([i.retry_json for i in inserts]),
         "priority": [i.priority for i in inserts],
         "max_attempts": [i.max_attempts for i in inserts],
-        "timeout": [i.timeout for i in inserts],
-        "delay": [i.delay for i in inserts],
-        "run_at": [i.run_at for i in inserts],
-        "unique_key": [i.unique_key for i in inserts],
-        "unique_states": [states_text(i.unique_states) if i.unique_key else None for i in inserts],
-        "rescheduled_from": [i.rescheduled_from for i in inserts],
-        "keep_completed": [keep_value(dict(i.keep), "completed") for i in inserts],
-        "keep_failed": [keep_value(dict(i.keep), "failed") for i in inserts],
-        "keep_canceled": [keep_value(dict(i.keep), "canceled") for i in inserts],
+        "timeout": _nullable([i.timeout for i in inserts]),
+        "delay": _nullable([i.delay for i in inserts]),
+        "run_at": _nullable([i.run_at for i in inserts]),
+        "unique_key": _nullable([i.unique_key for i in inserts]),
+        "unique_states": _nullable([states_text(i.unique_states) if i.unique_key else None for i in inserts]),
+        "rescheduled_from": _nullable([i.rescheduled_from for i in inserts]),
+        "keep_completed": _nullable([keep_value(keep, "completed") if keep else None for keep in keeps]),
+        "keep_failed": _nullable([keep_value(keep, "failed") if keep else None for keep in keeps]),
+        "keep_canceled": _nullable([keep_value(keep, "canceled") if keep else None for keep in keeps]),
         "now": now,
     }
+
+
+def _nullable(column: list[Any]) -> list[Any] | None:
+    """A column of NULLs as a NULL array: unnest() pads it with NULLs all the same, and the
+    driver skips encoding thousands of them (most columns of most batches are unset)."""
+    return None if all(value is None for value in column) else column
 
 
 def _engine_params(registration: EngineRegistration, now: datetime | None) -> dict[str, object]:
