@@ -70,7 +70,7 @@ class InternalError(Exception):
     """Something failed inside the engine while it ran this attempt (see the engine's log)."""
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class Run:
     """One claim, from its supervisor's start to its outcome."""
 
@@ -101,7 +101,7 @@ class Run:
         return True
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class Body:
     """A launched body: a future for its result, how to stop it, how to read its result."""
 

@@ -204,7 +204,6 @@ class Connections:
         except DRIVER_ERRORS as exc:
             raise translate(exc, what) from exc
 
-
     @asynccontextmanager
     async def claims(self, what: str, *, transaction: bool = False) -> AsyncIterator[Transaction]:
         """The claims' connection, for one caller at a time (in a READ COMMITTED transaction
@@ -215,7 +214,11 @@ class Connections:
             self._require_pool()  # closed: no claim reopens anything
             conn = self._claims
             if conn is None or conn.is_closed():
-                conn = self._claims = await self.connect("claim")
+                conn = await self.connect("claim")
+                if self._pool is None:  # closed while connecting
+                    conn.terminate()
+                    self._require_pool()
+                self._claims = conn
             try:
                 if transaction:
                     async with conn.transaction(isolation="read_committed"):
