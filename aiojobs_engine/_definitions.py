@@ -40,6 +40,9 @@ class JobDefinition:
     requeue_delay: float
     run_signature: inspect.Signature
     init_signature: inspect.Signature | None
+    # (fewest, most) positional arguments that bind to run_signature with no keywords, or
+    # None if such a call can fail for another reason: most calls are checked by a count.
+    positional_arity: tuple[int, float] | None = None
 
     @property
     def import_path(self) -> tuple[str, str]:
@@ -49,7 +52,9 @@ class JobDefinition:
     def check_arguments(self, args: Sequence[object], kwargs: Mapping[str, object],
                         constructor_args: Sequence[object] | None) -> None:
         """Raise ArgumentsError unless the arguments bind to the job's signature(s)."""
-        _bind(self.run_signature, args, kwargs, f"job {self.name!r}")
+        arity = self.positional_arity
+        if kwargs or arity is None or not arity[0] <= len(args) <= arity[1]:
+            _bind(self.run_signature, args, kwargs, f"job {self.name!r}")  # the exact check, and its message
         if self.init_signature is not None:
             _bind(self.init_signature, constructor_args or (), {}, f"the constructor of job {self.name!r}")
         elif constructor_args:
@@ -61,6 +66,22 @@ def _bind(signature: inspect.Signature, args: Sequence[object], kwargs: Mapping[
         signature.bind(*args, **kwargs)
     except TypeError as exc:
         raise ArgumentsError(f"arguments do not fit {what}{signature}: {exc}") from None
+
+
+def _positional_arity(signature: inspect.Signature) -> tuple[int, float] | None:
+    """How many positional arguments (and no keywords) bind to ``signature``: (fewest, most),
+    or None when a required keyword-only parameter makes every such call fail."""
+    fewest, most = 0, 0.0
+    for parameter in signature.parameters.values():
+        if parameter.kind in (parameter.POSITIONAL_ONLY, parameter.POSITIONAL_OR_KEYWORD):
+            most += 1
+            if parameter.default is parameter.empty:
+                fewest += 1
+        elif parameter.kind is parameter.VAR_POSITIONAL:
+            most = float("inf")
+        elif parameter.kind is parameter.KEYWORD_ONLY and parameter.default is parameter.empty:
+            return None
+    return fewest, most
 
 
 def make_definition(
@@ -102,6 +123,7 @@ def make_definition(
     return JobDefinition(
         name=job_name, target=target, is_class=is_class, mode=mode, options=options, retry=retry,
         hooks=hooks, requeue_delay=requeue_delay, run_signature=run_signature, init_signature=init_signature,
+        positional_arity=_positional_arity(run_signature),
     )
 
 

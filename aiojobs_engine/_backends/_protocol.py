@@ -32,8 +32,12 @@ class BackendCapabilities:
     transactional_enqueue: bool  # enqueue can join a caller's connection/transaction
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(slots=True, kw_only=True)
 class JobInsert:
+    """One row to insert, built from a validated request. Not frozen: a frozen dataclass
+    costs twice as much to build (measured 2.4 vs 1.1 us), paid per job of a bulk enqueue;
+    nothing changes an insert once built."""
+
     queue: str
     name: str
     args_json: str
