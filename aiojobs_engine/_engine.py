@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import os
 import re
-import secrets
 import socket
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
@@ -726,7 +725,7 @@ class Engine:
     def _registration(self) -> EngineRegistration:
         return EngineRegistration(
             id=self._settings.worker_id or default_worker_id(),
-            incarnation=secrets.token_hex(8),
+            incarnation=os.urandom(8).hex(),
             host=_hostname(),
             pid=os.getpid(),
             queues=None if self._queues is None else list(self._queues),
@@ -829,7 +828,7 @@ def _hostname() -> str:
 
 def default_worker_id() -> str:
     """host + pid + a random suffix: unique per engine start."""
-    return f"{_hostname()}-{os.getpid()}-{secrets.token_hex(3)}"
+    return f"{_hostname()}-{os.getpid()}-{os.urandom(3).hex()}"
 
 
 def _nothing(*_: object) -> None:

@@ -6,7 +6,6 @@ declaration ← ``.options(...)``) is a merge of set fields, resolved once per e
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, fields, replace
 from datetime import UTC, datetime, timedelta
@@ -96,6 +95,10 @@ class UniqueConfig:
             constructor_args = _json.canonical(constructor_args_json)
             if constructor_args != "[]":
                 parts.append(constructor_args)
+            # Imported here: hashlib costs 0.6 MiB of resident memory in every process
+            # (OpenSSL's digests), and only unique jobs without a key need it.
+            import hashlib
+
             identity = hashlib.sha256("\n".join(parts).encode()).hexdigest()[:32]
         key = f"{name}:{identity}"
         if self.period is not None:

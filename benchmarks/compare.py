@@ -119,6 +119,18 @@ class RunError(RuntimeError):
     pass
 
 
+def byte_compile_project() -> None:
+    """Compile the project's modules once, as pip does when it installs a package.
+
+    The peers run from their virtual environment, byte-compiled at install; this project runs
+    from its source tree, and every step runs with PYTHONDONTWRITEBYTECODE. Without this,
+    each of our steps would compile its modules from source: slower to start, and the
+    compiler's memory (1-2 MiB) would count in our peak RSS.
+    """
+    subprocess.run([our_python(), "-m", "compileall", "-q", str(ROOT / "aiojobs_engine"), str(ROOT / "benchmarks")],
+                   cwd=ROOT, check=True, timeout=300, stdout=subprocess.DEVNULL)
+
+
 def run_step(target: Target, scenario: str, timeout: float = 900, **options: Any) -> dict[str, Any]:
     """Run one scenario of one target in a fresh process; return the JSON object it printed last."""
     started = time.monotonic()
@@ -607,6 +619,7 @@ def main(argv: list[str] | None = None) -> int:
     targets: list[Target] = []
     ready: list[Target] = []
     try:
+        byte_compile_project()
         targets = _targets(args, settings, folder, results, meta)
         for t in targets:
             try:

@@ -18,9 +18,7 @@ Run by compare.py in the project's own virtual environment. Scenarios:
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import contextlib
-import multiprocessing
 import os
 import sys
 import time
@@ -152,6 +150,9 @@ async def cpu(args: Any) -> dict[str, Any]:
         await engine.enqueue_many([engine.options(queue="cpu").new("crunch", CPU_WORK) for _ in range(args.jobs)])
         ours = (await _timed_workoff(engine, args.jobs))["seconds"]
         await engine.clear()
+    import concurrent.futures  # here, not at the top: the drain's RSS must not carry them
+    import multiprocessing
+
     # Baseline: the stdlib pool, spawned as ours is, cold as ours is (ours starts its workers
     # in each workoff), every job submitted at once: no database, no supervision, no limit.
     loop = asyncio.get_running_loop()

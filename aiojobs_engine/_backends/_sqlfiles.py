@@ -1,21 +1,28 @@
-"""SQL kept in ``.sql`` files beside each backend, loaded once with importlib.resources.
+"""SQL kept in ``.sql`` files beside each backend, loaded once.
 
 A query file holds blocks headed ``-- name: some_query``; migrations are files named
 ``NNNN_description.sql`` in the backend's ``migrations`` folder.
+
+Files are read through the package's loader (``pkgutil.get_data``), which also reads from
+a zip. importlib.resources would do the same but costs 1.2 MiB of resident memory in
+every engine process (it imports zipfile, tempfile, shutil, lzma, bz2); it is only
+imported to list a migrations folder that is not on the file system.
 """
 
 from __future__ import annotations
 
+import os
+import pkgutil
 import re
+import sys
 from dataclasses import dataclass
-from importlib import resources
 
 _HEADER = re.compile(r"^-- name: ([a-z_]+)\s*$", re.MULTILINE)
 _MIGRATION = re.compile(r"(\d{4})_([a-z0-9_]+)\.sql")
 
 
 def load_queries(package: str, filename: str = "queries.sql") -> dict[str, str]:
-    text = resources.files(package).joinpath(filename).read_text(encoding="utf-8")
+    text = _read(package, filename)
     parts = _HEADER.split(text)
     queries = {name: _without_comments(body) for name, body in zip(parts[1::2], parts[2::2], strict=True)}
     if not queries:
@@ -37,14 +44,31 @@ class Migration:
 
 
 def load_migrations(package: str) -> list[Migration]:
-    folder = resources.files(package).joinpath("migrations")
     found = []
-    for entry in folder.iterdir():
-        match = _MIGRATION.fullmatch(entry.name)
+    for filename in _migration_files(package):
+        match = _MIGRATION.fullmatch(filename)
         if match:
-            found.append(Migration(int(match[1]), match[2], entry.read_text(encoding="utf-8")))
+            found.append(Migration(int(match[1]), match[2], _read(package, f"migrations/{filename}")))
     found.sort(key=lambda m: m.version)
     versions = [m.version for m in found]
     if versions != list(range(1, len(found) + 1)):
         raise RuntimeError(f"migrations of {package} must be numbered 1..n without gaps, found {versions}")
     return found
+
+
+def _read(package: str, resource: str) -> str:
+    data = pkgutil.get_data(package, resource)
+    if data is None:
+        raise RuntimeError(f"cannot read {resource} of {package}: its loader does not read resources")
+    return data.decode("utf-8")
+
+
+def _migration_files(package: str) -> list[str]:
+    __import__(package)
+    for location in sys.modules[package].__path__:
+        folder = os.path.join(location, "migrations")
+        if os.path.isdir(folder):
+            return os.listdir(folder)
+    from importlib import resources  # not on the file system (a zip): see the module's docstring
+
+    return [entry.name for entry in resources.files(package).joinpath("migrations").iterdir()]

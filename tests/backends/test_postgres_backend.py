@@ -92,7 +92,7 @@ async def _listen(backend: PostgresBackend) -> tuple[Inbox, Any]:
 
 async def _pids(admin: asyncpg.Connection, application_name: str) -> list[int]:
     rows = await admin.fetch(
-        "SELECT pid FROM pg_stat_activity WHERE application_name = $1 AND datname = current_database()",
+        "SELECT pid FROM pg_stat_activity WHERE application_name LIKE $1 AND datname = current_database()",
         application_name,
     )
     return [row["pid"] for row in rows]
@@ -445,6 +445,120 @@ async def test_claims_recover_after_their_connection_is_killed(
         assert not set(pids) & set(await _pids(admin, f"aiojobs:{backend.schema}:claim"))
 
 
+async def _lane_pid(backend: PostgresBackend) -> int | None:
+    lane = backend._db._lane
+    return None if lane is None else int(lane.get_server_pid())
+
+
+async def test_enqueues_run_on_the_kept_lane_and_on_the_pool_when_it_is_busy(
+    backend: PostgresBackend, admin: asyncpg.Connection
+) -> None:
+    schema = backend.schema
+    assert await _lane_pid(backend) is None  # taken by the first enqueue
+    await backend.job_insert_many([insert()], now=T0)
+    lane = await _lane_pid(backend)
+    assert lane in await _pids(admin, f"aiojobs:{schema}:pool")  # a connection of the pool
+    assert "aiojobs_jobs" in await admin.fetchval("SELECT query FROM pg_stat_activity WHERE pid = $1", lane)
+    for _ in range(20):
+        await backend.job_insert_many([insert()], now=T0)
+    assert await _lane_pid(backend) == lane  # one after the other: all on the lane
+    await asyncio.gather(*(backend.job_insert_many([insert()], now=T0) for _ in range(30)))  # busy: the pool too
+    assert await _lane_pid(backend) == lane
+    assert await admin.fetchval(f'SELECT count(*) FROM "{schema}".aiojobs_jobs') == 51
+    await backend.close()
+    await _until_gone(admin, f"aiojobs:{schema}:pool")  # the lane was given back and closed
+    with pytest.raises(BackendError, match="not open"):
+        await backend.job_insert_many([insert()], now=T0)
+
+
+async def test_enqueues_recover_after_the_lane_is_killed(
+    backend: PostgresBackend, admin: asyncpg.Connection, postgres_url: str
+) -> None:
+    dsn, _ = _split(postgres_url)
+    for _ in range(3):
+        await backend.job_insert_many([insert()], now=T0)
+        lane = await _lane_pid(backend)
+        assert lane is not None
+        _terminate_while_the_loop_is_blocked(dsn, [lane])
+        try:
+            await backend.job_insert_many([insert()], now=T0)
+        except BackendUnavailableError:
+            pass  # the first enqueue may meet the dead connection; it must say so in our terms
+        (job,) = await backend.job_insert_many([insert(queue="after")], now=T0)
+        assert await backend.job_get(job.id) == job
+        assert await _lane_pid(backend) not in (None, lane)
+
+
+async def test_an_enqueue_cancelled_on_the_lane_leaves_it_usable(
+    backend: PostgresBackend, admin: asyncpg.Connection
+) -> None:
+    schema = backend.schema
+    await backend.job_insert_many([insert()], now=T0)
+    async with admin.transaction():  # an INSERT waits behind this lock
+        await admin.execute(f'LOCK TABLE "{schema}".aiojobs_jobs IN SHARE MODE')
+        task = asyncio.create_task(backend.job_insert_many([insert(queue="cancelled")], now=T0))
+        await _until_waiting(admin, schema)
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        assert task.cancelled()
+    async with asyncio.timeout(5):  # nothing of ours is left running or in a transaction
+        while await admin.fetchval("SELECT count(*) FROM pg_stat_activity WHERE application_name LIKE $1 "
+                                   "AND state <> 'idle'", f"aiojobs:{schema}:%"):
+            await asyncio.sleep(0.01)
+    for _ in range(3):
+        await backend.job_insert_many([insert(queue="after")], now=T0)
+    assert await admin.fetchval(f'SELECT count(*) FROM "{schema}".aiojobs_jobs WHERE queue = $1', "after") == 3
+    assert await admin.fetchval(f'SELECT count(*) FROM "{schema}".aiojobs_jobs WHERE queue = $1', "cancelled") == 0
+
+
+async def _until_waiting(admin: asyncpg.Connection, schema: str) -> None:
+    """Until one of our connections waits on a lock (``admin`` may be in a transaction, which
+    would see one snapshot of pg_stat_activity: each look clears it)."""
+    async with asyncio.timeout(5):
+        while True:
+            await admin.execute("SELECT pg_stat_clear_snapshot()")
+            if await admin.fetchval("SELECT count(*) FROM pg_stat_activity WHERE application_name LIKE $1 "
+                                    "AND wait_event_type = 'Lock'", f"aiojobs:{schema}:%"):
+                return
+            await asyncio.sleep(0.01)
+
+
+async def test_closing_while_an_enqueue_waits_on_the_lane_ends_both(
+    backend: PostgresBackend, admin: asyncpg.Connection
+) -> None:
+    schema = backend.schema
+    await backend.job_insert_many([insert()], now=T0)
+    async with admin.transaction():
+        await admin.execute(f'LOCK TABLE "{schema}".aiojobs_jobs IN SHARE MODE')
+        enqueue = asyncio.create_task(backend.job_insert_many([insert(queue="during")], now=T0))
+        await _until_waiting(admin, schema)
+        closing = asyncio.create_task(backend.close())
+        await asyncio.sleep(0.2)
+        assert not closing.done()  # close waits for the statement on the lane...
+    async with asyncio.timeout(5):  # ...which ends once the lock goes, and then close ends
+        await closing
+        (job,) = await enqueue
+    assert job.queue == "during"
+    await _until_gone(admin, f"aiojobs:{schema}:%")
+
+
+async def test_a_cancelled_close_still_cuts_every_connection(
+    backend: PostgresBackend, admin: asyncpg.Connection
+) -> None:
+    schema = backend.schema
+    await backend.job_insert_many([insert()], now=T0)
+    await backend.job_claim(claim())  # the claims' connection too
+    assert len(await _pids(admin, f"aiojobs:{schema}:%")) >= 2
+    closing = asyncio.create_task(backend.close())
+    await asyncio.sleep(0)  # close() is under way: waiting on the first connection it closes
+    closing.cancel()
+    await asyncio.gather(closing, return_exceptions=True)
+    assert closing.cancelled()
+    await _until_gone(admin, f"aiojobs:{schema}:%")
+    await asyncio.sleep(0.3)  # and nothing reconnects behind our back
+    assert await _pids(admin, f"aiojobs:{schema}:%") == []
+
+
 async def test_an_unreachable_server_is_unavailable() -> None:
     b = PostgresBackend("postgresql://postgres@127.0.0.1:1/nowhere", schema="x")
     with pytest.raises(BackendUnavailableError):
@@ -499,6 +613,9 @@ async def test_cancelling_a_claim_mid_transaction_leaves_no_lock_and_no_transact
     try:
         await backend.job_insert_many([insert() for _ in range(100)], now=T0)
         for round_ in range(40):
+            # A cancelled claim drops its connection: open the next one first, so that the
+            # cancellation lands in the claim's transaction rather than in connecting.
+            await backend.job_claim(JobClaim(engine_id="e1", demands=[QueueDemand("empty", 1, 1)], now=T0))
             task = asyncio.create_task(backend.job_claim(JobClaim(engine_id="e1", demands=capped, now=T0)))
             await asyncio.sleep(round_ % 10 * 0.0003)  # cancel at a different point each time
             task.cancel()
@@ -519,6 +636,55 @@ async def test_cancelling_a_claim_mid_transaction_leaves_no_lock_and_no_transact
     finally:
         await other.close()
     assert await admin.fetchval(f'SELECT count(*) FROM "{schema}".aiojobs_jobs WHERE queue = $1', "after") == 40
+
+
+async def test_a_claim_cancelled_while_it_waits_for_the_queue_lock_leaves_nothing_behind(
+    backend: PostgresBackend, postgres_url: str, admin: asyncpg.Connection
+) -> None:
+    schema = backend.schema
+    capped = [QueueDemand("default", 1, 1000)]
+    await backend.job_insert_many([insert() for _ in range(3)], now=T0)
+    key = f"aiojobs_engine:claim:{schema}:default"
+    async with admin.transaction():  # another engine holds the queue's claim lock
+        await admin.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", key)
+        task = asyncio.create_task(backend.job_claim(JobClaim(engine_id="e1", demands=capped, now=T0)))
+        await _until_waiting(admin, schema)
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        assert task.cancelled()
+    async with asyncio.timeout(5):  # no session of ours is left waiting, holding or open
+        while await admin.fetchval(
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name LIKE $1 AND state <> 'idle'",
+            f"aiojobs:{schema}:%",
+        ):
+            await asyncio.sleep(0.01)
+    claimed = await backend.job_claim(JobClaim(engine_id="e1", demands=capped, now=T0))
+    assert len(claimed) == 1  # the next claim works, on a new connection
+
+
+async def test_a_capped_claim_whose_begin_is_refused_does_not_break_later_claims(
+    backend: PostgresBackend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    capped = [QueueDemand("default", 1, 1000)]
+    await backend.job_insert_many([insert() for _ in range(3)], now=T0)
+    await backend.job_claim(JobClaim(engine_id="e1", demands=capped, now=T0))
+    claims = backend._db._claims
+    execute = type(claims).execute
+    refuse = [True]
+
+    async def refusing_begin(self: asyncpg.Connection, query: str, *args: Any, **kwargs: Any) -> Any:
+        # What a cancel request landing on BEGIN does: the server answers BEGIN with an error,
+        # after asyncpg has already counted the transaction as started.
+        if self is claims and query.startswith("BEGIN") and refuse:
+            refuse.clear()
+            await execute(self, "SELECT 1/0")
+        return await execute(self, query, *args, **kwargs)
+
+    monkeypatch.setattr(type(claims), "execute", refusing_begin)
+    with pytest.raises(BackendError):
+        await backend.job_claim(JobClaim(engine_id="e1", demands=capped, now=T0))
+    for _ in range(2):  # later claims work (on a new connection)
+        assert len(await backend.job_claim(JobClaim(engine_id="e1", demands=capped, now=T0))) == 1
 
 
 def _literal(value: object) -> str:

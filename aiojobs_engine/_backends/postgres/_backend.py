@@ -209,6 +209,8 @@ class PostgresBackend:
                     "now": now, "keep_canceled": default_keep(retention.canceled if retention else None),
                 })
                 rows = await tx.fetch(statement, params)
+        elif connection is None:
+            rows = await self._db.fetch_on_lane(statement, params)
         else:
             rows = await self._db.fetch(statement, params, connection)
         records = inserted_records(inserts, rows, _same, stored_json=True)
