@@ -74,6 +74,11 @@ def translate(exc: BaseException, what: str) -> BackendError:
     return BackendError(f"PostgreSQL error ({what}): {detail}")
 
 
+def _refused(exc: BaseException) -> bool:
+    """The server refused the statement: the connection itself is fine and worth keeping."""
+    return isinstance(exc, asyncpg.PostgresError) and not isinstance(exc, asyncpg.PostgresConnectionError)
+
+
 async def _keep_session(connection: object) -> None:
     """Pool reset on release: nothing to undo, so no round trip.
 
@@ -205,9 +210,7 @@ class Connections:
                     conn = self._lane = await pool.acquire()
                 rows: list[Any] = await conn.fetch(query.sql, *query.args(params))
             except BaseException as exc:
-                refused = isinstance(exc, asyncpg.PostgresError) and not isinstance(
-                    exc, asyncpg.PostgresConnectionError)
-                if conn is not None and not refused:
+                if conn is not None and not _refused(exc):
                     # Cut off midway (cancelled) or lost: back to the pool, which resets the
                     # connection or replaces a dead one, as after any pooled statement.
                     self._lane = None
@@ -273,9 +276,7 @@ class Connections:
                 # A statement the server refused leaves the connection fine; not so one
                 # refused inside a transaction, where asyncpg may still count a BEGIN that
                 # failed (every later claim would then fail on a SAVEPOINT of its own).
-                refused = not transaction and isinstance(exc, asyncpg.PostgresError) and not isinstance(
-                    exc, asyncpg.PostgresConnectionError)
-                if not refused:
+                if transaction or not _refused(exc):
                     self._claims = None
                     conn.terminate()
                 if isinstance(exc, DRIVER_ERRORS):

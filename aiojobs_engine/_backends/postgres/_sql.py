@@ -9,6 +9,7 @@ quoted all the same. Values are never rendered into SQL: they are always bound.
 from __future__ import annotations
 
 import functools
+import hashlib
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -66,8 +67,6 @@ def channel_for(schema: str) -> str:
     channel = f"aiojobs_{schema}"
     if len(channel) <= _MAX_IDENTIFIER:
         return channel
-    import hashlib  # only for long schema names (asyncpg imports it anyway)
-
     return "aiojobs_" + hashlib.sha256(schema.encode()).hexdigest()[:24]
 
 
