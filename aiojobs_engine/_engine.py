@@ -467,7 +467,10 @@ class Engine:
         connections = {id(r.options.connection): r.options.connection for r in requests}
         if len(connections) > 1:
             raise ConfigurationError("all requests of one enqueue_many must use the same connection=")
-        admitted = [await self._admit(request) for request in requests]
+        if self._hooks.on_before_add or any(r.definition and r.definition.hooks.on_before_add for r in requests):
+            admitted = [await self._admit(request) for request in requests]
+        else:
+            admitted = list(requests)  # no hook to ask: not a coroutine per job of a bulk enqueue
         kept = [i for i, request in enumerate(admitted) if request is not None]
         results: list[JobRecord | None] = [None] * len(requests)
         if not kept:

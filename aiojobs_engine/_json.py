@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable
-from typing import Any
+from collections.abc import Callable, Iterable
+from json.encoder import c_make_encoder, encode_basestring  # type: ignore[attr-defined]
+from typing import Any, Final
 
 from ._errors import SerializationError
 
@@ -13,6 +14,19 @@ from ._errors import SerializationError
 JSONValue = None | bool | int | float | str | list["JSONValue"] | dict[str, "JSONValue"]
 
 _encoder = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+
+
+def _one_shot_encoder() -> Callable[[object], str]:
+    """``_encoder.encode``, without the C encoder it builds at every call (half its cost on
+    a small value): one C encoder, kept. It keeps no record of the containers it is in, so a
+    value that contains itself ends in RecursionError rather than ValueError."""
+    if c_make_encoder is None:  # pragma: no cover  # CPython always has it
+        return _encoder.encode
+    chunks = c_make_encoder(None, _encoder.default, encode_basestring, None, ":", ",", False, False, False)
+    return lambda value: "".join(chunks(value, 0))
+
+
+_encode: Final = _one_shot_encoder()
 
 
 def dumps(value: object, what: str, *, check_keys: bool = True) -> str:
@@ -25,11 +39,14 @@ def dumps(value: object, what: str, *, check_keys: bool = True) -> str:
     for the engine's own values whose keys are known to be strings (batches of rows).
     """
     try:
-        text = _encoder.encode(value)
+        text = _encode(value)
         text.encode("utf-8")  # lone surrogates (say, from os.fsdecode) cannot be stored
     except UnicodeEncodeError:
         raise SerializationError(f"{what} must not contain lone surrogate characters in its strings") from None
-    except (TypeError, ValueError, RecursionError) as exc:
+    except RecursionError:
+        raise SerializationError(f"{what} must be JSON-serialisable: it is nested too deeply, "
+                                 f"or contains itself") from None
+    except (TypeError, ValueError) as exc:
         raise SerializationError(
             f"{what} must be JSON-serialisable (dict, list, str, int, float, bool, None): {exc}"
         ) from None
@@ -109,8 +126,21 @@ def canonical(text: str) -> str:
     return _canonical_encoder.encode(json.loads(text))
 
 
+# The C scanner behind json.loads, called directly: json.loads spends most of its time on a
+# small document (the usual args, kwargs and results) in the Python layers around it.
+_scan_once = json.JSONDecoder().scan_once  # type: ignore[attr-defined]
+
+
 def loads(text: str | bytes | None) -> Any:
     """Decode JSON text from storage; ``None`` stays ``None``."""
     if text is None:
         return None
-    return json.loads(text)
+    if type(text) is str:
+        try:
+            value, end = _scan_once(text, 0)
+        except StopIteration:
+            pass  # not a document that starts at once (whitespace first, or not JSON at all)
+        else:
+            if end == len(text):
+                return value
+    return json.loads(text)  # anything else: decoded, or refused with its error, as json does

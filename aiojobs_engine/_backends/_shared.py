@@ -54,8 +54,8 @@ def inserted_records(inserts: Sequence[JobInsert], rows: Sequence[Any], read_tim
     order. The inserts without a unique key always go in, and one with a key went in if the
     next row carries that key. The rest of each record is the insert's own data: a new row
     holds nothing else, so reading it back would only cost time. ``stored_json``: the rows
-    also carry the JSON columns as stored (jsonb rewrites numbers and key order), and the
-    record shows those, as a later read would.
+    also carry the JSON columns as stored (jsonb writes some numbers differently), and the
+    record decodes those, as a later read would.
     """
     ordered = sorted(rows, key=lambda row: row["id"])
     result: list[JobRecord | None] = []

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import json
 from collections import OrderedDict
 from pathlib import Path
 
@@ -117,3 +118,35 @@ async def test_a_job_returning_keys_that_are_not_strings_fails_without_retry(tmp
         done = await engine.get_job(record.id)
         assert done is not None and done.state is JobState.FAILED and done.attempt == 1
         assert done.result is None and "must have string keys" in done.errors[0]["message"]
+
+
+@pytest.mark.parametrize("text", ['[5]', '{"a": [1, {"b": null}], "c": "é"}', '"x"', "1e5", " [1] ", "[1]\n",
+                                  b"[1, 2]", '{"a":1,"a":2}'])
+def test_loads_decodes_as_json_does(text: str | bytes) -> None:
+    assert loads(text) == json.loads(text)
+    assert type(loads(text)) is type(json.loads(text))
+
+
+@pytest.mark.parametrize("text", ["", "nope", "[1,", "[5]x", "[5] [6]", "{'a': 1}"])
+def test_loads_refuses_what_json_refuses(text: str) -> None:
+    with pytest.raises(json.JSONDecodeError):
+        json.loads(text)
+    with pytest.raises(json.JSONDecodeError):
+        loads(text)
+
+
+def test_loads_keeps_none() -> None:
+    assert loads(None) is None
+
+
+def test_a_value_that_contains_itself_is_refused() -> None:
+    looped: list[object] = [1]
+    looped.append(looped)
+    with pytest.raises(SerializationError, match="nested too deeply, or contains itself"):
+        dumps(looped, "args")
+    deep: list[object] = []
+    for _ in range(100_000):
+        deep = [deep]
+    with pytest.raises(SerializationError, match="nested too deeply"):
+        dumps(deep, "args")
+    assert dumps([1, "é", {"a": None}], "args") == '[1,"é",{"a":null}]'  # and the encoder still works after

@@ -213,7 +213,7 @@ class PostgresBackend:
             rows = await self._db.fetch_on_lane(statement, params)
         else:
             rows = await self._db.fetch(statement, params, connection)
-        records = inserted_records(inserts, rows, _same, stored_json=True)
+        records = inserted_records(inserts, rows, _same, stored_json=bool(params["stored_json"]))
         taken = [i.unique_key for i, r in zip(inserts, records, strict=True) if r is None and i.unique_key]
         if taken:
             rows = await self._db.fetch("job_unique_holders", {"keys": taken}, connection)
@@ -503,6 +503,7 @@ def _insert_params(insert: JobInsert, now: datetime | None) -> dict[str, object]
         "keep_completed": keep_value(dict(insert.keep), "completed"),
         "keep_failed": keep_value(dict(insert.keep), "failed"),
         "keep_canceled": keep_value(dict(insert.keep), "canceled"),
+        "stored_json": _jsonb_rewrites([insert]),
         "now": now,
     }
 
@@ -514,9 +515,10 @@ def _insert_columns(inserts: Sequence[JobInsert], now: datetime | None) -> dict[
         "queue": [i.queue for i in inserts],
         "name": [i.name for i in inserts],
         "args": [i.args_json for i in inserts],
-        "kwargs": [i.kwargs_json for i in inserts],
-        "constructor_args": [i.constructor_args_json for i in inserts],
-        "meta": [i.meta_json for i in inserts],
+        "kwargs": _nullable([None if i.kwargs_json == "{}" else i.kwargs_json for i in inserts]),
+        "constructor_args": _nullable([None if i.constructor_args_json == "[]" else i.constructor_args_json
+                                       for i in inserts]),
+        "meta": _nullable([None if i.meta_json == "{}" else i.meta_json for i in inserts]),
         "retry": _nullable([i.retry_json for i in inserts]),
         "priority": [i.priority for i in inserts],
         "max_attempts": [i.max_attempts for i in inserts],
@@ -529,8 +531,24 @@ def _insert_columns(inserts: Sequence[JobInsert], now: datetime | None) -> dict[
         "keep_completed": _nullable([keep_value(keep, "completed") if keep else None for keep in keeps]),
         "keep_failed": _nullable([keep_value(keep, "failed") if keep else None for keep in keeps]),
         "keep_canceled": _nullable([keep_value(keep, "canceled") if keep else None for keep in keeps]),
+        "stored_json": _jsonb_rewrites(inserts),
         "now": now,
     }
+
+
+# A digit followed by an exponent: jsonb writes such a number out in full (1e+20 becomes
+# 100000000000000000000, which decodes to an int). Other JSON decodes to the same values
+# whether it is ours or jsonb's rewrite of it (spacing, key order, the sign of a zero).
+# Strings may match too: that only costs reading the stored documents back.
+_EXPONENT: Final = re.compile(r"[0-9][eE]")
+
+
+def _jsonb_rewrites(inserts: Sequence[JobInsert]) -> bool:
+    """Whether jsonb would store a document of these inserts as a different value."""
+    documents: list[str] = []
+    for i in inserts:
+        documents += (i.args_json, i.kwargs_json, i.constructor_args_json, i.meta_json, i.retry_json or "")
+    return _EXPONENT.search(" ".join(documents)) is not None
 
 
 def _nullable(column: list[Any]) -> list[Any] | None:

@@ -19,9 +19,11 @@
 -- name: job_insert
 -- One job. The CTE registers its queue and notifies listeners (a data-modifying CTE always
 -- runs to completion, whatever the outer statement reads). What comes back is what the
--- database chose (id, times) and the JSON columns as jsonb stored them (it rewrites numbers
--- and key order), as text so that a caller's connection with its own jsonb codec
--- (transactional enqueue) reads them alike; the rest of the record is the insert's data.
+-- database chose (id, times) and, when :stored_json is true, the JSON columns as jsonb
+-- stored them, as text so that a caller's connection with its own jsonb codec
+-- (transactional enqueue) reads them alike. jsonb writes a number with an exponent out in
+-- full (1e+20 comes back as an integer), so the backend asks for them when a document has
+-- one; otherwise the insert's own JSON decodes to the same values and nothing more is sent.
 WITH registered AS (
     INSERT INTO __schema__.aiojobs_queues (name, updated_at)
     SELECT :queue::text, coalesce(:now::timestamptz, now())
@@ -42,12 +44,19 @@ VALUES (:queue::text, :name::text, :args::text::jsonb, :kwargs::text::jsonb,
         :keep_failed::float8, :keep_canceled::float8)
 ON CONFLICT (unique_key) WHERE unique_key IS NOT NULL AND strpos(unique_states, ',' || state || ',') > 0
 DO NOTHING
-RETURNING id, unique_key, inserted_at, available_at, args::text AS args, kwargs::text AS kwargs,
-              constructor_args::text AS constructor_args, meta::text AS meta, retry::text AS retry;
+RETURNING id, unique_key, inserted_at, available_at,
+          CASE WHEN :stored_json::boolean THEN args::text END AS args,
+          CASE WHEN :stored_json::boolean THEN kwargs::text END AS kwargs,
+          CASE WHEN :stored_json::boolean THEN constructor_args::text END AS constructor_args,
+          CASE WHEN :stored_json::boolean THEN meta::text END AS meta,
+          CASE WHEN :stored_json::boolean THEN retry::text END AS retry;
 
 -- name: job_insert_many
 -- Many jobs, in the order given (ids are drawn in ORDER BY ord order); one notification and
--- one queue registration per distinct queue of the batch.
+-- one queue registration per distinct queue of the batch. Returned as job_insert's rows, in
+-- no particular order (the backend sorts them by id). Empty kwargs, constructor_args and
+-- meta arrive as NULL (a column empty in every job as one NULL array), so that the common
+-- batch sends and parses none of them.
 WITH batch AS (
     SELECT *
     FROM unnest(:queue::text[], :name::text[], :args::text[], :kwargs::text[],
@@ -72,8 +81,8 @@ inserted AS (
                                          priority, max_attempts, timeout, inserted_at,
                                          available_at, unique_key, unique_states, rescheduled_from,
                                          keep_completed, keep_failed, keep_canceled)
-    SELECT queue, name, args::jsonb, kwargs::jsonb, constructor_args::jsonb, meta::jsonb,
-           retry::jsonb, priority, max_attempts, timeout, coalesce(:now::timestamptz, now()),
+    SELECT queue, name, args::jsonb, coalesce(kwargs::jsonb, '{}'),
+           coalesce(constructor_args::jsonb, '[]'), coalesce(meta::jsonb, '{}'), retry::jsonb, priority, max_attempts, timeout, coalesce(:now::timestamptz, now()),
            coalesce(run_at,
                     coalesce(:now::timestamptz, now()) + make_interval(secs => coalesce(delay, 0))),
            unique_key, unique_states, rescheduled_from, keep_completed, keep_failed, keep_canceled
@@ -81,10 +90,14 @@ inserted AS (
     ORDER BY ord
     ON CONFLICT (unique_key) WHERE unique_key IS NOT NULL AND strpos(unique_states, ',' || state || ',') > 0
     DO NOTHING
-    RETURNING id, unique_key, inserted_at, available_at, args::text AS args, kwargs::text AS kwargs,
-              constructor_args::text AS constructor_args, meta::text AS meta, retry::text AS retry
+    RETURNING id, unique_key, inserted_at, available_at,
+              CASE WHEN :stored_json::boolean THEN args::text END AS args,
+              CASE WHEN :stored_json::boolean THEN kwargs::text END AS kwargs,
+              CASE WHEN :stored_json::boolean THEN constructor_args::text END AS constructor_args,
+              CASE WHEN :stored_json::boolean THEN meta::text END AS meta,
+              CASE WHEN :stored_json::boolean THEN retry::text END AS retry
 )
-SELECT * FROM inserted ORDER BY id;
+SELECT * FROM inserted;
 
 -- name: job_unique_holders
 -- The jobs holding these unique keys now (the ones a conflicting insert ran into).
