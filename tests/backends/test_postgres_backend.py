@@ -402,7 +402,7 @@ async def test_backend_recovers_after_its_connections_are_killed(
         assert not set(pids) & set(await _pids(admin, f"aiojobs:{backend.schema}:pool"))
 
 
-async def test_claims_have_a_connection_of_their_own_with_generic_plans(
+async def test_claims_have_a_connection_of_their_own_with_generic_plans_and_unflushed_commits(
     postgres_url: str, admin: asyncpg.Connection
 ) -> None:
     dsn, schema = _split(postgres_url)
@@ -418,8 +418,10 @@ async def test_claims_have_a_connection_of_their_own_with_generic_plans(
         assert row["query"].startswith("WITH picked AS MATERIALIZED")  # the claim statement
         async with b._db.claims("test") as tx:  # the setting the claim statement runs under
             assert await tx._conn.fetchval("SHOW plan_cache_mode") == "force_generic_plan"
-        async with b._db.transaction("test") as tx:  # and the pool keeps the server's default
+            assert await tx._conn.fetchval("SHOW synchronous_commit") == "off"
+        async with b._db.transaction("test") as tx:  # and the pool keeps the server's defaults
             assert await tx._conn.fetchval("SHOW plan_cache_mode") == "auto"
+            assert await tx._conn.fetchval("SHOW synchronous_commit") == await admin.fetchval("SHOW synchronous_commit")
     finally:
         await b.close()
     await _until_gone(admin, f"aiojobs:{schema}:claim")

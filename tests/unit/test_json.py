@@ -150,3 +150,13 @@ def test_a_value_that_contains_itself_is_refused() -> None:
     with pytest.raises(SerializationError, match="nested too deeply"):
         dumps(deep, "args")
     assert dumps([1, "é", {"a": None}], "args") == '[1,"é",{"a":null}]'  # and the encoder still works after
+
+
+@pytest.mark.parametrize("value", [
+    [1e16, 1e-5, -0.0, 10**30, 5e-324, 0.1, 123456789012345.6], "\u2028 é \x01 \"quoted\" \\",
+    {"b": 1, "a": [None, True]}, [], {}, 42, "plain",
+])
+def test_dumps_writes_the_text_json_dumps_writes(value: object) -> None:
+    # dumps drives CPython's private C encoder directly: a Python whose encoder changed its
+    # signature or output must fail here, not store different JSON.
+    assert dumps(value, "args") == json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)

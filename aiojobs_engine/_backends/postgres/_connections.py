@@ -15,6 +15,10 @@ as much as running it (0.61 ms a claim with a re-plan, 0.37 ms with the generic 
 measured on a warm connection). The pool keeps the default, so statements with optional
 filters (listing jobs, counting) still get plans made for their actual arguments.
 
+The claims' connection also commits without waiting for the disk (``synchronous_commit``
+off): a claim is the one write whose loss costs nothing but a second run, and the flush
+was a third of an idle engine's claim (1.0 against 0.7 ms, measured on this machine).
+
 Enqueues take a "lane": one pooled connection the backend keeps acquired, used by one
 statement at a time, so that the common case (one enqueue at a time, a web handler's)
 skips asyncpg's acquire and release, which cost 40-60 us of a 300 us enqueue. An enqueue
@@ -119,6 +123,12 @@ class Connections:
         }
         if role == "claim":
             settings["plan_cache_mode"] = "force_generic_plan"
+            # A claim need not wait for its WAL to reach the disk: only a crash of the server
+            # itself can undo a commit that returned, and an undone claim leaves its jobs
+            # waiting as before it, to be claimed again (the engine that ran them is refused
+            # their outcome by fencing: at least once, nothing lost). Every enqueue and
+            # outcome still commits durably, and its flush carries the claims before it.
+            settings["synchronous_commit"] = "off"
         if role in ("pool", "claim"):
             # Our transactions last milliseconds. One left open by a stalled client (a job
             # blocking the event loop, a frozen host) would hold its row and advisory locks,
