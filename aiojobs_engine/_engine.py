@@ -12,7 +12,7 @@ import asyncio
 import os
 import re
 import socket
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import replace
 from datetime import datetime, timedelta
@@ -318,10 +318,12 @@ class Engine:
         self._require_open()
         return await enqueue_due_ticks(self._services(), self._clock.now())
 
-    def subscribe(self, listener: Callable[[JobEvent], object]) -> Callable[[], None]:
-        """Call ``listener(event)`` for every ``JobEvent`` (see ``EventKind``); returns a
-        function that unsubscribes. Listeners run on the event loop: keep them quick."""
-        return self._events.subscribe(listener)
+    def subscribe(self, listener: Callable[[JobEvent], object], *,
+                  kinds: Iterable[str] | None = None) -> Callable[[], None]:
+        """Call ``listener(event)`` for every ``JobEvent``, or only for the ``kinds`` given
+        (``EventKind`` values); returns a function that unsubscribes. Listeners run on the
+        event loop: keep them quick. Events no listener wants are never built."""
+        return self._events.subscribe(listener, kinds)
 
     def add_context_hook(self, hook: Callable[[JobRecord], object]) -> None:
         """Run ``hook(record)`` inside each attempt's own context, just before its body starts
@@ -483,7 +485,7 @@ class Engine:
         )
         for index, record in zip(kept, records, strict=True):
             results[index] = record
-        if self._events:
+        if self._events.wants(EventKind.JOB_ENQUEUED):
             at = self._clock.now()
             for record in records:
                 if not record.existing:  # a unique enqueue that found its job already there

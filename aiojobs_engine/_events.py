@@ -1,14 +1,14 @@
 """Events: what happened to jobs and engines, for telemetry, metrics and integrations.
 
 ``engine.subscribe(listener)`` registers a plain function called with a ``JobEvent`` for
-every event, on the engine's loop (or the loop of the enqueuing code). Listeners must be
+every event (``kinds=`` for only some), on the engine's loop (or the loop of the enqueuing code). Listeners must be
 quick and must not block (hand slow work to a queue); one that raises is logged and the
-event goes on to the others. With no listener, emitting costs one truth test.
+event goes on to the others. An event of a kind no listener wants is not even built: one dict lookup.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final
@@ -59,27 +59,62 @@ Listener = Callable[[JobEvent], object]
 
 
 class EventBus:
+    """Listeners by the kinds they asked for: an event no listener wants is never built."""
+
     def __init__(self) -> None:
-        self._listeners: tuple[Listener, ...] = ()
+        self._subscriptions: tuple[tuple[Listener, frozenset[str]], ...] = ()
+        self._by_kind: dict[str, tuple[Listener, ...]] = {}
 
     def __bool__(self) -> bool:
-        return bool(self._listeners)
+        return bool(self._by_kind)
 
-    def subscribe(self, listener: Listener) -> Callable[[], None]:
-        """Add a listener; returns a function that removes it."""
+    def wants(self, kind: str) -> bool:
+        """Does any listener want events of this kind? (Callers test it before building one.)"""
+        return kind in self._by_kind
+
+    def subscribe(self, listener: Listener, kinds: Iterable[str] | None = None) -> Callable[[], None]:
+        """Add a listener, for every kind or only ``kinds``; returns a function that removes it."""
         if not callable(listener):
             raise ConfigurationError(f"an event listener must be callable, got {listener!r}")
-        self._listeners = (*self._listeners, listener)
+        subscription = (listener, _checked_kinds(kinds))
+        self._subscriptions = (*self._subscriptions, subscription)
+        self._index()
 
         def unsubscribe() -> None:
-            self._listeners = tuple(x for x in self._listeners if x is not listener)
+            self._subscriptions = tuple(s for s in self._subscriptions if s is not subscription)
+            self._index()
 
         return unsubscribe
 
+    def _index(self) -> None:
+        by_kind: dict[str, tuple[Listener, ...]] = {}
+        for listener, kinds in self._subscriptions:
+            for kind in kinds:
+                by_kind[kind] = (*by_kind.get(kind, ()), listener)
+        self._by_kind = by_kind
+
     def emit(self, event: JobEvent) -> None:
-        for listener in self._listeners:
+        for listener in self._by_kind.get(event.kind, ()):
             try:
                 listener(event)
             except Exception:
                 logger.exception("event listener %r failed on %s", listener, event.kind,
                                  extra={"event": Event.HOOK_FAILED, "hook": "event listener"})
+
+
+def _checked_kinds(kinds: Iterable[str] | None) -> frozenset[str]:
+    if kinds is None:
+        return ALL_KINDS
+    if isinstance(kinds, str):
+        raise ConfigurationError(f"kinds must be a collection of event kinds, not one string: got {kinds!r} "
+                                 f"(write kinds={{{kinds!r}}})")
+    try:
+        chosen = frozenset(kinds)
+    except TypeError:
+        raise ConfigurationError(f"kinds must be a collection of event kinds, got {kinds!r}") from None
+    unknown = sorted(repr(k) for k in chosen - ALL_KINDS)
+    if unknown:
+        raise ConfigurationError(f"unknown event kind(s) {', '.join(unknown)}; known: {', '.join(sorted(ALL_KINDS))}")
+    if not chosen:
+        raise ConfigurationError("kinds is empty: the listener would never be called")
+    return chosen

@@ -96,12 +96,11 @@ class _LastCompletion:
     def __init__(self, engine: Engine) -> None:
         self.count = 0
         self.at = 0.0
-        engine.subscribe(self)
+        engine.subscribe(self, kinds={EventKind.JOB_COMPLETED})
 
     def __call__(self, event: JobEvent) -> None:
-        if event.kind == EventKind.JOB_COMPLETED:
-            self.count += 1
-            self.at = time.perf_counter()
+        self.count += 1
+        self.at = time.perf_counter()
 
 
 async def _timed_workoff(engine: Engine, jobs: int) -> dict[str, float]:

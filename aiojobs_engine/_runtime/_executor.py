@@ -536,7 +536,7 @@ class Executor:
     def _started(self, run: Run) -> None:
         run.started = True
         self.attempts_started += 1
-        if self._s.events and run.record.attempted_at is not None:
+        if self._s.events.wants(EventKind.JOB_STARTED) and run.record.attempted_at is not None:
             wait = (run.record.attempted_at - run.record.available_at).total_seconds()
             self._emit(EventKind.JOB_STARTED, run, queue_wait=max(0.0, wait))
 
@@ -650,8 +650,9 @@ class Executor:
             )
             return False
         log_outcome(run.record, decision)
-        if self._s.events:
-            self._emit(_event_kind(decision), run, error=decision.error, result=decision.result,
+        kind = _event_kind(decision)
+        if self._s.events.wants(kind):
+            self._emit(kind, run, error=decision.error, result=decision.result,
                        duration=None if run.began is None else time.monotonic() - run.began)
         return run.started and decision.kind not in ("deferred", "handed_back")
 

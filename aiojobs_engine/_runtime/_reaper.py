@@ -54,7 +54,7 @@ class Reaper:
             now=self._s.clock.for_database(),
         )
         jobs = result.retried + result.failed
-        if self._s.events:
+        if self._s.events.wants(EventKind.JOB_RESCUED):
             at = self._s.clock.now()
             for job in jobs:
                 self._s.events.emit(JobEvent(kind=EventKind.JOB_RESCUED, at=at, engine_id=self._s.engine_id, job=job))

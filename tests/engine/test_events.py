@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import contextvars
 
-from aiojobs_engine import EventKind, JobEvent, current_job
+import pytest
+
+from aiojobs_engine import ConfigurationError, Engine, EventKind, JobEvent, current_job
+from aiojobs_engine._events import EventBus
 
 trace_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("trace_id", default=None)
 
@@ -95,3 +98,50 @@ async def test_a_unique_enqueue_that_finds_its_job_emits_nothing(make_engine) ->
         assert first and again and again.id == first.id and both[0].id == first.id
         enqueued = [e.job.id for e in events if e.kind == EventKind.JOB_ENQUEUED and e.job]
         assert enqueued == [first.id, both[1].id]
+
+
+async def test_a_listener_gets_only_the_kinds_it_asked_for(make_engine) -> None:
+    engine = make_engine()
+    everything: list[str] = []
+    outcomes: list[str] = []
+    engine.subscribe(lambda event: everything.append(event.kind))
+    stop_outcomes = engine.subscribe(lambda event: outcomes.append(event.kind),
+                                     kinds={EventKind.JOB_COMPLETED, EventKind.JOB_FAILED})
+
+    @engine.job(max_attempts=1)
+    async def job(fail: bool) -> None:
+        if fail:
+            raise ValueError("no")
+
+    async with engine:
+        await job.enqueue(False)
+        await job.enqueue(True)
+        await engine.workoff()
+        assert outcomes == [EventKind.JOB_COMPLETED, EventKind.JOB_FAILED]
+        assert everything.count(EventKind.JOB_STARTED) == 2 and EventKind.JOB_ENQUEUED in everything
+        stop_outcomes()
+        await job.enqueue(False)
+        await engine.workoff()
+    assert outcomes == [EventKind.JOB_COMPLETED, EventKind.JOB_FAILED]
+    assert everything.count(EventKind.JOB_COMPLETED) == 2
+
+
+def test_an_event_no_listener_wants_is_not_built() -> None:
+    bus = EventBus()
+    assert not bus and not bus.wants(EventKind.JOB_STARTED)
+    unsubscribe = bus.subscribe(print, [EventKind.JOB_COMPLETED])
+    assert bus and bus.wants(EventKind.JOB_COMPLETED) and not bus.wants(EventKind.JOB_STARTED)
+    unsubscribe()
+    assert not bus and not bus.wants(EventKind.JOB_COMPLETED)
+
+
+@pytest.mark.parametrize(("kinds", "message"), [
+    (EventKind.JOB_COMPLETED, "not one string"),
+    ({"job.finished"}, "unknown event kind.*'job.finished'"),
+    (set(), "kinds is empty"),
+    (42, "collection of event kinds"),
+])
+def test_bad_kinds_are_refused(kinds: object, message: str) -> None:
+    engine = Engine("sqlite:///:memory:")
+    with pytest.raises(ConfigurationError, match=message):
+        engine.subscribe(print, kinds=kinds)  # type: ignore[arg-type]
