@@ -1,9 +1,10 @@
 """Events: what happened to jobs and engines, for telemetry, metrics and integrations.
 
 ``engine.subscribe(listener)`` registers a plain function called with a ``JobEvent`` for
-every event (``kinds=`` for only some), on the engine's loop (or the loop of the enqueuing code). Listeners must be
-quick and must not block (hand slow work to a queue); one that raises is logged and the
-event goes on to the others. An event of a kind no listener wants is not even built: one dict lookup.
+every event (``kinds=`` for only some), on the engine's loop (or the loop of the enqueuing
+code). Listeners must be quick and must not block (hand slow work to a queue); one that
+raises is logged and the event goes on to the others. An event of a kind no listener wants
+is not even built: it costs one dict lookup.
 """
 
 from __future__ import annotations
