@@ -9,6 +9,7 @@ is not even built: it costs one dict lookup.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
@@ -65,6 +66,7 @@ class EventBus:
     def __init__(self) -> None:
         self._subscriptions: tuple[tuple[Listener, frozenset[str]], ...] = ()
         self._by_kind: dict[str, tuple[Listener, ...]] = {}
+        self._changing = threading.Lock()  # subscribe and unsubscribe may come from any thread
 
     def __bool__(self) -> bool:
         return bool(self._by_kind)
@@ -78,18 +80,19 @@ class EventBus:
         if not callable(listener):
             raise ConfigurationError(f"an event listener must be callable, got {listener!r}")
         subscription = (listener, _checked_kinds(kinds))
-        self._subscriptions = (*self._subscriptions, subscription)
-        self._index()
+        with self._changing:
+            self._index((*self._subscriptions, subscription))
 
-        def unsubscribe() -> None:
-            self._subscriptions = tuple(s for s in self._subscriptions if s is not subscription)
-            self._index()
+        def unsubscribe() -> None:  # this subscription only (the same listener may have others)
+            with self._changing:
+                self._index(tuple(s for s in self._subscriptions if s is not subscription))
 
         return unsubscribe
 
-    def _index(self) -> None:
+    def _index(self, subscriptions: tuple[tuple[Listener, frozenset[str]], ...]) -> None:
+        self._subscriptions = subscriptions
         by_kind: dict[str, tuple[Listener, ...]] = {}
-        for listener, kinds in self._subscriptions:
+        for listener, kinds in subscriptions:
             for kind in kinds:
                 by_kind[kind] = (*by_kind.get(kind, ()), listener)
         self._by_kind = by_kind
@@ -106,7 +109,7 @@ class EventBus:
 def _checked_kinds(kinds: Iterable[str] | None) -> frozenset[str]:
     if kinds is None:
         return ALL_KINDS
-    if isinstance(kinds, str):
+    if isinstance(kinds, (str, bytes)):
         raise ConfigurationError(f"kinds must be a collection of event kinds, not one string: got {kinds!r} "
                                  f"(write kinds={{{kinds!r}}})")
     try:

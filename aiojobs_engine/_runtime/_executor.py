@@ -195,7 +195,8 @@ class Executor:
         if run is None or run.record.id != job_id or run.decided:
             return False  # (decided: it ended meanwhile, and its outcome is on its way)
         logger.warning("job %s was taken away from this engine while it ran (rescued, replaced, canceled, "
-                       "retried or deleted elsewhere); stopping its run", job_id,
+                       "retried or deleted elsewhere, or its claim undone by a database crash); stopping its run",
+                       job_id,
                        extra=self._extra(run, Event.JOB_OUTCOME_REFUSED))
         return self._interrupt(run, HAND_BACK)
 

@@ -161,8 +161,9 @@ class Runtime:
             tasks = self._start_loops()
             logger.info("engine %s started", self._s.engine_id,
                         extra={"event": Event.ENGINE_STARTED, "engine_id": self._s.engine_id})
-            self._s.events.emit(JobEvent(kind=EventKind.ENGINE_STARTED, at=self._s.clock.now(),
-                                         engine_id=self._s.engine_id))
+            if self._s.events.wants(EventKind.ENGINE_STARTED):
+                self._s.events.emit(JobEvent(kind=EventKind.ENGINE_STARTED, at=self._s.clock.now(),
+                                             engine_id=self._s.engine_id))
             self.started.set()
             await self._wait_until_done(tasks)
         except BaseException:
@@ -246,8 +247,9 @@ class Runtime:
         _LIVE.discard(self._s.registration.incarnation)
         logger.info("engine %s stopped", self._s.engine_id,
                     extra={"event": Event.ENGINE_STOPPED, "engine_id": self._s.engine_id})
-        self._s.events.emit(JobEvent(kind=EventKind.ENGINE_STOPPED, at=self._s.clock.now(),
-                                     engine_id=self._s.engine_id))
+        if self._s.events.wants(EventKind.ENGINE_STOPPED):
+            self._s.events.emit(JobEvent(kind=EventKind.ENGINE_STOPPED, at=self._s.clock.now(),
+                                         engine_id=self._s.engine_id))
 
     async def _register(self) -> None:
         """Register under the worker id, refusing an id that a live engine holds.

@@ -419,6 +419,11 @@ async def test_claims_have_a_connection_of_their_own_with_generic_plans_and_unfl
         async with b._db.claims("test") as tx:  # the setting the claim statement runs under
             assert await tx._conn.fetchval("SHOW plan_cache_mode") == "force_generic_plan"
             assert await tx._conn.fetchval("SHOW synchronous_commit") == "off"
+        async with b._db.claims("test", transaction=True) as tx:  # but a capped claim's commit is durable
+            await tx.fetch("queue_lock_claims", {"keys": ["test-key"]})
+            assert await tx._conn.fetchval("SHOW synchronous_commit") == "on"
+        async with b._db.claims("test") as tx:  # for that transaction only
+            assert await tx._conn.fetchval("SHOW synchronous_commit") == "off"
         async with b._db.transaction("test") as tx:  # and the pool keeps the server's defaults
             assert await tx._conn.fetchval("SHOW plan_cache_mode") == "auto"
             assert await tx._conn.fetchval("SHOW synchronous_commit") == await admin.fetchval("SHOW synchronous_commit")

@@ -135,8 +135,18 @@ def test_an_event_no_listener_wants_is_not_built() -> None:
     assert not bus and not bus.wants(EventKind.JOB_COMPLETED)
 
 
+def test_unsubscribing_removes_that_subscription_only() -> None:
+    bus = EventBus()
+    seen: list[str] = []
+    bus.subscribe(seen.append, [EventKind.JOB_STARTED])
+    stop_completed = bus.subscribe(seen.append, [EventKind.JOB_COMPLETED])
+    stop_completed()
+    assert bus.wants(EventKind.JOB_STARTED) and not bus.wants(EventKind.JOB_COMPLETED)
+
+
 @pytest.mark.parametrize(("kinds", "message"), [
     (EventKind.JOB_COMPLETED, "not one string"),
+    (b"job.completed", "not one string"),
     ({"job.finished"}, "unknown event kind.*'job.finished'"),
     (set(), "kinds is empty"),
     (42, "collection of event kinds"),

@@ -16,8 +16,9 @@ measured on a warm connection). The pool keeps the default, so statements with o
 filters (listing jobs, counting) still get plans made for their actual arguments.
 
 The claims' connection also commits without waiting for the disk (``synchronous_commit``
-off): a claim is the one write whose loss costs nothing but a second run, and the flush
-was a third of an idle engine's claim (1.0 against 0.7 ms, measured on this machine).
+off), except for claims of capped queues: the flush was a third of an idle engine's claim
+(1.0 against 0.7 ms, measured on this machine), and a claim lost to a server crash loses
+no job (see the comment below, and the README's crash recovery for what it does cost).
 
 Enqueues take a "lane": one pooled connection the backend keeps acquired, used by one
 statement at a time, so that the common case (one enqueue at a time, a web handler's)
@@ -123,11 +124,13 @@ class Connections:
         }
         if role == "claim":
             settings["plan_cache_mode"] = "force_generic_plan"
-            # A claim need not wait for its WAL to reach the disk: only a crash of the server
-            # itself can undo a commit that returned, and an undone claim leaves its jobs
-            # waiting as before it, to be claimed again (the engine that ran them is refused
-            # their outcome by fencing: at least once, nothing lost). Every enqueue and
-            # outcome still commits durably, and its flush carries the claims before it.
+            # A claim need not wait for its WAL to reach the disk: only a crash restart of
+            # the server (or a failover) can undo a commit that returned, and an undone claim
+            # leaves its jobs waiting as before it, to be claimed again (the engine running
+            # them is refused their outcome by fencing and stops them: at least once,
+            # nothing lost). Every enqueue, start and outcome still commits durably, and its
+            # flush carries the claims before it. Capped queues' claims commit durably too
+            # (queue_lock_claims): their cap must keep counting the jobs that run.
             settings["synchronous_commit"] = "off"
         if role in ("pool", "claim"):
             # Our transactions last milliseconds. One left open by a stalled client (a job

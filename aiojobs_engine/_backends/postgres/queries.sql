@@ -218,7 +218,10 @@ ORDER BY array_position(:queues::text[], queue), priority, available_at, id;
 -- name: queue_lock_claims
 -- Serialises claims of capped queues across engines until the transaction ends. Keys come
 -- sorted, so two engines locking several queues take them in one order (no deadlock).
-SELECT pg_advisory_xact_lock(hashtextextended(k.key, 0))
+-- The claims' connection commits without waiting for the disk, but a capped claim must
+-- not be undone by a server crash while its jobs run (the cap would count them no more):
+-- this transaction commits durably.
+SELECT pg_advisory_xact_lock(hashtextextended(k.key, 0)), set_config('synchronous_commit', 'on', true)
 FROM unnest(:keys::text[]) AS k(key);
 
 -- name: job_write_many
