@@ -68,9 +68,6 @@ class EventBus:
         self._by_kind: dict[str, tuple[Listener, ...]] = {}
         self._changing = threading.Lock()  # subscribe and unsubscribe may come from any thread
 
-    def __bool__(self) -> bool:
-        return bool(self._by_kind)
-
     def wants(self, kind: str) -> bool:
         """Does any listener want events of this kind? (Callers test it before building one.)"""
         return kind in self._by_kind

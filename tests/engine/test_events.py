@@ -128,11 +128,11 @@ async def test_a_listener_gets_only_the_kinds_it_asked_for(make_engine) -> None:
 
 def test_an_event_no_listener_wants_is_not_built() -> None:
     bus = EventBus()
-    assert not bus and not bus.wants(EventKind.JOB_STARTED)
+    assert not bus.wants(EventKind.JOB_STARTED)
     unsubscribe = bus.subscribe(print, [EventKind.JOB_COMPLETED])
-    assert bus and bus.wants(EventKind.JOB_COMPLETED) and not bus.wants(EventKind.JOB_STARTED)
+    assert bus.wants(EventKind.JOB_COMPLETED) and not bus.wants(EventKind.JOB_STARTED)
     unsubscribe()
-    assert not bus and not bus.wants(EventKind.JOB_COMPLETED)
+    assert not bus.wants(EventKind.JOB_COMPLETED)
 
 
 def test_unsubscribing_removes_that_subscription_only() -> None:
