@@ -71,6 +71,11 @@ _Q: Final = load_queries(__package__ or "aiojobs_engine._backends.sqlite")
 _MIGRATIONS: Final = load_migrations(__package__ or "aiojobs_engine._backends.sqlite")
 _MIN_SQLITE: Final = (3, 35, 0)  # RETURNING
 _BUSY_TIMEOUT_MS: Final = 10_000
+# SQLite's page cache, in KiB (SQLite's default is 2,000). The engine's statements walk a
+# small partial index and update rows by id, and the operating system caches the file's
+# pages anyway: half the default measured no slower (drains of 10,000, claims with 1M rows
+# waiting) and keeps a worker's memory 0.5-1 MiB lower.
+_PAGE_CACHE_KIB: Final = 1_000
 _US: Final = 1_000_000
 
 
@@ -132,6 +137,7 @@ class SQLiteBackend:
         try:
             await conn.create_function("aiojobs_expires_at", 5, _expires_at, deterministic=True)
             await conn.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
+            await conn.execute(f"PRAGMA cache_size = -{_PAGE_CACHE_KIB}")
             if not self._memory:
                 await conn.execute("PRAGMA journal_mode = WAL")
                 # FULL: a commit that returned survives a power loss, as a job engine promises.
