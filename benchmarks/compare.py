@@ -148,6 +148,15 @@ def run_step(target: Target, scenario: str, timeout: float = 900, **options: Any
     return dict(figures)
 
 
+def settle(target: Target) -> None:
+    """After a fill: vacuum a PostgreSQL target's database (see ``_common.vacuum``), as
+    autovacuum would have between two bursts of work on a server that runs it."""
+    if target.backend != "postgresql":
+        return
+    subprocess.run([our_python(), str(PEERS / "_common.py"), "vacuum", target.db], cwd=ROOT, check=True,
+                   timeout=300, capture_output=True)
+
+
 def log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
@@ -284,6 +293,7 @@ def _measure(results: Results, steps: list[Step], settings: Settings, *, primary
             try:
                 if fill:
                     run_step(target, "fill", jobs=fill)
+                    settle(target)
                 runs[i].append(run_step(target, scenario, **options))
             except (RunError, subprocess.TimeoutExpired) as exc:
                 results.fail(target, scenario, exc)

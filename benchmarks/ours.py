@@ -233,6 +233,8 @@ async def raw_drain(args: Any) -> dict[str, Any]:
 
     url = _url(args)
     await _fill(url, args.jobs)
+    if args.backend == "postgresql":
+        await _common.vacuum(args.db)  # as compare.py does after every fill
     if args.backend == "sqlite":
         rate = await bench._raw_sqlite(_url(args).removeprefix("sqlite:///"), args.jobs)
     else:

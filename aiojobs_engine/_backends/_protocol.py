@@ -141,12 +141,13 @@ class WriteResult:
     accepted: set[int]
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(slots=True, kw_only=True)
 class JobOutcome:
     """The end of an attempt (or of a claim that never started), fenced by its token.
 
     ``state`` is where the job goes: completed, failed, canceled, or waiting/snoozed with
     ``delay`` seconds until it is available again. ``delete`` removes the row instead.
+    Not frozen, as ``JobInsert``: the engine builds one per attempt on its hot path.
     """
 
     id: int

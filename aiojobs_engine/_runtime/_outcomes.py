@@ -32,8 +32,11 @@ class RemoteError(Exception):
         self.remote_traceback = remote_traceback
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Decision:
+    """How an attempt ended (built once per attempt and never changed: not frozen, because a
+    frozen dataclass costs twice as much to build)."""
+
     kind: Kind
     result_json: str | None = None
     result: Any = None
@@ -113,31 +116,30 @@ def backoff_for(record: JobRecord, definition: JobDefinition | None) -> BackoffP
 
 def outcome_for(record: JobRecord, decision: Decision, engine_id: str, *, started: bool) -> JobOutcome:
     """The fenced row change that records ``decision``."""
-    base: dict[str, Any] = {
-        "id": record.id,
-        "token": record.claim_token or "",
-        "from_state": JobState.RUNNING if started else JobState.CLAIMED,
-    }
+    job_id, token = record.id, record.claim_token or ""
+    was = JobState.RUNNING if started else JobState.CLAIMED
     kind = decision.kind
-    if kind == "completed":
-        return JobOutcome(**base, state=JobState.COMPLETED, result_json=decision.result_json)
+    if kind == "completed":  # the common case first
+        return JobOutcome(id=job_id, token=token, from_state=was, state=JobState.COMPLETED,
+                          result_json=decision.result_json)
     if kind == "failure":
         assert decision.error is not None
         error = error_json(decision.error, record, engine_id)
         if decision.final:
-            return JobOutcome(**base, state=JobState.FAILED, error_json=error)
-        return JobOutcome(**base, state=JobState.WAITING, error_json=error, delay=decision.delay)
+            return JobOutcome(id=job_id, token=token, from_state=was, state=JobState.FAILED, error_json=error)
+        return JobOutcome(id=job_id, token=token, from_state=was, state=JobState.WAITING, error_json=error,
+                          delay=decision.delay)
     if kind == "snoozed":
-        return JobOutcome(**base, state=JobState.SNOOZED, delay=clamp_delay(decision.delay),
-                          give_back_attempt=started)
+        return JobOutcome(id=job_id, token=token, from_state=was, state=JobState.SNOOZED,
+                          delay=clamp_delay(decision.delay), give_back_attempt=started)
     if kind == "canceled":
-        return JobOutcome(**base, state=JobState.CANCELED, error_json=_entry_json(
+        return JobOutcome(id=job_id, token=token, from_state=was, state=JobState.CANCELED, error_json=_entry_json(
             "Canceled", decision.reason or "canceled", None, record, engine_id))
     if kind == "deleted":
-        return JobOutcome(**base, state=JobState.COMPLETED, delete=True)
+        return JobOutcome(id=job_id, token=token, from_state=was, state=JobState.COMPLETED, delete=True)
     # deferred (never started) or handed back (its attempt is given back)
-    return JobOutcome(**base, state=JobState.WAITING, delay=clamp_delay(decision.delay or 0.0),
-                      give_back_attempt=started)
+    return JobOutcome(id=job_id, token=token, from_state=was, state=JobState.WAITING,
+                      delay=clamp_delay(decision.delay or 0.0), give_back_attempt=started)
 
 
 def error_json(exc: BaseException, record: JobRecord, engine_id: str) -> str:

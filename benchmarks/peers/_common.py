@@ -69,6 +69,23 @@ async def drop_database(name: str) -> None:
         await conn.close()
 
 
+async def vacuum(name: str) -> None:
+    """``VACUUM ANALYZE`` a benchmark database: what autovacuum would have done by now.
+
+    The server this was measured on runs with autovacuum off, so without this each fill and
+    drain left its dead rows (and their index entries, which every claim walks past) to the
+    next run of the same engine: figures depended on how many runs came before, and on how
+    many indexes an engine keeps.
+    """
+    import asyncpg
+
+    conn = await asyncpg.connect(database_url(name), timeout=5)
+    try:
+        await conn.execute("VACUUM ANALYZE")
+    finally:
+        await conn.close()
+
+
 async def server_version(name: str) -> str:
     import asyncpg
 
@@ -160,3 +177,9 @@ async def pickup_latency(enqueue: Callable[[int], Awaitable[object]], samples: i
         if i >= warmup:
             latencies.append(STARTED[i] - started)
     return summary(latencies)
+
+
+if __name__ == "__main__":  # compare.py: python _common.py vacuum <database>
+    if sys.argv[1:2] != ["vacuum"] or len(sys.argv) != 3:
+        sys.exit("usage: _common.py vacuum DATABASE")
+    asyncio.run(vacuum(sys.argv[2]))

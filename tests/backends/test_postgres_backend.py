@@ -746,6 +746,35 @@ async def test_claim_uses_the_claim_index(backend: PostgresBackend, admin: async
     assert [(r.priority, r.id) for r in q1] == sorted((r.priority, r.id) for r in q1)
 
 
+async def test_expiry_is_inlined_into_the_outcome_write(backend: PostgresBackend, admin: asyncpg.Connection) -> None:
+    """Migration 0004: the expiry function is an expression the planner inlines (no function
+    call per row), and it still answers as 0002's did: kept (NULL) for a state without
+    retention or a NULL or negative keep, else now + keep seconds."""
+    query = queries_for(backend.schema)["job_write_many"]
+    args = query.args({
+        "start_ids": [], "start_tokens": [], "ids": [1], "tokens": ["t"], "from_states": ["running"],
+        "states": ["completed"], "results": ["null"], "errors": [None], "delays": [None], "give_backs": [0],
+        "deletes": [False], "now": None, "keep_completed": 60.0, "keep_failed": -1.0, "keep_canceled": 0.0,
+    })
+    plan = "\n".join(row[0] for row in await admin.fetch(f"EXPLAIN VERBOSE {query.sql}", *args))
+    assert "aiojobs_expires_at" not in plan
+    function = f'"{backend.schema}".aiojobs_expires_at'
+    cases = [
+        (("completed", 10.0, None, None), T0 + timedelta(seconds=10)),
+        (("completed", 0.0, None, None), T0),
+        (("completed", -1.0, 5.0, 5.0), None),
+        (("completed", None, 5.0, 5.0), None),
+        (("failed", 1.0, 3.5, 1.0), T0 + timedelta(seconds=3.5)),
+        (("failed", 1.0, None, 1.0), None),
+        (("canceled", 1.0, 1.0, 7200.0), T0 + timedelta(hours=2)),
+        (("canceled", 1.0, 1.0, -0.5), None),
+        (("waiting", 1.0, 1.0, 1.0), None),
+    ]
+    for (state, completed, failed, canceled), expected in cases:
+        got = await admin.fetchval(f"SELECT {function}($1, $2, $3, $4, $5)", T0, state, completed, failed, canceled)
+        assert got == expected, (state, completed, failed, canceled)
+
+
 async def test_database_clock_is_used_when_no_time_is_given(backend: PostgresBackend) -> None:
     (job,) = await backend.job_insert_many([insert(delay=3600)])
     db_now = job.inserted_at

@@ -165,7 +165,7 @@ LIMIT :limit::integer;
 -- evaluated once, so the planner never weighs a join); rows come back in demand order, then
 -- job order.
 WITH picked AS MATERIALIZED (
-    SELECT p.id, p.rn <= d.start AS may_start
+    SELECT p.id, p.rn <= d.start AND p.name = ANY(:start_now::text[]) AS starts
     FROM (
         SELECT d.queue, d.start,
                CASE WHEN d.global_limit IS NULL THEN d.lim
@@ -177,9 +177,9 @@ WITH picked AS MATERIALIZED (
              AS d(queue, lim, global_limit, start)
     ) AS d
     CROSS JOIN LATERAL (
-        SELECT c.id, row_number() OVER (ORDER BY c.priority, c.available_at, c.id) AS rn
+        SELECT c.id, c.name, row_number() OVER (ORDER BY c.priority, c.available_at, c.id) AS rn
         FROM (
-            SELECT j.id, j.priority, j.available_at FROM __schema__.aiojobs_jobs AS j
+            SELECT j.id, j.name, j.priority, j.available_at FROM __schema__.aiojobs_jobs AS j
             WHERE j.queue = d.queue
               AND j.state IN ('waiting', 'snoozed')
               AND j.available_at <= coalesce(:now::timestamptz, now())
@@ -190,13 +190,17 @@ WITH picked AS MATERIALIZED (
     ) AS p
 ),
 starting AS MATERIALIZED (
-    SELECT coalesce(array_agg(id) FILTER (WHERE may_start), '{}') AS ids FROM picked
+    -- "every": the common claim, where every pick starts, asks nothing per row (a search of
+    -- the ids array for each of three columns of each row cost 4 % of a claim of 100).
+    SELECT coalesce(bool_and(starts), false) AS every,
+           coalesce(array_agg(id) FILTER (WHERE starts), '{}') AS ids
+    FROM picked
 ),
 claimed AS (
     UPDATE __schema__.aiojobs_jobs AS j
-    SET state = CASE WHEN j.id = ANY(s.ids) AND j.name = ANY(:start_now::text[]) THEN 'running' ELSE 'claimed' END,
-        attempt = j.attempt + CASE WHEN j.id = ANY(s.ids) AND j.name = ANY(:start_now::text[]) THEN 1 ELSE 0 END,
-        attempted_at = CASE WHEN j.id = ANY(s.ids) AND j.name = ANY(:start_now::text[])
+    SET state = CASE WHEN s.every OR j.id = ANY(s.ids) THEN 'running' ELSE 'claimed' END,
+        attempt = j.attempt + CASE WHEN s.every OR j.id = ANY(s.ids) THEN 1 ELSE 0 END,
+        attempted_at = CASE WHEN s.every OR j.id = ANY(s.ids)
                             THEN coalesce(:now::timestamptz, now()) ELSE j.attempted_at END,
         claimed_by = :engine_id::text,
         claimed_at = coalesce(:now::timestamptz, now()),
