@@ -18,7 +18,8 @@ Scenarios (--only takes these names):
   drain    2. N queued no-op async jobs drained by one engine process, concurrency 10 and 100
            5. the peak RSS of that process (comes with drain)
   latency  3. pickup latency of an idle engine: enqueue one job, time until its body starts
-  claim    4. claim cost with 10k waiting, 1M waiting, and 10k waiting + 1M finished rows (ours)
+  claim    4. claim cost with 10k waiting, 1M waiting, 10k waiting + 1M finished rows, and 10k
+              waiting after 1M ran through the table with no vacuum since (ours)
   cpu      6. CPU-bound jobs through our supervised process pool vs a plain ProcessPoolExecutor
   raw      7. the raw SQL ceilings: INSERT loop, bulk INSERT, claim-and-complete, NOTIFY floor
 
@@ -458,7 +459,8 @@ def measure_table(results: Results, key: str, settings: Settings) -> str:
 
 def claim_table(results: Results, settings: Settings) -> str:
     labels = {"small": f"{min(10_000, settings.rows):,} waiting", "waiting": f"{settings.rows:,} waiting",
-              "finished": f"{min(10_000, settings.rows):,} waiting + {settings.rows:,} finished"}
+              "finished": f"{min(10_000, settings.rows):,} waiting + {settings.rows:,} finished",
+              "churned": f"{min(10_000, settings.rows):,} waiting after {settings.rows:,} ran, unvacuumed"}
     lines = []
     for backend in BACKEND_ORDER:
         small = results.get("claim-small", OURS, backend)
@@ -467,13 +469,13 @@ def claim_table(results: Results, settings: Settings) -> str:
         for state, label in labels.items():
             value = results.get(f"claim-{state}", OURS, backend)
             if value is not None:
-                lines.append(f"  {OURS:<16} {backend:<11} {label:<34} {value:>8.2f} ms {value / small:>9.2f}")
+                lines.append(f"  {OURS:<16} {backend:<11} {label:<46} {value:>8.2f} ms {value / small:>9.2f}")
     if not lines:
         return ""
     return "\n".join([
         f"4. Claim cost as the table grows: one claim of 10 + start + completion, median of {settings.rounds} (ms, "
         "flat is good)",
-        f"  {'engine':<16} {'backend':<11} {'table':<34} {'claim+done':>11} {'vs small':>9}", *lines])
+        f"  {'engine':<16} {'backend':<11} {'table':<46} {'claim+done':>11} {'vs small':>9}", *lines])
 
 
 def cpu_table(results: Results) -> str:

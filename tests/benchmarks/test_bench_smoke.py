@@ -24,5 +24,5 @@ def test_claim_cost_benchmark_runs(postgres_database: str | None) -> None:
     claim_cost.ROUNDS = 5
     results = asyncio.run(claim_cost.run(2000, backends))
     assert set(results) == set(backends)
-    assert all(set(f) == {"small", "waiting", "finished"} for f in results.values())
-    assert "finished" in claim_cost.report(results, 2000)
+    assert all(set(f) == {"small", "waiting", "finished", "churned"} for f in results.values())
+    assert "finished" in claim_cost.report(results, 2000) and "unvacuumed" in claim_cost.report(results, 2000)

@@ -28,7 +28,7 @@ def test_quick_comparison_of_our_engine_on_sqlite(tmp_path: Path, capsys: pytest
     assert code == 0, data["errors"]
     measured = {(r["scenario"], r["engine"]) for r in data["records"]}
     for key in ("enqueue-single", "enqueue-bulk", "drain-c10", "drain-c100", "pickup-p50", "pickup-p95",
-                "rss-c10", "rss-c100", "claim-small", "claim-waiting", "claim-finished", "cpu"):
+                "rss-c10", "rss-c100", "claim-small", "claim-waiting", "claim-finished", "claim-churned", "cpu"):
         assert (key, compare.OURS) in measured, key
     assert ("drain-c10", compare.RAW) in measured
     assert ("cpu", compare.BASELINE) in measured
