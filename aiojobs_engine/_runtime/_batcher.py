@@ -30,19 +30,27 @@ _Pending = list[tuple[T, "asyncio.Future[R]"]]
 
 
 class Batcher(Generic[T, R]):
-    def __init__(self, name: str, flush: FlushFn[T, R], *, max_size: int = 500, max_backoff: float = 5.0) -> None:
+    def __init__(self, name: str, flush: FlushFn[T, R], *, max_size: int = 500, max_backoff: float = 5.0,
+                 on_written: Callable[[], None] | None = None) -> None:
         self._name = name
         self._flush = flush
+        self._on_written = on_written  # called after each batch's write ends (whatever its result)
         self._max_size = max_size
         self._max_backoff = max_backoff
         self._pending: list[tuple[T, asyncio.Future[R]]] = []
         self._task: asyncio.Task[None] | None = None
+        self._writing = False  # a batch is being written
         self._give_up_at: float | None = None  # set by close(): retry until then
         self._closed = False
 
     @property
     def pending(self) -> int:
         return len(self._pending)
+
+    @property
+    def backlog(self) -> int:
+        """Items waiting behind a write in flight (0 while none is: they go next)."""
+        return len(self._pending) if self._writing else 0
 
     async def submit(self, item: T) -> R:
         """Queue ``item`` and wait for its result. The write happens even if the caller is
@@ -64,11 +72,16 @@ class Batcher(Generic[T, R]):
         while self._pending:
             batch = self._pending[: self._max_size]
             del self._pending[: len(batch)]
+            self._writing = True
             try:
                 await self._write(batch)
             except asyncio.CancelledError:
                 _fail(batch, BackendError(f"{self._name}: gave up writing at shutdown"))
                 raise
+            finally:
+                self._writing = False
+            if self._on_written is not None:
+                self._on_written()
 
     async def _write(self, batch: _Pending[T, R]) -> None:
         """Write ``batch`` until it goes through; settle every future in it."""

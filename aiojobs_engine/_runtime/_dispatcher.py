@@ -4,7 +4,10 @@ It claims only as many jobs as there are free slots (so a claimed job starts at 
 queue and in queue-priority order, in one backend call per round. A round happens when
 something wakes it — a local enqueue, a notification from the database, a freed slot of a
 queue that may hold more — or when the poll interval runs out, which is what guarantees
-progress when every wake-up is lost.
+progress when every wake-up is lost. It claims nothing while a round of outcomes (as many as
+the engine's slots, at most a claim batch) waits behind the write in flight: slots free as
+bodies end, before their outcomes are stored, so a slow writer would otherwise let finished
+jobs pile up; the write's end wakes it.
 
 In drain mode (``workoff``) it stops once a round claims nothing and nothing is running.
 """
@@ -96,7 +99,16 @@ class Dispatcher:
             await self._sleep(max(0.0, next_poll - loop.time()) if not self._drain else poll)
 
     async def _claim(self, *, include_idle: bool) -> int:
-        demands = self._queues.demands(self._s.settings.claim_batch_size, include_idle=include_idle)
+        batch_size = self._s.settings.claim_batch_size
+        if self._executor.write_backlog >= min(batch_size, max(1, self._queues.slots)):
+            # A round of outcomes (as many as this engine's slots, at most a claim batch)
+            # already waits behind the write in flight: the writer is behind (a slow
+            # database, or the first writes of a burst, which prepare statements). Claiming
+            # more would only pile finished jobs up in memory, hundreds to thousands of them
+            # (measured), and hand the database more than it keeps up with. The end of the
+            # write in flight wakes this loop.
+            return 0
+        demands = self._queues.demands(batch_size, include_idle=include_idle)
         if not demands:
             return 0
         self.rounds += 1

@@ -130,7 +130,10 @@ class Executor:
         # Starts and outcomes share one batched write (one statement on PostgreSQL): the
         # outcome of a job that ends and the start of the parked claim taking its slot go
         # to the database together.
-        self._writer: Batcher[JobStart | JobOutcome, StartedJob | bool | None] = Batcher("writer", self._flush)
+        # The end of each write wakes the dispatcher, which holds its claims back while a
+        # backlog of writes waits (see ``write_backlog``).
+        self._writer: Batcher[JobStart | JobOutcome, StartedJob | bool | None] = Batcher(
+            "writer", self._flush, on_written=lambda: on_slot_free(True))
 
     # -- what the dispatcher and the engine see ------------------------------------------
 
@@ -138,6 +141,11 @@ class Executor:
     def in_flight(self) -> int:
         """Claims whose outcome is not stored yet."""
         return len(self._runs)
+
+    @property
+    def write_backlog(self) -> int:
+        """Starts and outcomes waiting behind the write in flight."""
+        return self._writer.backlog
 
     def running_ids(self) -> list[int]:
         return [run.record.id for run in self._runs.values()]

@@ -77,6 +77,11 @@ class QueueManager:
         return self._configured is None
 
     @property
+    def slots(self) -> int:
+        """How many jobs this engine may run at once, over the queues it works and are not paused."""
+        return sum(q.concurrency for q in self._queues.values() if not q.paused)
+
+    @property
     def names(self) -> list[str] | None:
         return None if self._configured is None else list(self._configured)
 

@@ -368,3 +368,37 @@ async def test_an_exception_whose_str_raises_is_recorded_as_itself(make_engine, 
         assert error["message"] == "<_Unprintable whose message could not be read>"
         assert "raise _Unprintable()" in error["traceback"]
     assert after == ([record.id] * 3 if hooked else [])
+
+
+async def test_claims_wait_for_a_slow_writer(make_engine, monkeypatch) -> None:
+    """Fault injection: outcome writes take 50 ms each. The dispatcher claims no more while a
+    claim batch of outcomes waits for the write after the one in flight, so finished jobs do
+    not pile up in memory (slots free as bodies end, so without it all 150 jobs would be
+    claimed and finished long before their outcomes are written); every job completes."""
+    from aiojobs_engine import QueueConfig
+
+    engine = make_engine(claim_batch_size=10, queues={"default": QueueConfig(concurrency=50)})
+
+    @engine.job()
+    async def job(n: int) -> int:
+        return n
+
+    async with engine:
+        await engine.enqueue_many([job.new(n) for n in range(150)])
+        backend = engine._backend
+        original = backend.job_write_many
+        unwritten: list[int] = []  # at each write: its outcomes, and those queued behind it
+
+        async def slow(starts, outcomes, **kwargs):
+            assert engine._runtime is not None
+            unwritten.append(len(outcomes) + engine._runtime.executor.write_backlog)
+            await asyncio.sleep(0.05)
+            return await original(starts, outcomes, **kwargs)
+
+        monkeypatch.setattr(backend, "job_write_many", slow)
+        assert await engine.workoff() == 150
+        counts = await engine.backend.job_count()
+    assert counts == {("default", JobState.COMPLETED): 150}
+    # Claims stop once 10 wait behind the write in flight; the claim that crossed the line
+    # adds at most 10 more: at most 19 behind, and a write takes at most what waited.
+    assert max(unwritten) <= 40, unwritten

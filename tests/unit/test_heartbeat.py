@@ -1,16 +1,20 @@
-"""The heartbeat thread's failure log says what failed, even for an error without a message."""
+"""The heartbeat thread: its failure log says what failed, even for an error without a
+message; what it builds, and when."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
+from aiojobs_engine._backends._protocol import Heartbeat
 from aiojobs_engine._clock import SystemClock
 from aiojobs_engine._runtime._heartbeat import HeartbeatThread
+from aiojobs_engine._runtime._loop_monitor import LoopMonitor
 
 
 class _FailingBackend:
@@ -52,3 +56,68 @@ def test_a_failed_beat_logs_the_error_type_when_the_message_is_empty(
     beat, opening = (r.getMessage() for r in caplog.records)
     assert beat.startswith(f"heartbeat failed ({shown}); silent for ")
     assert opening == f"heartbeat could not open a connection: {shown}"
+
+
+class _BeatingBackend:
+    """Beats fine; notes the loop it was opened on."""
+
+    def __init__(self) -> None:
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.closed = False
+
+    async def open(self) -> None:
+        self.loop = asyncio.get_running_loop()
+
+    async def engine_heartbeat(self, registration: object, *, now: object) -> Heartbeat:
+        return Heartbeat.BEAT
+
+    async def close(self) -> None:
+        self.closed = True
+
+
+def _beating(interval: float, opened: list[_BeatingBackend]) -> HeartbeatThread:
+    def open_backend() -> _BeatingBackend:
+        opened.append(_BeatingBackend())
+        return opened[-1]
+
+    services: Any = SimpleNamespace(
+        engine_id="e1", registration=SimpleNamespace(id="e1"), clock=SystemClock(),
+        settings=SimpleNamespace(heartbeat_interval=interval, stale_after=60.0, blocked_loop_limit=60.0,
+                                 loop_lag_warning=30.0),
+    )
+    return HeartbeatThread(services, open_backend, LoopMonitor(),  # type: ignore[arg-type]
+                           on_lost=lambda: None, on_revived=lambda: None)
+
+
+def _until(condition: Any, timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.005)
+
+
+def test_an_engine_stopped_before_its_first_beat_builds_no_backend() -> None:
+    opened: list[_BeatingBackend] = []
+    thread = _beating(interval=30.0, opened=opened)
+    thread.start()
+    time.sleep(0.05)  # the thread waits for its first beat, one interval away
+    thread.stop()
+    assert not thread._thread.is_alive()
+    assert opened == []
+
+
+def test_the_heartbeat_runs_on_asyncio_own_loop_whatever_the_policy() -> None:
+    uvloop = pytest.importorskip("uvloop")
+    policy = asyncio.get_event_loop_policy()
+    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+    opened: list[_BeatingBackend] = []
+    thread = _beating(interval=0.01, opened=opened)
+    try:
+        thread.start()
+        _until(lambda: thread.beats >= 1)
+    finally:
+        asyncio.set_event_loop_policy(policy)
+        thread.stop()
+    (backend,) = opened
+    assert isinstance(backend.loop, asyncio.SelectorEventLoop)
+    assert backend.closed

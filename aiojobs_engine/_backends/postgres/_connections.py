@@ -26,15 +26,22 @@ skips asyncpg's acquire and release, which cost 40-60 us of a 300 us enqueue. An
 that finds the lane busy takes a pooled connection as any other statement does. Holding
 a connection of the pool, not one of its own, keeps a process that only enqueues at one
 connection.
+
+Connections to a loopback address skip TLS unless the URL or the environment mentions it
+(see ``_tls``): asking for TLS costs memory and a round trip even when the server declines.
+If the server refuses the plain connection, it is asked again the way asyncpg does by default
+(``sslmode=prefer``), and every later connection goes that way too.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Mapping
+import os
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
-from typing import Any, Final
+from functools import partial
+from typing import Any, Final, TypeVar
 from urllib.parse import parse_qs, urlsplit
 
 import asyncpg  # type: ignore[import-untyped]
@@ -42,6 +49,9 @@ import asyncpg  # type: ignore[import-untyped]
 from ..._errors import BackendError, BackendUnavailableError, ConfigurationError
 from .._shared import UniqueViolation
 from ._sql import Query
+from ._tls import plain_on_loopback
+
+_T = TypeVar("_T")
 
 MIN_SERVER_VERSION: Final = 13  # gen_random_uuid() without pgcrypto
 CONNECT_TIMEOUT: Final = 10.0
@@ -62,6 +72,9 @@ _UNAVAILABLE: Final = (
 DRIVER_ERRORS: Final = (
     asyncpg.PostgresError, asyncpg.InterfaceError, asyncpg.InternalClientError, OSError, TimeoutError,
 )
+# A plain-text connect that failed like this may have been refused for want of TLS: the
+# server answered (an error, or hung up). Not a timeout: no answer, TLS would not get one.
+_REFUSED_IN_PLAIN: Final = (asyncpg.PostgresError, ConnectionError)
 
 
 def translate(exc: BaseException, what: str) -> BackendError:
@@ -111,6 +124,7 @@ class Connections:
         self._claims_lock = asyncio.Lock()
         self._lane: Any = None  # a pooled connection kept acquired for enqueues
         self._lane_lock = asyncio.Lock()
+        self._plain = plain_on_loopback(dsn, os.environ)  # skip TLS (see the module's docstring)
 
     def server_settings(self, role: str) -> dict[str, str]:
         """Session settings for our connections, unless the URL sets them itself."""
@@ -144,10 +158,11 @@ class Connections:
             if self._pool is not None:
                 return
             try:
-                pool = await asyncpg.create_pool(
-                    self._dsn, min_size=self._min_size, max_size=self._max_size, timeout=CONNECT_TIMEOUT,
-                    server_settings=self.server_settings("pool"), reset=_keep_session,
-                )
+                # Every connection the pool makes later goes the way its first ones did.
+                pool = await self._reach(partial(
+                    asyncpg.create_pool, self._dsn, min_size=self._min_size, max_size=self._max_size,
+                    timeout=CONNECT_TIMEOUT, server_settings=self.server_settings("pool"), reset=_keep_session,
+                ))
             except (asyncpg.ClientConfigurationError, ValueError) as exc:
                 raise ConfigurationError(f"invalid PostgreSQL connection settings: {exc}") from exc
             except DRIVER_ERRORS as exc:
@@ -196,9 +211,23 @@ class Connections:
     async def connect(self, role: str) -> Any:
         """A connection of its own, outside the pool (for LISTEN)."""
         try:
-            return await asyncpg.connect(self._dsn, timeout=CONNECT_TIMEOUT, server_settings=self.server_settings(role))
+            return await self._reach(partial(
+                asyncpg.connect, self._dsn, timeout=CONNECT_TIMEOUT, server_settings=self.server_settings(role),
+            ))
         except DRIVER_ERRORS as exc:
             raise translate(exc, role) from exc
+
+    async def _reach(self, connect: Callable[..., Awaitable[_T]]) -> _T:
+        """``connect()`` (asyncpg's pool or connection), in plain text first on loopback."""
+        if not self._plain:
+            return await connect()
+        try:
+            return await connect(ssl=False)
+        except _REFUSED_IN_PLAIN:
+            pass  # perhaps a hostssl-only server: ask as asyncpg does by default (its error, if any)
+        connected = await connect()
+        self._plain = False  # plain text refused, the default taken: every later connect asks so
+        return connected
 
     async def fetch(self, name: str, params: Mapping[str, object], connection: Any = None) -> list[Any]:
         """One statement, in autocommit mode on a pooled connection (or on ``connection``)."""
