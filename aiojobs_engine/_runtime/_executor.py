@@ -394,6 +394,9 @@ class Executor:
                 run.deadline.cancel()
             assert run.body is not None and run.began is not None
             decision = settle_failure(self._ended(run, run.body, run.began), run.record, run.definition)
+            # Decided: nothing stops this body any more. Let its task and context go now
+            # rather than when the outcome is written (a write behind can hold hundreds).
+            run.body = run.deadline = None
             outcome = outcome_for(run.record, decision, self._s.engine_id, started=run.started)
             self._release_slot_early(run)
             written = self._submit_outcome(outcome)
