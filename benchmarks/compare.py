@@ -154,8 +154,10 @@ def settle(target: Target) -> None:
     autovacuum would have between two bursts of work on a server that runs it."""
     if target.backend != "postgresql":
         return
-    subprocess.run([our_python(), str(PEERS / "_common.py"), "vacuum", target.db], cwd=ROOT, check=True,
-                   timeout=300, capture_output=True)
+    proc = subprocess.run([our_python(), str(PEERS / "_common.py"), "vacuum", target.db], cwd=ROOT, check=False,
+                          timeout=300, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise RunError(f"{target.label} vacuum exited {proc.returncode}: {proc.stderr.strip()[-500:]}")
 
 
 def log(message: str) -> None:

@@ -42,6 +42,7 @@ class Dispatcher:
         self._reconcile = False
         self._start_now_names: list[str] = []
         self._start_now_for = -1
+        self._poll_owed = False  # a poll round was held back by the writer's backlog
         self.rounds = 0
         settings = services.settings
         # Claim only while this engine's heartbeat is fresh enough that no other engine can
@@ -70,7 +71,7 @@ class Dispatcher:
         next_poll = loop.time()
         failures = 0
         while not self._stopping:
-            polling = self._drain or loop.time() >= next_poll
+            polling = self._drain or self._poll_owed or loop.time() >= next_poll
             self._wake.clear()
             # Draining ends after a round that started with nothing running and claimed
             # nothing: a job finishing during the claim may have freed a slot or come due again.
@@ -106,8 +107,13 @@ class Dispatcher:
             # database, or the first writes of a burst, which prepare statements). Claiming
             # more would only pile finished jobs up in memory, hundreds to thousands of them
             # (measured), and hand the database more than it keeps up with. The end of the
-            # write in flight wakes this loop.
+            # write in flight wakes this loop. A poll held back is owed: the next claim asks
+            # every queue (else a queue only a poll asks, say one whose delayed job came due,
+            # would wait for a poll that falls where no write is behind).
+            self._poll_owed = self._poll_owed or include_idle
             return 0
+        if include_idle:
+            self._poll_owed = False
         demands = self._queues.demands(batch_size, include_idle=include_idle)
         if not demands:
             return 0

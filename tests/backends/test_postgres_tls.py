@@ -1,13 +1,13 @@
-"""TLS on loopback: our connections skip it unless asked, and fall back if plain text is refused.
+"""TLS when nothing asks for it: we ask the server first, and skip TLS only where it declines.
 
 How a connection begins is seen by a relay on 127.0.0.1 in front of the test server: a
 client that asks for TLS sends an SSLRequest before anything else, one that does not sends
-its startup message. The relay declines TLS itself (as a server with TLS off does), so what
-the test sees does not depend on the server's TLS settings. A server that refuses plain
-text (a ``hostssl``-only rule in ``pg_hba.conf``, which is not ours to set on the test
-server) is played by the relay too: it answers a startup message that did not ask for TLS
-first as such a server does (FATAL 28000). Which URLs may skip TLS is a pure function,
-tested alone.
+its startup message, and our question alone is an SSLRequest followed by nothing. The relay
+answers the SSLRequest itself (declining, or offering TLS it cannot speak), so what the tests
+see does not depend on the server's TLS settings. A server that declines TLS but refuses
+plain text all the same is played by the relay too: it answers a startup message that did
+not ask for TLS first with the refusal such a server sends (FATAL 28000). Which URLs we may
+decide for is a pure function, tested alone.
 """
 
 from __future__ import annotations
@@ -22,60 +22,60 @@ import pytest
 
 from aiojobs_engine._backends._protocol import JobClaim, QueueDemand
 from aiojobs_engine._backends.postgres import PostgresBackend
-from aiojobs_engine._backends.postgres._tls import plain_on_loopback
+from aiojobs_engine._backends.postgres._tls import SSL_REQUEST, UNIX_SOCKET, declines_tls, tls_target
 from aiojobs_engine._errors import BackendUnavailableError
 from aiojobs_engine._url import parse_url
 from aiojobs_engine.conformance import T0, insert
 
-_SSL_REQUEST = struct.pack("!ii", 8, 80877103)
+# -- where we may ask ------------------------------------------------------------------------
 
 
-# -- which URLs skip TLS ------------------------------------------------------------------
-
-
-@pytest.mark.parametrize("dsn", [
-    "postgresql://u@127.0.0.1:5432/db",
-    "postgresql://u:pw@127.9.9.9/db",
-    "postgresql://u@[::1]:5432/db",
-    "postgresql://u@localhost/db",
-    "postgresql://u@LOCALHOST:5433/db",
-    "postgresql://u@%2Fvar%2Frun%2Fpostgresql/db",  # a Unix socket
-    "postgresql://u@127.0.0.1:5432,localhost:5433/db",
-    "postgresql:///db?host=127.0.0.1",
-    "postgresql:///db",  # asyncpg's default: local sockets, then localhost
-    "postgresql://u@127.0.0.1/db?application_name=x&connect_timeout=3",
+@pytest.mark.parametrize(("dsn", "target"), [
+    ("postgresql://u@127.0.0.1:5432/db", ("127.0.0.1", 5432)),
+    ("postgresql://u:pw@db.example.com/db", ("db.example.com", 5432)),
+    ("postgresql://u@[::1]:5433/db", ("::1", 5433)),
+    ("postgresql://u@localhost/db?application_name=x&connect_timeout=3", ("localhost", 5432)),
+    ("postgresql:///db?host=127.0.0.1&port=5439", ("127.0.0.1", 5439)),
+    ("postgresql://u@%2Fvar%2Frun%2Fpostgresql/db", UNIX_SOCKET),
+    ("postgresql:///db?host=/var/run/postgresql", UNIX_SOCKET),
 ])
-def test_loopback_urls_that_say_nothing_of_tls_skip_it(dsn: str) -> None:
-    assert plain_on_loopback(dsn, {})
+def test_a_url_that_says_nothing_of_tls_names_where_to_ask(dsn: str, target: object) -> None:
+    assert tls_target(dsn, {}) == target
 
 
 @pytest.mark.parametrize("dsn", [
-    "postgresql://u@db.example.com/db",
-    "postgresql://u@10.0.0.5/db",
-    "postgresql://u@127.0.0.1,10.0.0.5/db",  # every host must be loopback
-    "postgresql:///db?host=db.example.com",
+    "postgresql://u@127.0.0.1:5432,localhost:5433/db",  # several hosts: asyncpg chooses
+    "postgresql:///db",  # asyncpg's default: local sockets, then localhost
     "postgresql://u@127.0.0.1/db?sslmode=prefer",
     "postgresql://u@127.0.0.1/db?sslmode=disable",
     "postgresql://u@127.0.0.1/db?sslrootcert=/etc/ca.pem",
     "postgresql://u@127.0.0.1/db?sslnegotiation=direct",
     "postgresql://u@127.0.0.1/db?service=jobs",
 ])
-def test_other_hosts_and_any_word_about_tls_keep_asyncpgs_default(dsn: str) -> None:
-    assert not plain_on_loopback(dsn, {})
+def test_several_hosts_and_any_word_about_tls_keep_asyncpgs_default(dsn: str) -> None:
+    assert tls_target(dsn, {}) is None
 
 
-@pytest.mark.parametrize(("environ", "plain"), [
-    ({"PGSSLMODE": "prefer"}, False),
-    ({"PGSSLNEGOTIATION": "direct"}, False),
-    ({"PGSSLROOTCERT": "/etc/ca.pem"}, False),
-    ({"PGSERVICE": "jobs"}, False),
-    ({"PGHOST": "db.example.com"}, False),
-    ({"PGHOST": "127.0.0.1"}, True),
-    ({"PGPORT": "5433", "PGUSER": "app"}, True),
+@pytest.mark.parametrize(("environ", "target"), [
+    ({"PGSSLMODE": "prefer"}, None),
+    ({"PGSSLNEGOTIATION": "direct"}, None),
+    ({"PGSSLROOTCERT": "/etc/ca.pem"}, None),
+    ({"PGSERVICE": "jobs"}, None),
+    ({"PGHOST": "db.example.com"}, ("db.example.com", 5432)),
+    ({"PGHOST": "127.0.0.1", "PGPORT": "5433"}, ("127.0.0.1", 5433)),
+    ({"PGHOST": "/tmp"}, UNIX_SOCKET),
+    ({"PGUSER": "app"}, None),
 ])
-def test_the_environment_counts_as_asyncpg_reads_it(environ: dict[str, str], plain: bool) -> None:
-    assert plain_on_loopback("postgresql:///db", environ) is plain
-    assert not plain_on_loopback("postgresql://u@db.example.com/db", environ)
+def test_the_environment_counts_as_asyncpg_reads_it(environ: dict[str, str], target: object) -> None:
+    assert tls_target("postgresql:///db", environ) == target
+
+
+async def test_asking_a_port_where_nothing_listens_leaves_tls_to_asyncpg() -> None:
+    server = await asyncio.start_server(lambda r, w: None, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    server.close()
+    await server.wait_closed()
+    assert not await declines_tls("127.0.0.1", port, 2.0)
 
 
 # -- what our connections send --------------------------------------------------------------
@@ -84,10 +84,13 @@ def test_the_environment_counts_as_asyncpg_reads_it(environ: dict[str, str], pla
 class Relay:
     """A TCP relay on 127.0.0.1 in front of the test server; notes how each connection began."""
 
-    def __init__(self, upstream: tuple[str, int], *, refuse_plain: bool = False) -> None:
+    def __init__(self, upstream: tuple[str, int], *, refuse_plain: bool = False, offer_tls: bool = False) -> None:
         self.upstream = upstream
         self.refuse_plain = refuse_plain
-        self.began: list[str] = []  # per connection: "tls" (asked for it first) or "plain"
+        self.offer_tls = offer_tls  # answer "S" (then hang up: the relay speaks no TLS)
+        # Per connection: "probe" (an SSLRequest, then nothing), "tls" (asked for it first,
+        # then went on) or "plain" (a startup message first).
+        self.began: list[str] = []
         self.port = 0
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -98,6 +101,8 @@ class Relay:
 
     async def __aexit__(self, *exc: object) -> None:
         self._server.close()
+        if self._tasks:  # connections the clients closed end by themselves: let them note it
+            await asyncio.wait(self._tasks, timeout=2.0)
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -110,15 +115,27 @@ class Relay:
     async def _relay(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             head = await reader.readexactly(8)
-            began = "tls" if head == _SSL_REQUEST else "plain"
-            self.began.append(began)
-            if began == "tls":
-                writer.write(b"N")  # declined: the client goes on in plain text, or gives up
-                head = await reader.readexactly(8)
+            if head == SSL_REQUEST:
+                writer.write(b"S" if self.offer_tls else b"N")
+                try:
+                    await writer.drain()
+                    head = await reader.read(8)
+                except ConnectionError:  # hung up at once (reset rather than closed)
+                    head = b""
+                if not head:
+                    self.began.append("probe")
+                    return
+                self.began.append("tls")
+                if self.offer_tls:
+                    return  # a TLS handshake began: cut it
+                head += await reader.readexactly(8 - len(head))  # declined: plain text goes on
             elif self.refuse_plain:
+                self.began.append("plain")
                 writer.write(_fatal("28000", 'no pg_hba.conf entry for host "127.0.0.1", no encryption'))
                 await writer.drain()
                 return
+            else:
+                self.began.append("plain")
             up_reader, up_writer = await asyncio.open_connection(*self.upstream)
             up_writer.write(head)
             try:
@@ -188,12 +205,28 @@ async def _working(dsn: str, schema: str) -> AsyncIterator[PostgresBackend]:
 
 
 @pytest.mark.postgres
-async def test_connections_to_loopback_do_not_ask_for_tls(server: tuple[str, str, tuple[str, int]]) -> None:
+async def test_a_server_that_declines_tls_is_asked_once_and_gets_plain_connections(
+    server: tuple[str, str, tuple[str, int]],
+) -> None:
     dsn, schema, upstream = server
     async with Relay(upstream) as relay, _working(_through(dsn, relay.port), schema):
         pass
-    assert len(relay.began) >= 3  # pool, claims, LISTEN
-    assert set(relay.began) == {"plain"}
+    assert relay.began[0] == "probe"
+    assert len(relay.began) >= 4  # the question, then pool, claims and LISTEN
+    assert set(relay.began[1:]) == {"plain"}
+
+
+@pytest.mark.postgres
+async def test_a_server_that_offers_tls_is_connected_to_the_default_way(
+    server: tuple[str, str, tuple[str, int]],
+) -> None:
+    dsn, schema, upstream = server
+    async with Relay(upstream, offer_tls=True) as relay:
+        backend = PostgresBackend(_through(dsn, relay.port), schema=schema)
+        with contextlib.suppress(BackendUnavailableError):  # the relay cuts the handshake
+            await backend.open()
+        await backend.close()
+    assert relay.began[:2] == ["probe", "tls"]  # asked, offered: asyncpg's prefer takes over
 
 
 @pytest.mark.postgres
@@ -210,7 +243,7 @@ async def test_an_explicit_sslmode_is_honoured(
             monkeypatch.setenv("PGSSLMODE", "prefer")
         async with _working(url, schema):
             pass
-    assert set(relay.began) == {"tls"}  # asked first; declined, and plain text goes on
+    assert set(relay.began) == {"tls"}  # no question of ours: asked first; declined, plain text goes on
 
 
 @pytest.mark.postgres
@@ -222,7 +255,9 @@ async def test_sslmode_require_against_a_server_without_tls_fails_clearly(
         backend = PostgresBackend(_through(dsn, relay.port, "sslmode=require"), schema=schema)
         with pytest.raises(BackendUnavailableError, match="rejected SSL upgrade"):
             await backend.open()
-    assert relay.began == ["tls"]  # asked, declined, given up: no plain text after it
+    # Asked, declined, given up (to the relay, that looks like our own question): no plain
+    # text after it.
+    assert relay.began == ["probe"]
 
 
 @pytest.mark.postgres
@@ -232,6 +267,6 @@ async def test_a_server_refusing_plain_text_is_asked_the_default_way_from_then_o
     dsn, schema, upstream = server
     async with Relay(upstream, refuse_plain=True) as relay, _working(_through(dsn, relay.port), schema):
         pass
-    assert relay.began[0] == "plain"  # refused, once
-    assert len(relay.began) >= 4
-    assert set(relay.began[1:]) == {"tls"}  # then asked first, every time (pool, claims, LISTEN)
+    assert relay.began[:2] == ["probe", "plain"]  # declined TLS, then refused plain text, once
+    assert len(relay.began) >= 5
+    assert set(relay.began[2:]) == {"tls"}  # then asked first, every time (pool, claims, LISTEN)

@@ -402,3 +402,44 @@ async def test_claims_wait_for_a_slow_writer(make_engine, monkeypatch) -> None:
     # Claims stop once 10 wait behind the write in flight; the claim that crossed the line
     # adds at most 10 more: at most 19 behind, and a write takes at most what waited.
     assert max(unwritten) <= 40, unwritten
+
+
+async def test_a_poll_held_back_by_a_slow_writer_is_made_up(make_engine, monkeypatch) -> None:
+    """Fault injection: a busy queue keeps the writer behind (writes take 200 ms), so nearly
+    every poll comes while claims are held back. A job of an idle queue that comes due with
+    nothing to wake the engine (a delay) is still claimed within a poll or two: the held-back
+    poll is owed, and the next claim asks every queue. (Without that, it waited for a poll
+    that fell where no write was behind: seconds.)"""
+    from aiojobs_engine import QueueConfig
+
+    queues = {"busy": QueueConfig(concurrency=10, priority=1), "idle": QueueConfig(concurrency=1, priority=2)}
+    worker = make_engine(poll_interval=0.2, claim_batch_size=10, queues=queues)
+    client = make_engine()
+    for engine in (worker, client):
+        @engine.job(queue="busy", name="busy")
+        async def busy(n: int) -> None:
+            return None
+
+        @engine.job(queue="idle", name="idle")
+        async def idle(n: int) -> None:
+            return None
+
+    async with client:
+        await client.enqueue_many([client.options(queue="busy").new("busy", n) for n in range(2000)])
+        async with worker.running():
+            original = worker._backend.job_write_many
+
+            async def slow(starts, outcomes, **kwargs):
+                await asyncio.sleep(0.2)
+                return await original(starts, outcomes, **kwargs)
+
+            monkeypatch.setattr(worker._backend, "job_write_many", slow)
+            await asyncio.sleep(0.5)  # the writer is behind by now
+            delayed = await client.options(queue="idle", delay=0.3).enqueue("idle", 0)
+            assert delayed is not None
+            done = await worker.wait_for(delayed.id, timeout=10)
+            busy_left = (await worker.backend.job_count()).get(("busy", JobState.WAITING), 0)
+    assert done.state is JobState.COMPLETED
+    assert done.attempted_at is not None
+    assert (done.attempted_at - done.available_at).total_seconds() < 1.5
+    assert busy_left > 0  # the busy queue kept the writer behind all along

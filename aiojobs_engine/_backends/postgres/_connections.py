@@ -27,10 +27,11 @@ that finds the lane busy takes a pooled connection as any other statement does. 
 a connection of the pool, not one of its own, keeps a process that only enqueues at one
 connection.
 
-Connections to a loopback address skip TLS unless the URL or the environment mentions it
-(see ``_tls``): asking for TLS costs memory and a round trip even when the server declines.
-If the server refuses the plain connection, it is asked again the way asyncpg does by default
-(``sslmode=prefer``), and every later connection goes that way too.
+When the URL and the environment say nothing about TLS, the first connect asks the server
+whether it offers TLS (see ``_tls``): if it declines, every connection of ours is made in
+plain text without the ``SSLContext`` asyncpg would build for nothing; otherwise they go
+asyncpg's default way. A server that then refuses a plain connection (it declined TLS but
+wants it after all) is asked the default way, and every later connection goes that way.
 """
 
 from __future__ import annotations
@@ -49,7 +50,7 @@ import asyncpg  # type: ignore[import-untyped]
 from ..._errors import BackendError, BackendUnavailableError, ConfigurationError
 from .._shared import UniqueViolation
 from ._sql import Query
-from ._tls import plain_on_loopback
+from ._tls import declines_tls, tls_target
 
 _T = TypeVar("_T")
 
@@ -72,9 +73,12 @@ _UNAVAILABLE: Final = (
 DRIVER_ERRORS: Final = (
     asyncpg.PostgresError, asyncpg.InterfaceError, asyncpg.InternalClientError, OSError, TimeoutError,
 )
-# A plain-text connect that failed like this may have been refused for want of TLS: the
-# server answered (an error, or hung up). Not a timeout: no answer, TLS would not get one.
-_REFUSED_IN_PLAIN: Final = (asyncpg.PostgresError, ConnectionError)
+# How a server refuses a client for not using TLS: pg_hba.conf has no entry for it (28000),
+# a pooler says it requires TLS (08P01), or the connection is cut at once. Other errors
+# (a wrong password, an unknown database) are not worth a second try.
+_REFUSED_IN_PLAIN: Final = (
+    asyncpg.InvalidAuthorizationSpecificationError, asyncpg.ProtocolViolationError, ConnectionResetError,
+)
 
 
 def translate(exc: BaseException, what: str) -> BackendError:
@@ -124,7 +128,7 @@ class Connections:
         self._claims_lock = asyncio.Lock()
         self._lane: Any = None  # a pooled connection kept acquired for enqueues
         self._lane_lock = asyncio.Lock()
-        self._plain = plain_on_loopback(dsn, os.environ)  # skip TLS (see the module's docstring)
+        self._plain: bool | None = None  # TLS declined by the server: decided at the first connect
 
     def server_settings(self, role: str) -> dict[str, str]:
         """Session settings for our connections, unless the URL sets them itself."""
@@ -218,16 +222,29 @@ class Connections:
             raise translate(exc, role) from exc
 
     async def _reach(self, connect: Callable[..., Awaitable[_T]]) -> _T:
-        """``connect()`` (asyncpg's pool or connection), in plain text first on loopback."""
+        """``connect()`` (asyncpg's pool or connection), in plain text where TLS is declined."""
+        if self._plain is None:
+            self._plain = await self._tls_declined()
         if not self._plain:
             return await connect()
         try:
             return await connect(ssl=False)
         except _REFUSED_IN_PLAIN:
-            pass  # perhaps a hostssl-only server: ask as asyncpg does by default (its error, if any)
+            pass  # it wants TLS after all: ask as asyncpg does by default (its error, if any)
         connected = await connect()
-        self._plain = False  # plain text refused, the default taken: every later connect asks so
+        self._plain = False  # every later connect asks the default way too
         return connected
+
+    async def _tls_declined(self) -> bool:
+        """Whether our connections may skip TLS (see ``_tls``): nothing asks for it, and the
+        server declines it (or the connection is a Unix socket, where there is none)."""
+        target = tls_target(self._dsn, os.environ)
+        if target is None:
+            return False
+        if isinstance(target, str):  # a Unix socket
+            return True
+        host, port = target
+        return await declines_tls(host, port, CONNECT_TIMEOUT)
 
     async def fetch(self, name: str, params: Mapping[str, object], connection: Any = None) -> list[Any]:
         """One statement, in autocommit mode on a pooled connection (or on ``connection``)."""
