@@ -116,30 +116,29 @@ def backoff_for(record: JobRecord, definition: JobDefinition | None) -> BackoffP
 
 def outcome_for(record: JobRecord, decision: Decision, engine_id: str, *, started: bool) -> JobOutcome:
     """The fenced row change that records ``decision``."""
-    job_id, token = record.id, record.claim_token or ""
     was = JobState.RUNNING if started else JobState.CLAIMED
     kind = decision.kind
-    if kind == "completed":  # the common case first
-        return JobOutcome(id=job_id, token=token, from_state=was, state=JobState.COMPLETED,
+    if kind == "completed":  # nearly every outcome: built directly, with no keyword dict
+        return JobOutcome(id=record.id, token=record.claim_token or "", from_state=was, state=JobState.COMPLETED,
                           result_json=decision.result_json)
+    base: dict[str, Any] = {"id": record.id, "token": record.claim_token or "", "from_state": was}
     if kind == "failure":
         assert decision.error is not None
         error = error_json(decision.error, record, engine_id)
         if decision.final:
-            return JobOutcome(id=job_id, token=token, from_state=was, state=JobState.FAILED, error_json=error)
-        return JobOutcome(id=job_id, token=token, from_state=was, state=JobState.WAITING, error_json=error,
-                          delay=decision.delay)
+            return JobOutcome(**base, state=JobState.FAILED, error_json=error)
+        return JobOutcome(**base, state=JobState.WAITING, error_json=error, delay=decision.delay)
     if kind == "snoozed":
-        return JobOutcome(id=job_id, token=token, from_state=was, state=JobState.SNOOZED,
-                          delay=clamp_delay(decision.delay), give_back_attempt=started)
+        return JobOutcome(**base, state=JobState.SNOOZED, delay=clamp_delay(decision.delay),
+                          give_back_attempt=started)
     if kind == "canceled":
-        return JobOutcome(id=job_id, token=token, from_state=was, state=JobState.CANCELED, error_json=_entry_json(
+        return JobOutcome(**base, state=JobState.CANCELED, error_json=_entry_json(
             "Canceled", decision.reason or "canceled", None, record, engine_id))
     if kind == "deleted":
-        return JobOutcome(id=job_id, token=token, from_state=was, state=JobState.COMPLETED, delete=True)
+        return JobOutcome(**base, state=JobState.COMPLETED, delete=True)
     # deferred (never started) or handed back (its attempt is given back)
-    return JobOutcome(id=job_id, token=token, from_state=was, state=JobState.WAITING,
-                      delay=clamp_delay(decision.delay or 0.0), give_back_attempt=started)
+    return JobOutcome(**base, state=JobState.WAITING, delay=clamp_delay(decision.delay or 0.0),
+                      give_back_attempt=started)
 
 
 def error_json(exc: BaseException, record: JobRecord, engine_id: str) -> str:

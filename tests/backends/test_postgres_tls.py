@@ -78,6 +78,21 @@ async def test_asking_a_port_where_nothing_listens_leaves_tls_to_asyncpg() -> No
     assert not await declines_tls("127.0.0.1", port, 2.0)
 
 
+async def test_a_server_that_never_answers_leaves_tls_to_asyncpg_within_the_timeout() -> None:
+    silent: list[asyncio.StreamWriter] = []
+    server = await asyncio.start_server(lambda r, w: silent.append(w), "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    started = asyncio.get_running_loop().time()
+    try:
+        assert not await declines_tls("127.0.0.1", port, 0.2)
+    finally:
+        for writer in silent:
+            writer.close()
+        server.close()
+        await server.wait_closed()
+    assert asyncio.get_running_loop().time() - started < 2.0
+
+
 # -- what our connections send --------------------------------------------------------------
 
 

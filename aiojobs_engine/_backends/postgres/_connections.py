@@ -56,6 +56,10 @@ _T = TypeVar("_T")
 
 MIN_SERVER_VERSION: Final = 13  # gen_random_uuid() without pgcrypto
 CONNECT_TIMEOUT: Final = 10.0
+# Asking whether the server offers TLS: an answer that takes longer leaves TLS to asyncpg
+# (whose own connect then waits CONNECT_TIMEOUT), so an unreachable host fails no later
+# than it did before we asked.
+TLS_QUESTION_TIMEOUT: Final = 2.0
 CLOSE_TIMEOUT: Final = 10.0
 IDLE_IN_TRANSACTION_MS: Final = 60_000
 
@@ -244,7 +248,7 @@ class Connections:
         if isinstance(target, str):  # a Unix socket
             return True
         host, port = target
-        return await declines_tls(host, port, CONNECT_TIMEOUT)
+        return await declines_tls(host, port, TLS_QUESTION_TIMEOUT)
 
     async def fetch(self, name: str, params: Mapping[str, object], connection: Any = None) -> list[Any]:
         """One statement, in autocommit mode on a pooled connection (or on ``connection``)."""
