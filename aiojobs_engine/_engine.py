@@ -491,7 +491,7 @@ class Engine:
                 if not record.existing:  # a unique enqueue that found its job already there
                     self._events.emit(JobEvent(kind=EventKind.JOB_ENQUEUED, at=at, job=record))
         if self._runtime is not None:
-            self._runtime.notify_enqueued(sorted({r.queue for r in records}))
+            self._runtime.jobs_enqueued(sorted({r.queue for r in records}))
         return results
 
     def _group_defaults(self, request: JobRequest) -> JobRequest:
@@ -564,7 +564,7 @@ class Engine:
             _check_id(job_id), retention=self._settings.retention, now=self._clock.for_database()
         )
         if record is not None and self._runtime is not None and (record.cancel_requested or record.is_terminal):
-            self._runtime.cancel_local(record.id)  # a run of it here (parked, claimed ahead) stops now
+            self._runtime.cancel_local(record.id)  # a run of it here stops now, not at the next poll
         return record
 
     async def retry_job(self, job_id: int) -> JobRecord | None:
@@ -576,7 +576,7 @@ class Engine:
         """
         record = await self._require_open().job_retry(_check_id(job_id), now=self._clock.for_database())
         if record is not None and record.state is JobState.WAITING and self._runtime is not None:
-            self._runtime.notify_enqueued([record.queue])
+            self._runtime.jobs_enqueued([record.queue])
         return record
 
     async def snooze(self, job_id: int, delay: float | timedelta) -> JobRecord | None:
@@ -674,8 +674,7 @@ class Engine:
     async def _change_queue(self, change: QueueChange) -> QueueRecord:
         record = await self._require_open().queue_upsert(change, now=self._clock.for_database())
         if self._runtime is not None:
-            self._runtime.queues.update(record)
-            self._runtime.dispatcher.wake()
+            self._runtime.queue_changed(record)
         return record
 
     # -- working --------------------------------------------------------------------------

@@ -36,10 +36,6 @@ class EngineSettings:
     shutdown_grace: float = 8.0
     reaper_interval: float = 2.0
     claim_batch_size: int = 100
-    # Claim up to one more batch than the free slots while a queue's attempts here take
-    # less than this on average (0: never, the default): the next jobs are at hand when
-    # slots free, but each costs a start write of its own (see _runtime/_queues.py).
-    claim_ahead_under: float = 0.0
     cpu_workers: int | None = None  # None: one supervised process per core
     thread_workers: int = 16
     blocked_loop_limit: float = 300.0
@@ -57,8 +53,6 @@ class EngineSettings:
                      "blocked_loop_limit", "loop_lag_warning"):
             self._set_seconds(name, seconds_from(getattr(self, name), name, allow_zero=False))
         self._set_seconds("shutdown_grace", seconds_from(self.shutdown_grace, "shutdown_grace"))
-        self._set_seconds("claim_ahead_under", seconds_from(
-            self.claim_ahead_under, "claim_ahead_under (seconds; 0 never claims ahead)"))
         for name in ("completed_retention", "canceled_retention", "failed_retention"):
             value = getattr(self, name)
             if value is not None:
@@ -117,7 +111,6 @@ class SettingsDict(TypedDict, total=False):
     shutdown_grace: float
     reaper_interval: float
     claim_batch_size: int
-    claim_ahead_under: float
     cpu_workers: int | None
     thread_workers: int
     blocked_loop_limit: float

@@ -9,23 +9,70 @@ The loop and the connection are made when the first beat is due, one interval af
 start (registering gave the engine a fresh heartbeat): an engine that stops sooner, as a
 short ``workoff()`` does, never pays for them.
 
+The loop monitor (a task on the engine's loop stamping the time every ``TICK``) is how the
+thread knows the loop turns. While the loop is blocked it logs, every ``loop_lag_warning``
+at first and then every ten of them, how long, by which job (the task the loop is running),
+and where; and one line when the loop turns again.
+
 Outcomes of a beat: ``BEAT`` (normal); ``REVIVED`` (another engine's reaper had declared
 this one dead and rescued its jobs; their late outcomes here will be refused by fencing);
-``LOST`` (another incarnation took this worker id: this engine must stop).
+``LOST`` (another incarnation took this worker id: this engine must stop). A failed beat is
+reported to ``Outage`` (logged once per outage), and once more, as an error, when the engine
+has been silent longer than ``stale_after``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import sys
 import threading
 import time
+import traceback
 from collections.abc import Callable
 
 from .._backends._protocol import Backend, Heartbeat
 from .._log import Event, logger
-from ._loop_monitor import LoopMonitor
+from .._records import JobRecord
+from ._outage import Outage
 from ._services import Services
+
+TICK = 0.1
+REPEAT_EVERY = 10  # a blocked loop is reported again every this many loop_lag_warning
+
+
+class LoopMonitor:
+    """Proves, to the heartbeat thread, that the engine's event loop still turns."""
+
+    def __init__(self, jobs_of_task: Callable[[asyncio.Task[object] | None], list[JobRecord]] | None = None) -> None:
+        self._last_tick = time.monotonic()
+        self._loop_thread = threading.get_ident()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._jobs_of_task = jobs_of_task
+
+    async def run(self) -> None:
+        self._loop_thread = threading.get_ident()
+        self._loop = asyncio.get_running_loop()
+        while True:
+            self._last_tick = time.monotonic()
+            await asyncio.sleep(TICK)
+
+    def blocked_for(self) -> float:
+        """Seconds since the loop last turned, beyond the normal tick."""
+        return max(0.0, time.monotonic() - self._last_tick - TICK)
+
+    def where(self) -> str:
+        """The innermost frames of the loop's thread: what is blocking it."""
+        frame = sys._current_frames().get(self._loop_thread)
+        if frame is None:
+            return "unknown"
+        return "".join(traceback.format_stack(frame, limit=6)).rstrip()
+
+    def jobs(self) -> list[JobRecord]:
+        """The job(s) whose run the loop is running now (read from another thread)."""
+        if self._loop is None or self._jobs_of_task is None:
+            return []
+        return self._jobs_of_task(asyncio.current_task(self._loop))
 
 
 class HeartbeatThread:
@@ -36,19 +83,22 @@ class HeartbeatThread:
         monitor: LoopMonitor,
         on_lost: Callable[[], None],
         on_revived: Callable[[], None],
+        outage: Outage | None = None,
     ) -> None:
         self._s = services
         self._open_backend = open_backend
         self._monitor = monitor
         self._on_lost = on_lost
         self._on_revived = on_revived
+        self._outage = outage or Outage(services.engine_id)
         self._stop = threading.Event()
         self._thread = threading.Thread(
             target=self._main, name=f"aiojobs-heartbeat-{services.engine_id}", daemon=True
         )
         self._last_success = time.monotonic()
         self._last_failure = float("-inf")
-        self._warned_blocked = False
+        self._warned_blocked_at = 0.0  # how long the loop had been blocked at the last warning
+        self._suspended = False
         self._warned_silent = False
         self.beats = 0
 
@@ -100,27 +150,40 @@ class HeartbeatThread:
             loop.close()
 
     def _loop_is_sane(self) -> bool:
+        """Is the engine's loop turning (else: say so, and past the limit, stop beating)?"""
         settings = self._s.settings
         blocked = self._monitor.blocked_for()
+        if blocked <= settings.loop_lag_warning:
+            if self._warned_blocked_at:
+                logger.info("the event loop turns again, after being blocked for at least %.1fs",
+                            self._warned_blocked_at, extra={"event": Event.LOOP_BLOCKED,
+                                                            "engine_id": self._s.engine_id})
+            self._warned_blocked_at = 0.0
+            self._suspended = False
+            return True
+        jobs = self._monitor.jobs()
+        by = (", ".join(f"job {job.id} ({job.name})" for job in jobs) if jobs
+              else "no job of this engine (other code on the loop)")
+        extra: dict[str, object] = {"engine_id": self._s.engine_id}
+        if jobs:
+            extra |= {"job_id": jobs[0].id, "job_name": jobs[0].name, "queue": jobs[0].queue}
         if blocked > settings.blocked_loop_limit:
-            if not self._warned_blocked:
+            if not self._suspended:
                 logger.error(
-                    "the event loop has been blocked for %.0fs (limit %.0fs); this engine stops "
+                    "the event loop has been blocked for %.0fs (limit %.0fs) by %s; this engine stops "
                     "heartbeating so its jobs can be rescued elsewhere. Blocked at:\n%s",
-                    blocked, settings.blocked_loop_limit, self._monitor.where(),
-                    extra={"event": Event.HEARTBEAT_SUSPENDED, "engine_id": self._s.engine_id},
+                    blocked, settings.blocked_loop_limit, by, self._monitor.where(),
+                    extra={"event": Event.HEARTBEAT_SUSPENDED, **extra},
                 )
-                self._warned_blocked = True
+                self._suspended = True
             return False
-        if blocked > settings.loop_lag_warning and not self._warned_blocked:
+        if not self._warned_blocked_at or blocked >= self._warned_blocked_at + REPEAT_EVERY * settings.loop_lag_warning:
             logger.warning(
-                "the event loop has been blocked for %.1fs; a job may be calling blocking code "
-                "from an async function. Blocked at:\n%s", blocked, self._monitor.where(),
-                extra={"event": Event.LOOP_BLOCKED, "engine_id": self._s.engine_id},
+                "the event loop has been blocked for %.1fs by %s; a job may be calling blocking code from an "
+                "async function. Blocked at:\n%s", blocked, by, self._monitor.where(),
+                extra={"event": Event.LOOP_BLOCKED, **extra},
             )
-            self._warned_blocked = True
-        elif blocked <= settings.loop_lag_warning:
-            self._warned_blocked = False
+            self._warned_blocked_at = blocked
         return True
 
     def _beat(self, loop: asyncio.AbstractEventLoop, backend: Backend) -> None:
@@ -132,18 +195,18 @@ class HeartbeatThread:
             ))
         except Exception as exc:
             self._last_failure = time.monotonic()
+            self._outage.failed("heartbeat", exc)
             silent = time.monotonic() - self._last_success
-            logger.warning("heartbeat failed (%s); silent for %.1fs", _describe(exc), silent,
-                           extra={"event": Event.HEARTBEAT_FAILED, "engine_id": self._s.engine_id})
             if silent > self._s.settings.stale_after and not self._warned_silent:
                 logger.error(
-                    "no heartbeat for %.0fs (stale_after %.0fs): other engines may rescue this "
+                    "no heartbeat for %.0fs (stale_after %.0fs; last error: %s): other engines may rescue this "
                     "engine's jobs, and outcomes of jobs running here will then be refused",
-                    silent, self._s.settings.stale_after,
+                    silent, self._s.settings.stale_after, _describe(exc),
                     extra={"event": Event.HEARTBEAT_FAILED, "engine_id": self._s.engine_id},
                 )
                 self._warned_silent = True
             return
+        self._outage.succeeded()
         self._last_success = time.monotonic()
         self._warned_silent = False
         self.beats += 1
@@ -168,8 +231,7 @@ class HeartbeatThread:
         try:
             loop.run_until_complete(coroutine)  # type: ignore[arg-type]
         except Exception as exc:
-            logger.warning("heartbeat could not %s: %s", what, _describe(exc),
-                           extra={"event": Event.HEARTBEAT_FAILED, "engine_id": self._s.engine_id})
+            self._outage.failed(f"heartbeat ({what})", exc)
             return False
         return True
 

@@ -1,10 +1,15 @@
 """The notifier: turns database notifications into immediate wake-ups.
 
-Notifications wake; polling guarantees. The listening connection is replaced as soon as
-the driver reports it closed, and checked every few seconds (whatever the poll interval)
-for deaths no one reports. When it is found dead (or cannot be opened) the notifier logs
-the switch, keeps retrying with backoff while the dispatcher's polling carries the load,
-and on reconnecting triggers one catch-up poll for whatever was enqueued meanwhile.
+Owns: the listening connection. Notifications wake; polling guarantees. The listening
+connection is replaced as soon as the driver reports it closed, and checked every few
+seconds (whatever the poll interval) for deaths no one reports. When it is found dead (or
+cannot be opened) the notifier keeps retrying with backoff while the producer's polling
+carries the load (an outage is logged once, by ``Outage``; a listener lost while the
+database answers is logged on its own), and on reconnecting triggers one catch-up poll for
+whatever was enqueued meanwhile.
+
+May call: the backend's ``listen``, and the callbacks it is given: jobs enqueued (the
+producer), a cancellation (the runner), queue settings changed (the producer).
 """
 
 from __future__ import annotations
@@ -15,8 +20,9 @@ import time
 from collections.abc import Callable
 
 from .._backends._protocol import NOTIFY_CANCEL, NOTIFY_CHANGED, NOTIFY_ENQUEUED, NOTIFY_QUEUE, Listener
-from .._errors import BackendError
+from .._errors import BackendError, BackendUnavailableError
 from .._log import Event, logger
+from ._outage import Outage
 from ._services import Services
 
 CHECK_EVERY_POLLS = 5  # the listening connection is checked every 5 poll intervals,
@@ -32,10 +38,12 @@ class Notifier:
         services: Services,
         *,
         on_enqueued: Callable[[list[str] | None], None],
-        on_cancel: Callable[[int], None],
+        on_cancel: Callable[[int], object],
         on_queue_changed: Callable[[], None],
+        outage: Outage | None = None,
     ) -> None:
         self._s = services
+        self._outage = outage or Outage(services.engine_id)
         self._on_enqueued = on_enqueued
         self._on_cancel = on_cancel
         self._on_queue_changed = on_queue_changed
@@ -86,21 +94,27 @@ class Notifier:
 
     async def _subscribe_for_ever(self) -> None:
         backoff = 0.5
-        was_down = False
+        lost: BackendError | None = None  # the connection was lost: said once it is known whether the database is
+        failing: str | None = None  # subscribing fails: "outage" or "listener" (said once, by whom)
         while True:
             try:
                 listener = await self._s.backend.listen(self._dispatch)
             except BackendError as exc:
-                logger.warning("listener: cannot subscribe (%s); polling meanwhile, retry in %.1fs", exc, backoff,
-                               extra={"event": Event.LISTENER_DOWN, "engine_id": self._s.engine_id})
-                was_down = True
+                if failing is None:
+                    failing = self._cannot_subscribe(exc)
+                lost = None  # (part of what was just said)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, _MAX_BACKOFF)
                 continue
             backoff = 0.5
-            if was_down:
+            self._outage.succeeded()
+            if lost is not None:  # only the listening connection died: one line says it all
+                logger.warning("listener: connection lost (%s); subscribed again", lost,
+                               extra={"event": Event.LISTENER_DOWN, "engine_id": self._s.engine_id})
+            elif failing == "listener":
                 logger.info("listener: subscribed again", extra={"event": Event.LISTENER_UP,
                                                                   "engine_id": self._s.engine_id})
+            lost, failing = None, None
             # Catch up on what was missed while not listening: queue settings (a queue new to
             # this engine is only worked once they are read) and enqueued jobs.
             self._on_queue_changed()
@@ -109,13 +123,19 @@ class Notifier:
             try:
                 await self._watch(listener)
             except BackendError as exc:
-                logger.warning("listener: connection lost (%s); polling meanwhile", exc,
-                               extra={"event": Event.LISTENER_DOWN, "engine_id": self._s.engine_id})
-                was_down = True
+                lost = exc
             finally:
                 self.connected.clear()
                 with contextlib.suppress(BackendError):
                     await listener.close()
+
+    def _cannot_subscribe(self, exc: BackendError) -> str:
+        if isinstance(exc, BackendUnavailableError):
+            self._outage.failed("listener", exc)  # the database is away: one warning for everything
+            return "outage"
+        logger.warning("listener: cannot subscribe (%s); polling meanwhile", exc,
+                       extra={"event": Event.LISTENER_DOWN, "engine_id": self._s.engine_id})
+        return "listener"
 
     async def _watch(self, listener: Listener) -> None:
         every = check_interval(self._s.settings.poll_interval)

@@ -1,7 +1,8 @@
 """How an attempt ended (a ``Decision``) and the fenced write that records it (a ``JobOutcome``).
 
-Pure functions: the executor decides, this module turns the decision into the row change,
-the retry delay and the log line.
+Pure functions: a run's body ends with a value, an error, a signal or a worker's reply; this
+module says what that decides, and turns the decision into the row change, the retry delay
+and the log line.
 """
 
 from __future__ import annotations
@@ -13,12 +14,13 @@ from typing import Any, Literal
 
 from .. import _json
 from .._backends._protocol import JobOutcome
-from .._control import JobSignal
+from .._control import Cancel, Complete, Delete, Fail, JobSignal, Retry, Snooze
 from .._definitions import JobDefinition
 from .._errors import JobTimeoutError, SerializationError, UnknownJobError, WorkerCrashedError
 from .._log import Event, job_extra, logger
 from .._records import JobRecord, JobState
 from .._retry import DEFAULT_BACKOFF, BackoffPolicy, backoff_from_json
+from ._pool_worker import signal_from_reply
 
 Kind = Literal["completed", "failure", "snoozed", "canceled", "deleted", "deferred", "handed_back"]
 
@@ -72,7 +74,8 @@ class Decision:
 
     @classmethod
     def handed_back(cls) -> Decision:
-        return cls("handed_back", delay=0.0)
+        # No delay: the job keeps its available_at, so it runs before newer jobs of its priority.
+        return cls("handed_back")
 
     @property
     def retrying(self) -> bool:
@@ -136,9 +139,70 @@ def outcome_for(record: JobRecord, decision: Decision, engine_id: str, *, starte
             "Canceled", decision.reason or "canceled", None, record, engine_id))
     if kind == "deleted":
         return JobOutcome(**base, state=JobState.COMPLETED, delete=True)
-    # deferred (never started) or handed back (its attempt is given back)
-    return JobOutcome(**base, state=JobState.WAITING, delay=clamp_delay(decision.delay or 0.0),
+    # deferred (never started) or handed back (its attempt is given back, its place in line kept)
+    return JobOutcome(**base, state=JobState.WAITING, delay=clamp_delay(decision.delay),
                       give_back_attempt=started)
+
+
+# -- what a body's end decides ---------------------------------------------------------------
+
+
+def decision_for_result(result: object) -> Decision:
+    """The body returned ``result``: completed, unless the value cannot be stored as JSON."""
+    if result is None:
+        return Decision.completed("null", None)
+    try:
+        return Decision.completed(_json.dumps(result, "the job's return value"), result)
+    except SerializationError as error:
+        return Decision.failure(error, final=True)
+
+
+def decision_for_error(exc: BaseException) -> Decision:
+    """The body raised ``exc``: a signal says how the attempt ends, anything else is a failure."""
+    if isinstance(exc, JobSignal):
+        return decision_for_signal(exc)
+    return Decision.failure(exc)
+
+
+def decision_for_signal(sig: JobSignal) -> Decision:
+    if isinstance(sig, Complete):
+        return decision_for_result(sig.result)
+    if isinstance(sig, Retry):
+        return Decision.failure(sig, delay=sig.delay)
+    if isinstance(sig, Snooze):
+        return Decision.snoozed(sig.delay)
+    if isinstance(sig, Cancel):
+        return Decision.canceled(sig.reason)
+    if isinstance(sig, Delete):
+        return Decision.deleted()
+    assert isinstance(sig, Fail)
+    return Decision.failure(sig, final=True)
+
+
+def decision_for_reply(reply: dict[str, Any]) -> Decision:
+    """A worker process's reply (see ``_pool_worker.run_task``), as a decision."""
+    kind = reply.get("kind")
+    if kind == "ok":
+        return Decision.completed(reply["result"], _json.loads(reply["result"]))
+    if kind == "signal":
+        return decision_for_signal(signal_from_reply(reply))
+    error = RemoteError(reply.get("name", "Error"), reply.get("message", ""), reply.get("traceback"))
+    return Decision.failure(error, final=bool(reply.get("final")))
+
+
+def unrunnable(record: JobRecord, definition: JobDefinition | None, engine_id: str) -> Exception | None:
+    """Why this job cannot run here at all (it fails for good), or None."""
+    if record.corrupt is not None:
+        return SerializationError(f"the stored job could not be read: {record.corrupt}")
+    if definition is None:
+        return UnknownJobError(
+            f"no job named {record.name!r} is declared in engine {engine_id}; "
+            "does this worker run the same code as the enqueuer?"
+        )
+    return None
+
+
+# -- the stored error -------------------------------------------------------------------------
 
 
 def error_json(exc: BaseException, record: JobRecord, engine_id: str) -> str:

@@ -5,26 +5,32 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 
-from .._errors import BackendError
+from .._errors import BackendError, BackendUnavailableError
 from .._log import Event, logger
+from ._outage import Outage
 
 
 class Periodic:
     """Run ``step`` every ``interval`` seconds until cancelled.
 
-    An ``Exception`` from a step is logged (briefly for a database error, with the traceback
-    for anything else) and the loop carries on; ``CancelledError`` ends it.
+    The database out of reach is reported to ``Outage`` (logged once per outage; the
+    components whose statements run all the time, claims, writes and the heartbeat, tell it
+    when the database is back); another database error is logged briefly, anything else with
+    its traceback; the loop carries on. ``CancelledError`` ends it.
     """
 
-    def __init__(self, name: str, interval: float, step: Callable[[], Awaitable[None]]) -> None:
+    def __init__(self, name: str, interval: float, step: Callable[[], Awaitable[object]], outage: Outage) -> None:
         self.name = name
         self.interval = interval
         self._step = step
+        self._outage = outage
 
     async def run(self) -> None:
         while True:
             try:
                 await self._step()
+            except BackendUnavailableError as exc:
+                self._outage.failed(self.name, exc)
             except BackendError as exc:
                 logger.warning("%s: database error: %s", self.name, exc,
                                extra={"event": Event.COMPONENT_ERROR, "component": self.name})

@@ -1,294 +1,223 @@
-"""The runtime: one engine at work, composing its components and owning their tasks.
+"""The runtime: one engine at work. It builds the components, wires them together, owns
+their tasks (one task group, each task named), and shuts them down in order.
 
-Start-up: register the engine (refusing an id another live engine holds), take back this
-id's orphaned jobs, write the configured queue settings, start the heartbeat thread, then
-the loops (dispatcher, loop monitor, claim watcher, reaper).
+    Producer ──claims──▶ Runner ──starts, outcomes──▶ Writer ──▶ backend
+       ▲  ▲  slot back ◀──┘ │ ▲                          │
+       │  └── wake ◀────────┼─┼──── each write's end ◀────┘
+       │                     │ └── cancel, let go, stop all ◀── Notifier, Recovery
+       └── jobs enqueued ◀── Notifier, Scheduler, Recovery, the engine's enqueue
+
+Start-up: register under the worker id (taking back what an earlier life of the id left),
+read the queue settings, start the heartbeat thread, then the loops.
 
 Shutdown, in this order: stop claiming; let running jobs finish within the grace period
-(cut short by an immediate stop); hand back what still runs; flush outcomes; stop the
-loops; stop heartbeating and unregister; close the process pool. If any component dies,
-the runtime shuts down immediately and re-raises: an engine stops rather than limps.
+(cut short by an immediate stop); stop the loops; hand back what still runs; write the
+last outcomes; stop heartbeating and unregister; close the process pool. If any loop dies,
+the engine stops at once and re-raises: an engine stops rather than limps.
+
+May call: every component, through the methods named in their docstrings.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 from collections.abc import Callable, Coroutine, Mapping, Sequence
 from typing import Any
 
 from .._backends._protocol import Backend
 from .._definitions import RunMode
-from .._errors import BackendError, EngineIdInUseError
+from .._errors import EngineIdInUseError
 from .._events import EventKind, JobEvent
 from .._log import Event, logger
 from .._options import QueueConfig
-from ._dispatcher import Dispatcher
-from ._executor import Executor
-from ._heartbeat import HeartbeatThread
-from ._loop_monitor import LoopMonitor
+from .._records import QueueRecord
+from ._maintenance import PRUNE_EVERY, Maintenance
 from ._notifier import Notifier
+from ._outage import Outage
 from ._periodic import Periodic
 from ._process_pool import ProcessPool
-from ._queues import QueueManager
-from ._reaper import Reaper
-from ._scheduler import enqueue_due_ticks
+from ._producer import Producer, ProducerLinks
+from ._recovery import Recovery
+from ._runner import Runner
+from ._scheduler import Scheduler
 from ._services import Services
+from ._writer import Writer
 
-_FLUSH_TIMEOUT = 10.0
-_LIVE: set[str] = set()  # incarnations of engines running in this process
+_FLUSH_TIMEOUT = 10.0  # seconds to write the last outcomes at shutdown
+_HAND_BACK_TIMEOUT = 5.0
 
 
 class Runtime:
-    def __init__(
-        self,
-        services: Services,
-        *,
-        queues: Mapping[str, QueueConfig] | None,
-        open_backend: Callable[[], Backend],
-        drain: bool = False,
-    ) -> None:
+    def __init__(self, services: Services, *, queues: Mapping[str, QueueConfig] | None,
+                 open_backend: Callable[[], Backend], drain: bool = False) -> None:
         self._s = services
         self._drain = drain
         self._open_backend = open_backend
-        self.queues = QueueManager(services.backend, queues,
-                                   claim_ahead_under=services.settings.claim_ahead_under)
+        self.outage = Outage(services.engine_id)
         self.pool = ProcessPool(
             services.settings.cpu_worker_count,
             preload=[d.import_path[0] for d in services.registry if d.mode is RunMode.PROCESS],
         )
-        self.executor = Executor(services, self.queues, self.pool, self._slot_freed)
-        self.dispatcher = Dispatcher(services, self.queues, self.executor, drain=drain)
-        self.reaper = Reaper(services, self._heartbeat_health)
-        self.monitor = LoopMonitor()
-        self.notifier: Notifier | None = None
-        self._heartbeat: HeartbeatThread | None = None
+        self.writer = Writer(services, self.outage, on_written=lambda: self.producer.wake())
+        self.runner = Runner(services, self.writer, self.pool,
+                             release_slot=lambda queue: self.producer.release(queue),
+                             capped=lambda queue: self.producer.capped(queue))
+        self.maintenance = Maintenance(services, self.runner, self.outage)
+        self.recovery = Recovery(services, self.runner, jobs_back=lambda queues: self.producer.jobs_enqueued(queues),
+                                 trusted_for=self.maintenance.trusted_for)
+        self.producer = Producer(services, queues, ProducerLinks(
+            start_run=self.runner.start,
+            in_flight=lambda: self.runner.in_flight,
+            starts_at_once=self.runner.starts_at_once,
+            writer_behind=self.writer.behind,
+            reconcile=self.recovery.hand_back_lost_claims,
+        ), self.outage, drain=drain)
+        self.scheduler = Scheduler(services, self.producer.jobs_enqueued)
+        self.notifier = Notifier(
+            services, on_enqueued=self.producer.jobs_enqueued, on_cancel=self.runner.cancel,
+            on_queue_changed=self.producer.settings_changed, outage=self.outage,
+        ) if services.backend.capabilities.supports_notify else None
         self._stop_requested = asyncio.Event()
         self._immediate = asyncio.Event()
         self._fatal: BaseException | None = None
+        self._stopping_logged = False
+        self._loop: asyncio.AbstractEventLoop | None = None
         self.started = asyncio.Event()
 
-    # -- control from the engine ----------------------------------------------------------
+    # -- what the engine calls ----------------------------------------------------------------
 
     def request_stop(self, *, immediate: bool = False) -> None:
         self._stop_requested.set()
         if immediate:
             self._immediate.set()
 
-    def notify_enqueued(self, queues: Sequence[str] | None) -> None:
-        if self.queues.mark_maybe_more(queues):
-            self.dispatcher.refresh_soon()
-        self.dispatcher.wake()
+    def jobs_enqueued(self, queues: Sequence[str] | None) -> None:
+        self.producer.jobs_enqueued(queues)
+
+    def queue_changed(self, record: QueueRecord) -> None:
+        self.producer.queue_changed(record)
 
     def cancel_local(self, job_id: int) -> None:
-        self.executor.cancel(job_id)
+        self.runner.cancel(job_id)
 
-    async def refresh_queues(self) -> None:
-        await self.queues.refresh()
-        self.dispatcher.wake()
-
-    async def _enqueue_due_ticks(self) -> None:
-        enqueued = await enqueue_due_ticks(self._s)
-        if enqueued:
-            self.notify_enqueued(sorted({job.queue for job in enqueued}))
-
-    async def _watch_heartbeat(self) -> None:
-        """Without its heartbeat an engine cannot claim (claims need a fresh one): stop instead."""
-        while True:
-            await asyncio.sleep(self._s.settings.heartbeat_interval)
-            if self._heartbeat is not None and self._heartbeat.died:
-                raise RuntimeError("the heartbeat thread died (see the log above)")
-
-    async def _watch_claims(self) -> None:
-        """Within a poll, the runs here learn that their job was canceled (asked for elsewhere)
-        or taken away (rescued, replaced, canceled, retried or deleted), and stop."""
-        claims = self.executor.undecided_claims()
-        if not claims:
-            return
-        for claim in await self._s.backend.job_claims_to_stop(claims):
-            if claim.held:
-                self.executor.cancel(claim.id, claim.token)
-            else:
-                self.executor.let_go(claim.id, claim.token)
-
-    def _heartbeat_health(self) -> float:
-        return float("inf") if self._heartbeat is None else self._heartbeat.healthy_for()
-
-    def _slot_freed(self, more: bool) -> None:
-        if more or self._drain:
-            self.dispatcher.wake()
-
-    def _lost_id(self) -> None:
-        """Called from the heartbeat thread: another incarnation holds our worker id."""
-        def fail() -> None:
-            self._fatal = EngineIdInUseError(
-                f"engine id {self._s.engine_id!r} was taken over by another engine; this one stops"
-            )
-            self.request_stop(immediate=True)
-
-        self._from_thread(fail)
-
-    def _revived(self) -> None:
-        """Called from the heartbeat thread: we had been declared dead and our jobs rescued.
-
-        The jobs running here were claimed before that rescue (claims need a fresh
-        heartbeat), so their claims are void: stop them; their outcomes will be refused.
-        """
-        self._from_thread(self.executor.interrupt_all)
-
-    def _from_thread(self, callback: Callable[[], object]) -> None:
-        with contextlib.suppress(RuntimeError):  # the loop is already closed
-            self._loop.call_soon_threadsafe(callback)
-
-    # -- the run --------------------------------------------------------------------------
+    # -- the run ----------------------------------------------------------------------------------
 
     async def run(self) -> int:
         """Work until stopped (or, draining, until nothing is left); the attempts started."""
         self._loop = asyncio.get_running_loop()
-        await self._register()
-        tasks: list[asyncio.Task[None]] = []
+        await self.recovery.register()
         try:
-            await self._s.backend.job_rescue(engine_id=self._s.engine_id, retention=self._s.settings.retention,
-                                             now=self._s.clock.for_database())
             if self._drain:
-                await self.reaper.rescue()  # a workoff also runs the jobs of engines that died
-            await self.queues.refresh()
-            if self._s.backend.capabilities.shared:
-                self._heartbeat = HeartbeatThread(self._s, self._open_backend, self.monitor, self._lost_id,
-                                                  self._revived)
-                self._heartbeat.start()
-            tasks = self._start_loops()
-            logger.info("engine %s started", self._s.engine_id,
-                        extra={"event": Event.ENGINE_STARTED, "engine_id": self._s.engine_id})
-            if self._s.events.wants(EventKind.ENGINE_STARTED):
-                self._s.events.emit(JobEvent(kind=EventKind.ENGINE_STARTED, at=self._s.clock.now(),
-                                             engine_id=self._s.engine_id))
-            self.started.set()
-            await self._wait_until_done(tasks)
-        except BaseException:
-            self._immediate.set()
-            await _to_the_end(self._shutdown(tasks))
-            raise
-        await _to_the_end(self._shutdown(tasks))
+                await self.recovery.rescue()  # a workoff also runs the jobs of engines that died
+            await self.producer.refresh()
+            self.maintenance.start_heartbeat(self._open_backend, on_lost=self._lost_id_from_thread,
+                                             on_revived=self._revived_from_thread)
+            try:
+                async with asyncio.TaskGroup() as group:
+                    tasks = {name: group.create_task(loop, name=f"aiojobs-{name}") for name, loop in self._loops()}
+                    self._announce(Event.ENGINE_STARTED, EventKind.ENGINE_STARTED, "started")
+                    self.started.set()
+                    await self._until_stop_or_drained(tasks["producer"])
+                    await self._wind_down(tasks["producer"])
+                    for task in tasks.values():
+                        task.cancel()
+            except* Exception as died:
+                self._fatal = died.exceptions[0]
+                logger.critical("a component of engine %s died; the engine stops: %r", self._s.engine_id,
+                                self._fatal, exc_info=self._fatal,
+                                extra={"event": Event.ENGINE_CRASHED, "engine_id": self._s.engine_id})
+        finally:
+            await _to_the_end(self._close())
         if self._fatal is not None:
             raise self._fatal
-        return self.executor.attempts_started
+        return self.runner.attempts_started
 
-    def _start_loops(self) -> list[asyncio.Task[None]]:
+    def _loops(self) -> list[tuple[str, Coroutine[Any, Any, None]]]:
         settings = self._s.settings
         loops: list[tuple[str, Coroutine[Any, Any, None]]] = [
-            ("dispatcher", self.dispatcher.run()),
-            ("loop-monitor", self.monitor.run()),
-            ("claim-watcher", Periodic("claim watcher", settings.poll_interval, self._watch_claims).run()),
+            ("producer", self.producer.run()),
+            ("loop-monitor", self.maintenance.monitor.run()),
+            ("claim-watch", Periodic("claim watch", settings.poll_interval, self.recovery.watch_claims,
+                                     self.outage).run()),
         ]
         if not self._drain:
-            loops.append(("reaper", Periodic("reaper", settings.reaper_interval, self.reaper.step).run()))
-            loops.append(("scheduler", Periodic("scheduler", min(1.0, settings.poll_interval),
-                                                self._enqueue_due_ticks).run()))
-        if self._heartbeat is not None:
-            loops.append(("heartbeat-watch", self._watch_heartbeat()))
-        if self._s.backend.capabilities.supports_notify:
-            self.notifier = Notifier(
-                self._s,
-                on_enqueued=self.notify_enqueued,
-                on_cancel=self.cancel_local,
-                on_queue_changed=self.dispatcher.refresh_soon,
-            )
+            loops += [
+                ("reaper", Periodic("reaper", settings.reaper_interval, self.recovery.rescue, self.outage).run()),
+                ("pruner", Periodic("pruner", PRUNE_EVERY, self.maintenance.prune, self.outage).run()),
+                ("scheduler", Periodic("scheduler", min(1.0, settings.poll_interval), self.scheduler.step,
+                                       self.outage).run()),
+            ]
+        if self.maintenance.beating:
+            loops.append(("heartbeat-watch", self.maintenance.watch_heartbeat()))
+        if self.notifier is not None:
             loops.append(("notifier", self.notifier.run()))
-        return [asyncio.create_task(coro, name=f"aiojobs-{name}") for name, coro in loops]
+        return loops
 
-    async def _wait_until_done(self, tasks: list[asyncio.Task[None]]) -> None:
+    async def _until_stop_or_drained(self, producer: asyncio.Task[None]) -> None:
         stop = asyncio.ensure_future(self._stop_requested.wait())
         try:
-            done, _ = await asyncio.wait([*tasks, stop], return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait([producer, stop], return_when=asyncio.FIRST_COMPLETED)
         finally:
             stop.cancel()
-        dispatcher = tasks[0]
-        for task in done:
-            if task is stop or (task is dispatcher and self._drain and task.exception() is None):
-                continue
-            error = task.exception() or RuntimeError(f"{task.get_name()} ended unexpectedly")
-            logger.critical("%s died; the engine stops: %r", task.get_name(), error, exc_info=error,
-                            extra={"event": Event.ENGINE_CRASHED, "engine_id": self._s.engine_id})
-            self._fatal = error
-            self._immediate.set()
 
-    async def _shutdown(self, tasks: list[asyncio.Task[None]]) -> None:
-        logger.info("engine %s stopping", self._s.engine_id,
-                    extra={"event": Event.ENGINE_STOPPING, "engine_id": self._s.engine_id})
-        self.dispatcher.stop()
-        if tasks:
-            await asyncio.wait([tasks[0]], timeout=5.0)
-        self.executor.hand_back_parked()  # claimed ahead, not started: not worth the grace
-        if self.executor.in_flight and not self._immediate.is_set():
-            idle = asyncio.ensure_future(self.executor.wait_idle())
+    async def _wind_down(self, producer: asyncio.Task[None]) -> None:
+        """Stop claiming, then give running jobs the grace period (unless told to hurry)."""
+        self._log_stopping()
+        self.producer.stop()
+        await asyncio.wait([producer], timeout=5.0)
+        if self.runner.in_flight and not self._immediate.is_set():
+            idle = asyncio.ensure_future(self.runner.wait_idle())
             immediate = asyncio.ensure_future(self._immediate.wait())
             await asyncio.wait({idle, immediate}, timeout=self._s.settings.shutdown_grace,
                                return_when=asyncio.FIRST_COMPLETED)
             idle.cancel()
             immediate.cancel()
-        handed = await self.executor.hand_back_all()
+
+    async def _close(self) -> None:
+        """Hand back what still runs, write the last outcomes, and leave (whatever happened)."""
+        self._log_stopping()
+        self.producer.stop()
+        handed = await self.runner.hand_back_all(_HAND_BACK_TIMEOUT)
         if handed:
             logger.warning("handed %d running job(s) back to waiting", handed,
                            extra={"event": Event.JOBS_HANDED_BACK, "engine_id": self._s.engine_id})
-        await self.executor.close(_FLUSH_TIMEOUT)
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        if self._heartbeat is not None:
-            await asyncio.to_thread(self._heartbeat.stop)
-        try:
-            await self._s.backend.engine_unregister(self._s.engine_id, self._s.registration.incarnation)
-        except BackendError as exc:
-            logger.warning("could not unregister engine %s: %s", self._s.engine_id, exc,
-                           extra={"event": Event.COMPONENT_ERROR, "engine_id": self._s.engine_id})
+        await self.writer.close(_FLUSH_TIMEOUT)
+        await self.runner.close()
+        await self.maintenance.stop_heartbeat()
+        await self.recovery.unregister()
         await self.pool.close()
-        _LIVE.discard(self._s.registration.incarnation)
-        logger.info("engine %s stopped", self._s.engine_id,
-                    extra={"event": Event.ENGINE_STOPPED, "engine_id": self._s.engine_id})
-        if self._s.events.wants(EventKind.ENGINE_STOPPED):
-            self._s.events.emit(JobEvent(kind=EventKind.ENGINE_STOPPED, at=self._s.clock.now(),
-                                         engine_id=self._s.engine_id))
+        self._announce(Event.ENGINE_STOPPED, EventKind.ENGINE_STOPPED, "stopped")
 
-    async def _register(self) -> None:
-        """Register under the worker id, refusing an id that a live engine holds.
+    def _log_stopping(self) -> None:
+        if not self._stopping_logged:
+            self._stopping_logged = True
+            logger.info("engine %s stopping", self._s.engine_id,
+                        extra={"event": Event.ENGINE_STOPPING, "engine_id": self._s.engine_id})
 
-        An earlier life of this id on this host whose process is gone (a crash, then a restart
-        by systemd or a container runtime) is taken over, and its orphaned jobs rescued at
-        once, as soon as its heartbeat has been quiet for two intervals: a pid alone proves
-        nothing across containers that share a host name, a silent heartbeat does.
-        """
-        registration = self._s.registration
-        backend = self._s.backend
-        settings = self._s.settings
-        quiet = 2 * settings.heartbeat_interval
-        deadline = asyncio.get_running_loop().time() + quiet + settings.heartbeat_interval
-        while True:
-            existing = await backend.engine_get(registration.id)
-            takeover = None
-            if (
-                existing is not None
-                and existing.host == registration.host
-                and existing.incarnation not in _LIVE
-                and (existing.pid == registration.pid or not _pid_alive(existing.pid))
-            ):
-                takeover = existing.incarnation
-            if await backend.engine_register(
-                registration, stale_after=settings.stale_after, takeover_incarnation=takeover,
-                takeover_quiet=quiet, now=self._s.clock.for_database(),
-            ):
-                _LIVE.add(registration.incarnation)
-                return
-            if takeover is None or asyncio.get_running_loop().time() >= deadline:
-                break
-            await asyncio.sleep(settings.heartbeat_interval / 2)  # let the dead one's heartbeat age
-        holder = await backend.engine_get(registration.id)
-        where = f"pid {holder.pid} on {holder.host}, heartbeat at {holder.heartbeat_at:%H:%M:%S}" if holder else "?"
-        raise EngineIdInUseError(
-            f"engine id {registration.id!r} is in use by a live engine ({where}); give this "
-            f"engine another worker_id, or wait {settings.stale_after:g}s after that one stopped"
-        )
+    def _announce(self, event: str, kind: str, what: str) -> None:
+        logger.info("engine %s %s", self._s.engine_id, what, extra={"event": event, "engine_id": self._s.engine_id})
+        if self._s.events.wants(kind):
+            self._s.events.emit(JobEvent(kind=kind, at=self._s.clock.now(), engine_id=self._s.engine_id))
+
+    # -- from the heartbeat thread ----------------------------------------------------------------
+
+    def _lost_id_from_thread(self) -> None:
+        """Another incarnation holds our worker id: this engine stops."""
+        def lost() -> None:
+            self._fatal = EngineIdInUseError(
+                f"engine id {self._s.engine_id!r} was taken over by another engine; this one stops")
+            self.request_stop(immediate=True)
+
+        self._call_soon(lost)
+
+    def _revived_from_thread(self) -> None:
+        self._call_soon(self.recovery.revived)
+
+    def _call_soon(self, callback: Callable[[], object]) -> None:
+        if self._loop is not None:
+            with contextlib.suppress(RuntimeError):  # the loop is already closed
+                self._loop.call_soon_threadsafe(callback)
 
 
 async def _to_the_end(shutdown: Coroutine[Any, Any, None]) -> None:
@@ -303,13 +232,3 @@ async def _to_the_end(shutdown: Coroutine[Any, Any, None]) -> None:
     task.result()
     if cancelled:
         raise asyncio.CancelledError
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True

@@ -8,10 +8,14 @@ others' inserts come back as that job, so a tick is enqueued once however many e
 
 After every engine was down, only the newest missed tick runs; the earlier ones are
 skipped and logged (no flood). Each run links to the one before it (``rescheduled_from``).
+
+Owns: schedules' ticks. May call: the backend (schedules, inserts), ``on_before_add`` hooks,
+and ``jobs_enqueued`` (the producer's wake-up) for the queues it enqueued to.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from datetime import datetime
 
 from .. import _json
@@ -25,6 +29,17 @@ from .._options import JobOptions, make_options
 from .._records import CronRecord, JobRecord, JobState
 from ._inserts import insert_for
 from ._services import Services
+
+
+class Scheduler:
+    def __init__(self, services: Services, jobs_enqueued: Callable[[Sequence[str]], None]) -> None:
+        self._s = services
+        self._jobs_enqueued = jobs_enqueued
+
+    async def step(self) -> None:
+        enqueued = await enqueue_due_ticks(self._s)
+        if enqueued:
+            self._jobs_enqueued(sorted({job.queue for job in enqueued}))
 
 
 async def enqueue_due_ticks(services: Services, now: datetime | None = None) -> list[JobRecord]:

@@ -238,7 +238,6 @@ def test_invalid_options_raise_value_errors_before_io(options: dict, message: st
     ({"pol_interval": 1}, "unknown engine setting(s) 'pol_interval'"),
     ({"cpu_workers": 0}, "cpu_workers must be between 1 and 1024"),
     ({"worker_id": "a b"}, "worker_id must be 1-128 characters"),
-    ({"claim_ahead_under": -0.1}, "claim_ahead_under (seconds; 0 never claims ahead) must be >= 0"),
 ])
 def test_invalid_settings_raise_value_errors(settings: dict, message: str) -> None:
     with pytest.raises(ConfigurationError) as caught:

@@ -55,9 +55,9 @@ async def test_an_engine_whose_heartbeat_stopped_claims_nothing(make_engine) -> 
 
     async with engine.running():
         runtime = engine._runtime
-        if runtime is None or runtime._heartbeat is None:
+        if runtime is None or runtime.maintenance._heartbeat is None:
             pytest.skip("this backend needs no heartbeat")
-        runtime._heartbeat._stop.set()  # as if its connection could not be opened any more
+        runtime.maintenance._heartbeat._stop.set()  # as if its connection could not be opened any more
         await asyncio.sleep(FAST["stale_after"] + 0.2)
         record = await job.enqueue()
         await asyncio.sleep(1.0)
@@ -313,7 +313,7 @@ async def test_an_outcome_the_database_refuses_becomes_a_failed_attempt(make_eng
 async def test_a_failure_inside_the_engine_still_ends_the_claim(make_engine, monkeypatch) -> None:
     """Fault injection: building one outcome raises (an engine bug); the attempt is recorded
     as failed by the fallback, and the engine goes on."""
-    from aiojobs_engine._runtime import _executor
+    from aiojobs_engine._runtime import _runner
 
     engine = make_engine()
 
@@ -321,7 +321,7 @@ async def test_a_failure_inside_the_engine_still_ends_the_claim(make_engine, mon
     async def job(n: int) -> int:
         return n
 
-    real = _executor.outcome_for
+    real = _runner.outcome_for
     broken_once: list[int] = []
 
     def flaky_outcome_for(record, decision, engine_id, *, started):
@@ -330,7 +330,7 @@ async def test_a_failure_inside_the_engine_still_ends_the_claim(make_engine, mon
             raise RuntimeError("engine bug")
         return real(record, decision, engine_id, started=started)
 
-    monkeypatch.setattr(_executor, "outcome_for", flaky_outcome_for)
+    monkeypatch.setattr(_runner, "outcome_for", flaky_outcome_for)
     async with engine:
         records = [await job.enqueue(n) for n in range(3)]
         await engine.workoff()
@@ -391,7 +391,7 @@ async def test_claims_wait_for_a_slow_writer(make_engine, monkeypatch) -> None:
 
         async def slow(starts, outcomes, **kwargs):
             assert engine._runtime is not None
-            unwritten.append(len(outcomes) + engine._runtime.executor.write_backlog)
+            unwritten.append(len(outcomes) + engine._runtime.writer.pending)
             await asyncio.sleep(0.05)
             return await original(starts, outcomes, **kwargs)
 

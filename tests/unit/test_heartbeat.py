@@ -13,8 +13,7 @@ import pytest
 
 from aiojobs_engine._backends._protocol import Heartbeat
 from aiojobs_engine._clock import SystemClock
-from aiojobs_engine._runtime._heartbeat import HeartbeatThread
-from aiojobs_engine._runtime._loop_monitor import LoopMonitor
+from aiojobs_engine._runtime._heartbeat import HeartbeatThread, LoopMonitor
 
 
 class _FailingBackend:
@@ -41,21 +40,25 @@ def _thread(backend: _FailingBackend) -> HeartbeatThread:
     (TimeoutError(), "TimeoutError"),
     (ConnectionError("connection refused"), "connection refused"),
 ])
+@pytest.mark.parametrize("what", ["beat", "open"])
 def test_a_failed_beat_logs_the_error_type_when_the_message_is_empty(
-    error: Exception, shown: str, caplog: pytest.LogCaptureFixture,
+    error: Exception, shown: str, what: str, caplog: pytest.LogCaptureFixture,
 ) -> None:
     backend = _FailingBackend(error)
     thread = _thread(backend)
     loop = asyncio.new_event_loop()
     try:
         with caplog.at_level(logging.WARNING, logger="aiojobs_engine"):
-            thread._beat(loop, backend)  # type: ignore[arg-type]
-            assert not thread._try(loop, backend.open(), "open a connection")
+            if what == "beat":
+                thread._beat(loop, backend)  # type: ignore[arg-type]
+                thread._beat(loop, backend)  # type: ignore[arg-type]  # (the same outage: said once)
+            else:
+                assert not thread._try(loop, backend.open(), "open a connection")
     finally:
         loop.close()
-    beat, opening = (r.getMessage() for r in caplog.records)
-    assert beat.startswith(f"heartbeat failed ({shown}); silent for ")
-    assert opening == f"heartbeat could not open a connection: {shown}"
+    (said,) = (r.getMessage() for r in caplog.records)
+    component = "heartbeat" if what == "beat" else "heartbeat (open a connection)"
+    assert said.startswith(f"the database cannot be reached ({component}: {shown})")
 
 
 class _BeatingBackend:

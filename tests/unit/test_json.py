@@ -12,7 +12,7 @@ import pytest
 from aiojobs_engine import Engine, Job, JobState, SerializationError
 from aiojobs_engine._control import Complete
 from aiojobs_engine._json import dumps, loads
-from aiojobs_engine._runtime._executor import decision_for_signal
+from aiojobs_engine._runtime._outcomes import decision_for_signal
 from aiojobs_engine._runtime._pool_worker import run_task
 
 
