@@ -28,6 +28,8 @@ from typing import Any
 import pytest
 
 from ._backends._protocol import (
+    NOTIFY_CHANGED,
+    NOTIFY_ENQUEUED,
     Backend,
     ClaimToStop,
     EngineRegistration,
@@ -47,6 +49,9 @@ from ._records import JobRecord, JobState
 T0 = datetime(2030, 1, 1, 12, 0, tzinfo=UTC)
 PENDING = (JobState.WAITING, JobState.SNOOZED, JobState.CLAIMED, JobState.RUNNING)
 KEEP = Retention(completed=60, failed=None, canceled=60)  # the engine's retention in these tests
+# The two ways jobs are rescued, by the engine that held them: its death (any live engine's
+# reaper, here of an engine that never registered), and its restart under the same id.
+RESCUES: dict[str, dict[str, Any]] = {"gone": {"stale_after": 10}, "me": {"engine_id": "me"}}
 
 
 def insert(queue: str = "default", name: str = "job", *, priority: int = 50, max_attempts: int = 5,
@@ -92,6 +97,36 @@ async def running(backend: Backend, *inserts: JobInsert, engine: str = "e1", at:
     claimed = await backend.job_claim(claim(engine, at=at))
     await backend.job_start_many([JobStart(r.id, r.claim_token or "") for r in claimed], now=at)
     return claimed
+
+
+async def held(backend: Backend, queue: str, engine: str, *, at: datetime = T0) -> tuple[JobRecord, JobRecord]:
+    """Two jobs of ``queue`` held by ``engine``: the first started, the second only claimed."""
+    await backend.job_insert_many([insert(queue, "first"), insert(queue, "second")], now=at)
+    first, second = await backend.job_claim(claim(engine, (queue, 2), at=at + timedelta(seconds=1)))
+    await backend.job_start_many([JobStart(first.id, first.claim_token or "")], now=at + timedelta(seconds=1))
+    return first, second
+
+
+class Notifications:
+    """Collects a listener's payloads; waits for one without sleeping."""
+
+    def __init__(self) -> None:
+        self.payloads: list[str] = []
+        self._arrived = asyncio.Event()
+
+    def __call__(self, payload: str) -> None:
+        self.payloads.append(payload)
+        self._arrived.set()
+
+    async def wait_for(self, payload: str | None = None, timeout: float = 5.0) -> str:
+        """The first payload equal to ``payload`` (any payload if None), once it has arrived."""
+        async with asyncio.timeout(timeout):
+            while True:
+                for received in self.payloads:
+                    if payload is None or received == payload:
+                        return received
+                self._arrived.clear()
+                await self._arrived.wait()
 
 
 class BackendConformance:
@@ -462,6 +497,26 @@ class BackendConformance:
         current = await backend.job_get(job.id)
         assert current is not None and current.state is JobState.WAITING and current.attempt == 0
 
+    async def test_a_hand_back_without_delay_keeps_its_place_in_line(self, backend: Backend) -> None:
+        # delay=None keeps available_at (delay=0 would make it now): a job handed back at
+        # shutdown, started or only claimed, runs before newer jobs of its priority.
+        first, second = await held(backend, "default", "e1")
+        await backend.job_insert_many([insert(name="newer")], now=T0 + timedelta(seconds=2))
+        at = T0 + timedelta(seconds=3)
+        accepted = await finish(backend, [
+            outcome(first, JobState.WAITING, delay=None, give_back_attempt=True),
+            outcome(second, JobState.WAITING, from_state=JobState.CLAIMED, delay=None),
+        ], now=at)
+        assert accepted == {first.id, second.id}
+        for job in (first, second):
+            current = await backend.job_get(job.id)
+            assert current is not None and current.state is JobState.WAITING
+            assert (current.attempt, current.available_at) == (0, T0)
+        taken = await backend.job_claim(claim("e2", ("default", 1), at=at))
+        taken += await backend.job_claim(claim("e2", ("default", 1), at=at))
+        taken += await backend.job_claim(claim("e2", ("default", 1), at=at))
+        assert [j.name for j in taken] == ["first", "second", "newer"]
+
     # -- cancel, retry, delete ---------------------------------------------------------------
 
     async def test_cancel_pending_running_and_finished_jobs(self, backend: Backend) -> None:
@@ -599,7 +654,7 @@ class BackendConformance:
         assert sorted(j.id for j in result.retried) == sorted([started.id, claimed_only.id])
         assert [j.id for j in result.failed] == [last.id]
         s = await backend.job_get(started.id)
-        assert s is not None and s.state is JobState.WAITING and s.attempt == 1 and s.available_at == later
+        assert s is not None and s.state is JobState.WAITING and s.attempt == 1 and s.available_at == T0
         assert s.errors[-1]["name"] == "EngineLost" and s.errors[-1]["attempted_by"] == "dead"
         c = await backend.job_get(claimed_only.id)
         assert c is not None and c.state is JobState.WAITING and c.attempt == 0 and c.errors == []
@@ -622,6 +677,48 @@ class BackendConformance:
         assert (await backend.job_rescue(retention=KEEP, stale_after=10, now=T0)).retried == []
         by_id = await backend.job_rescue(retention=KEEP, engine_id="me", now=T0)
         assert sorted(j.id for j in by_id.retried) == sorted(j.id for j in mine)
+
+    async def test_rescued_jobs_run_before_newer_jobs_of_their_priority(self, backend: Backend) -> None:
+        # Joystick's rule: a job taken back from a dead engine, or by an engine restarting
+        # under its id, keeps its available_at, so it keeps its place in line.
+        await backend.engine_register(registration("me"), stale_after=10, takeover_incarnation=None, now=T0)
+        for engine, how in RESCUES.items():
+            queue = f"q-{engine}"
+            first, second = await held(backend, queue, engine)
+            await backend.job_insert_many([insert(queue, "newer"), insert(queue, "urgent", priority=1)],
+                                          now=T0 + timedelta(seconds=2))
+            at = T0 + timedelta(seconds=3)
+            rescued = await backend.job_rescue(retention=KEEP, now=at, **how)
+            assert sorted(j.id for j in rescued.retried) == sorted([first.id, second.id]), engine
+            assert [j.available_at for j in rescued.retried] == [T0, T0], engine
+            # Claimed a slot or two at a time, as a busy queue is: priority first, then age.
+            taken = await backend.job_claim(claim("e2", (queue, 2), at=at))
+            taken += await backend.job_claim(claim("e2", (queue, 1), at=at))
+            taken += await backend.job_claim(claim("e2", (queue, 1), at=at))
+            assert [j.name for j in taken] == ["urgent", "first", "second", "newer"], engine
+
+    async def test_rescue_wakes_listeners_of_the_queues_given_jobs_back(
+        self, backend: Backend, second_backend: Backend
+    ) -> None:
+        if not second_backend.capabilities.supports_notify:
+            pytest.skip("the backend cannot wake other engines")
+        await backend.engine_register(registration("me"), stale_after=10, takeover_incarnation=None, now=T0)
+        await held(backend, "q-gone", "gone")
+        await held(backend, "q-me", "me")
+        inbox = Notifications()
+        listener = await second_backend.listen(inbox)
+        try:
+            # A backend names the queue (enqueued:<queue>) or can only tell that something
+            # changed: an enqueue, which must wake listeners, shows which.
+            await backend.job_insert_many([insert("q-probe")], now=T0)
+            named = await inbox.wait_for() != NOTIFY_CHANGED
+            for engine, how in RESCUES.items():
+                inbox.payloads.clear()
+                rescued = await backend.job_rescue(retention=KEEP, now=T0 + timedelta(seconds=3), **how)
+                assert len(rescued.retried) == 2, engine
+                await inbox.wait_for(f"{NOTIFY_ENQUEUED}:q-{engine}" if named else NOTIFY_CHANGED)
+        finally:
+            await listener.close()
 
     async def test_rescue_cancels_jobs_whose_cancel_was_requested(self, backend: Backend) -> None:
         (job,) = await running(backend, insert(), engine="gone")

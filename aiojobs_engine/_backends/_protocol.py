@@ -146,7 +146,8 @@ class JobOutcome:
     """The end of an attempt (or of a claim that never started), fenced by its token.
 
     ``state`` is where the job goes: completed, failed, canceled, or waiting/snoozed with
-    ``delay`` seconds until it is available again. ``delete`` removes the row instead.
+    ``delay`` seconds until it is available again (``None``: ``available_at`` is kept, so a
+    job handed back keeps its place in line). ``delete`` removes the row instead.
     Not frozen, as ``JobInsert``: the engine builds one per attempt on its hot path.
     """
 
@@ -374,7 +375,9 @@ class Backend(Protocol):
         """Return jobs of dead engines to ``waiting`` (or ``failed`` if their attempts are spent).
 
         With ``stale_after``: engines silent that long are deleted and their jobs, and jobs of
-        engines with no row at all, rescued. With ``engine_id``: that engine's jobs.
+        engines with no row at all, rescued. With ``engine_id``: that engine's jobs. A job
+        back in ``waiting`` keeps its ``available_at`` (its place in line); a backend that
+        notifies announces ``enqueued:<queue>`` for each queue given a job back.
         """
         ...
 
@@ -436,9 +439,9 @@ class Backend(Protocol):
     async def listen(self, on_notify: Callable[[str], None]) -> Listener:
         """Subscribe; ``on_notify(payload)`` is called on the loop for each notification.
 
-        Backends that notify send ``enqueued:<queue>`` once per queue per inserting
-        transaction, ``cancel:<id>`` when a running job's cancellation is asked for, and
-        ``queue:<name>`` when a queue's settings change; a backend that can only tell that
-        another connection wrote something sends ``changed`` instead.
+        Backends that notify send ``enqueued:<queue>`` once per queue per inserting (or
+        rescuing) transaction, ``cancel:<id>`` when a running job's cancellation is asked
+        for, and ``queue:<name>`` when a queue's settings change; a backend that can only
+        tell that another connection wrote something sends ``changed`` instead.
         """
         ...

@@ -216,6 +216,25 @@ async def test_cancel_of_a_running_job_and_queue_changes_notify(backend: Postgre
         await listener.close()
 
 
+async def test_rescue_notifies_the_queues_given_a_job_back(backend: PostgresBackend) -> None:
+    await backend.job_insert_many([insert(queue="a"), insert(queue="a"), insert(queue="b"),
+                                   insert(queue="spent", max_attempts=1), insert(queue="canceled")], now=T0)
+    held = await backend.job_claim(claim("gone", ("a", 9), ("b", 9), ("spent", 9), ("canceled", 9)))
+    ends = [r for r in held if r.queue in ("spent", "canceled")]
+    await backend.job_start_many([JobStart(r.id, r.claim_token or "") for r in ends], now=T0)
+    await backend.job_cancel(retention=KEEP, job_id=next(r.id for r in ends if r.queue == "canceled"), now=T0)
+    inbox, listener = await _listen(backend)
+    try:
+        result = await backend.job_rescue(retention=KEEP, stale_after=10, now=T0)
+        assert len(result.retried) == 3 and {j.state for j in result.failed} == {JobState.FAILED, JobState.CANCELED}
+        # Failed and canceled jobs wake nobody; a second pass rescues nothing and says nothing.
+        assert sorted(await inbox.fence(backend)) == ["enqueued:a", "enqueued:b"]
+        assert (await backend.job_rescue(retention=KEEP, stale_after=10, now=T0)).retried == []
+        assert await inbox.fence(backend) == []
+    finally:
+        await listener.close()
+
+
 async def test_listener_ignores_other_schemas(
     postgres_url: str, backend: PostgresBackend, admin: asyncpg.Connection
 ) -> None:

@@ -258,6 +258,8 @@ outcome AS (
 ),
 finished AS (
     -- A cancellation asked for while the attempt ran wins over going back to waiting/snoozed.
+    -- A NULL delay keeps available_at: a job handed back (shutdown) keeps its place in line,
+    -- ahead of jobs of its priority made available after it.
     UPDATE __schema__.aiojobs_jobs AS j
     SET state = CASE WHEN j.cancel_requested AND o.state IN ('waiting', 'snoozed') THEN 'canceled'
                      ELSE o.state END,
@@ -388,40 +390,55 @@ RETURNING id;
 -- A held job whose engine is gone (or is :engine_id, restarting): a job never started goes
 -- back as it was; a started one has used its attempt, and fails for good if it was the last;
 -- one whose cancellation was asked for is canceled. SET expressions read the old row.
-UPDATE __schema__.aiojobs_jobs AS j
-SET state = CASE WHEN j.cancel_requested THEN 'canceled'
+-- available_at is kept (it was due when the job was claimed): a job back in waiting runs
+-- before jobs of its priority made available after it, as it would have without the crash.
+-- Each queue given a job back is announced (enqueued:<queue>, at commit) so that idle
+-- engines claim it at once instead of at their next poll; see "announced" below.
+WITH rescued AS (
+    UPDATE __schema__.aiojobs_jobs AS j
+    SET state = CASE WHEN j.cancel_requested THEN 'canceled'
+                     WHEN j.state = 'running' AND j.attempt >= j.max_attempts THEN 'failed'
+                     ELSE 'waiting' END,
+        expires_at = __schema__.aiojobs_expires_at(
+            coalesce(:now::timestamptz, now()),
+            CASE WHEN j.cancel_requested THEN 'canceled'
                  WHEN j.state = 'running' AND j.attempt >= j.max_attempts THEN 'failed'
                  ELSE 'waiting' END,
-    expires_at = __schema__.aiojobs_expires_at(
-        coalesce(:now::timestamptz, now()),
-        CASE WHEN j.cancel_requested THEN 'canceled'
-             WHEN j.state = 'running' AND j.attempt >= j.max_attempts THEN 'failed'
-             ELSE 'waiting' END,
-        -1,
-        coalesce(j.keep_failed, q.keep_failed, :keep_failed::float8),
-        coalesce(j.keep_canceled, q.keep_canceled, :keep_canceled::float8)),
-    available_at = coalesce(:now::timestamptz, now()),
-    failed_at = CASE WHEN NOT j.cancel_requested AND j.state = 'running' AND j.attempt >= j.max_attempts
-                     THEN coalesce(:now::timestamptz, now()) ELSE j.failed_at END,
-    canceled_at = CASE WHEN j.cancel_requested THEN coalesce(:now::timestamptz, now())
-                       ELSE j.canceled_at END,
-    errors = CASE WHEN j.state = 'running' THEN j.errors || jsonb_build_array(jsonb_build_object(
-                 'name', 'EngineLost',
-                 'message', 'the engine running this attempt (' || j.claimed_by || ') stopped heartbeating',
-                 'traceback', NULL,
-                 'attempt', j.attempt,
-                 'attempted_by', j.claimed_by,
-                 'attempted_at', to_char(j.attempted_at AT TIME ZONE 'UTC',
-                                         'YYYY-MM-DD"T"HH24:MI:SS.US"+00:00"')))
-             ELSE j.errors END,
-    claim_token = NULL,
-    cancel_requested = false
-FROM __schema__.aiojobs_queues AS q
-WHERE j.state IN ('claimed', 'running') AND q.name = j.queue
-  AND (j.claimed_by = :engine_id::text
-       OR (:engine_id::text IS NULL
-           AND NOT EXISTS (SELECT FROM __schema__.aiojobs_engines AS e WHERE e.id = j.claimed_by)))
-RETURNING j.*;
+            -1,
+            coalesce(j.keep_failed, q.keep_failed, :keep_failed::float8),
+            coalesce(j.keep_canceled, q.keep_canceled, :keep_canceled::float8)),
+        failed_at = CASE WHEN NOT j.cancel_requested AND j.state = 'running' AND j.attempt >= j.max_attempts
+                         THEN coalesce(:now::timestamptz, now()) ELSE j.failed_at END,
+        canceled_at = CASE WHEN j.cancel_requested THEN coalesce(:now::timestamptz, now())
+                           ELSE j.canceled_at END,
+        errors = CASE WHEN j.state = 'running' THEN j.errors || jsonb_build_array(jsonb_build_object(
+                     'name', 'EngineLost',
+                     'message', 'the engine running this attempt (' || j.claimed_by || ') stopped heartbeating',
+                     'traceback', NULL,
+                     'attempt', j.attempt,
+                     'attempted_by', j.claimed_by,
+                     'attempted_at', to_char(j.attempted_at AT TIME ZONE 'UTC',
+                                             'YYYY-MM-DD"T"HH24:MI:SS.US"+00:00"')))
+                 ELSE j.errors END,
+        claim_token = NULL,
+        cancel_requested = false
+    FROM __schema__.aiojobs_queues AS q
+    WHERE j.state IN ('claimed', 'running') AND q.name = j.queue
+      AND (j.claimed_by = :engine_id::text
+           OR (:engine_id::text IS NULL
+               AND NOT EXISTS (SELECT FROM __schema__.aiojobs_engines AS e WHERE e.id = j.claimed_by)))
+    RETURNING j.*
+),
+announced AS (
+    -- One notification per distinct queue given a job back (a failed or canceled one wakes
+    -- nobody). A CTE that modifies nothing runs only as far as the outer query reads it:
+    -- the cross join reads its one row (an aggregate without GROUP BY always has one)
+    -- whenever a job was rescued; with none rescued there is nothing to announce.
+    SELECT count(*) AS queues
+    FROM (SELECT DISTINCT queue FROM rescued WHERE state = 'waiting') AS r,
+         pg_notify(__channel__, 'enqueued:' || r.queue)
+)
+SELECT rescued.* FROM rescued CROSS JOIN announced;
 
 -- name: job_prune
 -- Finished jobs past their expiry (set when they finished, from job, queue or engine).

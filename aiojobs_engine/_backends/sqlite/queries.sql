@@ -140,6 +140,8 @@ RETURNING id, attempt, attempted_at;
 
 -- name: job_finish_many
 -- A cancellation asked for while the attempt ran wins over going back to waiting/snoozed.
+-- A NULL delay keeps available_at: a job handed back (shutdown) keeps its place in line,
+-- ahead of jobs of its priority made available after it.
 UPDATE aiojobs_jobs AS j
 SET state = CASE WHEN j.cancel_requested = 1 AND o.state IN ('waiting', 'snoozed') THEN 'canceled'
                  ELSE o.state END,
@@ -242,6 +244,12 @@ DELETE FROM aiojobs_engines WHERE heartbeat_at < :stale_before RETURNING id;
 -- A held job whose engine is gone (or is :engine_id, restarting): a job never started goes
 -- back as it was; a started one has used its attempt, and fails for good if it was the last;
 -- one whose cancellation was asked for is canceled.
+-- available_at is kept (it was due when the job was claimed): a job back in waiting runs
+-- before jobs of its priority made available after it, as it would have without the crash.
+-- Nothing is announced, unlike PostgreSQL's twin: SQLite has no NOTIFY, and engines on
+-- other connections (other processes) see the commit as a change of PRAGMA data_version,
+-- which their change watch reports within tens of milliseconds. The rescuing connection
+-- itself sees no change.
 UPDATE aiojobs_jobs AS j
 SET state = CASE WHEN cancel_requested = 1 THEN 'canceled'
                  WHEN state = 'running' AND attempt >= max_attempts THEN 'failed'
@@ -254,7 +262,6 @@ SET state = CASE WHEN cancel_requested = 1 THEN 'canceled'
         -1,
         coalesce(j.keep_failed, q.keep_failed, :keep_failed),
         coalesce(j.keep_canceled, q.keep_canceled, :keep_canceled)),
-    available_at = :now,
     failed_at = CASE WHEN cancel_requested = 0 AND state = 'running' AND attempt >= max_attempts
                      THEN :now ELSE failed_at END,
     canceled_at = CASE WHEN cancel_requested = 1 THEN :now ELSE canceled_at END,
