@@ -57,6 +57,7 @@ from ._writer import Writer
 T = TypeVar("T")
 
 STOP_GRACE = 2.0  # seconds a body told to stop has before it is reported as not stopping
+_OVERRAN = 0.25  # a body that ends this long past its deadline did not stop when told to
 
 
 class InternalError(Exception):
@@ -165,6 +166,8 @@ class Run:
                 return await self._in_worker_process(definition)
             if not await self._start():
                 return None
+        if self.stop_reason is not None:
+            return self._stopped()
         return await self._run_inline(definition)
 
     async def _run_inline(self, definition: JobDefinition) -> Decision:
@@ -275,7 +278,7 @@ class Run:
 
     def _timed_out(self, timeout: float) -> Decision:
         ran = time.monotonic() - self._began
-        if ran > timeout + STOP_GRACE:
+        if ran > timeout + _OVERRAN:
             return Decision.failure(JobTimeoutError(
                 f"timed out after {timeout:g}s and ran {ran:.1f}s before it stopped (it ignored the cancellation, "
                 "blocked the event loop, or ran on a thread); its result was discarded"))
@@ -621,12 +624,15 @@ class Runner:
         except RuntimeError:  # changed while read from another thread
             return []
 
-    async def close(self) -> None:
-        """Cancel what is left (runs whose outcome could not be written): rescued later."""
+    async def close(self, timeout: float) -> None:
+        """Cancel what is left: runs whose body would not stop (their outcome is written
+        already) and runs whose outcome could not be written (rescued later). A body that
+        swallows even this is left behind after ``timeout``: the process is about to exit."""
         leftovers = [run.task for run in self._runs.values() if run.task is not None and not run.task.done()]
         for task in leftovers:
             task.cancel()
-        await asyncio.gather(*leftovers, return_exceptions=True)
+        if leftovers:
+            await asyncio.wait(leftovers, timeout=timeout)
 
 
 def _event_kind(decision: Decision) -> str:

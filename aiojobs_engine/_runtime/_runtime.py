@@ -183,7 +183,7 @@ class Runtime:
             logger.warning("handed %d running job(s) back to waiting", handed,
                            extra={"event": Event.JOBS_HANDED_BACK, "engine_id": self._s.engine_id})
         await self.writer.close(_FLUSH_TIMEOUT)
-        await self.runner.close()
+        await self.runner.close(_HAND_BACK_TIMEOUT)
         await self.maintenance.stop_heartbeat()
         await self.recovery.unregister()
         await self.pool.close()
