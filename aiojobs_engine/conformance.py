@@ -336,19 +336,6 @@ class BackendConformance:
         assert (slow.state, slow.attempt, slow.attempted_at) == (JobState.CLAIMED, 0, None)
         assert await finish(backend, [outcome(quick, JobState.COMPLETED, result_json="1")]) == {quick.id}
 
-    async def test_claims_ahead_of_the_free_slots_do_not_start(self, backend: Backend) -> None:
-        await backend.job_insert_many([insert(name="quick", priority=p) for p in (3, 1, 2, 4)]
-                                      + [insert(queue="other", name="quick")], now=T0)
-        claimed = await backend.job_claim(JobClaim(
-            engine_id="e1", demands=[QueueDemand("default", 3, start=2), QueueDemand("other", 5, start=0)],
-            now=T0 + timedelta(seconds=1), start_now=["quick"]))
-        assert [(r.queue, r.priority, r.state, r.attempt) for r in claimed] == [
-            ("default", 1, JobState.RUNNING, 1), ("default", 2, JobState.RUNNING, 1),
-            ("default", 3, JobState.CLAIMED, 0), ("other", 50, JobState.CLAIMED, 0)]
-        # An engine that dies holding them: the started ones used an attempt, the others did not.
-        rescued = await backend.job_rescue(retention=KEEP, engine_id="e1", now=T0 + timedelta(seconds=2))
-        assert sorted((r.priority, r.attempt) for r in rescued.retried) == [(1, 1), (2, 1), (3, 0), (50, 0)]
-
     async def test_claim_respects_limits_and_queue_order(self, backend: Backend) -> None:
         await backend.job_insert_many([insert(queue="a") for _ in range(3)] + [insert(queue="b") for _ in range(3)],
                                       now=T0)

@@ -61,17 +61,11 @@ class JobInsert:
 @dataclass(frozen=True, slots=True)
 class QueueDemand:
     """Claim at most ``limit`` jobs from ``queue``, and no more than leaves ``global_limit``
-    jobs of the queue claimed or running across all engines (checked inside the claim).
-
-    ``start``: of those, at most this many (the first, in claim order) may be started by the
-    claim itself (``JobClaim.start_now``); the others are claimed ahead, to wait for a slot,
-    and stay ``claimed``, their attempt not counted until they start. None: all of them.
-    """
+    jobs of the queue claimed or running across all engines (checked inside the claim)."""
 
     queue: str
     limit: int
     global_limit: int | None = None
-    start: int | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -734,7 +734,7 @@ async def test_claim_uses_the_claim_index(backend: PostgresBackend, admin: async
     query = queries_for(backend.schema)["job_claim"]
     args = query.args({
         "engine_id": "e1", "now": T0 + timedelta(seconds=1), "queues": ["q1", "q2"], "limits": [10, 5],
-        "global_limits": [None, 20], "starts": [10, 2], "incarnation": "i1", "fresh_within": 10.0,
+        "global_limits": [None, 20], "incarnation": "i1", "fresh_within": 10.0,
         "start_now": ["job"],
     })
 

@@ -254,7 +254,6 @@ class PostgresBackend:
             "queues": [d.queue for d in demands],
             "limits": [max(d.limit, 0) for d in demands],
             "global_limits": [d.global_limit for d in demands],
-            "starts": [max(d.limit if d.start is None else min(d.start, d.limit), 0) for d in demands],
             "incarnation": claim.incarnation,
             "fresh_within": claim.fresh_within,
             "start_now": list(claim.start_now),

@@ -159,34 +159,30 @@ LIMIT :limit::integer;
 -- engines hold. A capped demand (global_limit) also leaves room for the queue's jobs held
 -- anywhere: its caller has taken queue_lock_claims in the same transaction, so this count,
 -- read by a later statement than the lock, sees every claim committed before it.
--- The first `start` picks of a demand (rn, in claim order) may start at once (start_now
--- names the jobs that can); the rest are claimed ahead and stay 'claimed', attempt unused.
--- The picks are materialised once, then updated by primary key (= ANY(ARRAY(...)) is
--- evaluated once, so the planner never weighs a join); rows come back in demand order, then
--- job order.
+-- Picks whose job is named in start_now start at once ('running', attempt counted); the
+-- others are 'claimed', to be started by job_write_many. The picks are materialised once,
+-- then updated by primary key (= ANY(ARRAY(...)) is evaluated once, so the planner never
+-- weighs a join); rows come back in demand order, then job order.
 WITH picked AS MATERIALIZED (
-    SELECT p.id, p.rn <= d.start AND p.name = ANY(:start_now::text[]) AS starts
+    SELECT p.id, p.name = ANY(:start_now::text[]) AS starts
     FROM (
-        SELECT d.queue, d.start,
+        SELECT d.queue,
                CASE WHEN d.global_limit IS NULL THEN d.lim
                     ELSE least(d.lim, greatest(0, d.global_limit - (
                              SELECT count(*) FROM __schema__.aiojobs_jobs AS h
                              WHERE h.state IN ('claimed', 'running') AND h.queue = d.queue)))
                END AS lim
-        FROM unnest(:queues::text[], :limits::integer[], :global_limits::integer[], :starts::integer[])
-             AS d(queue, lim, global_limit, start)
+        FROM unnest(:queues::text[], :limits::integer[], :global_limits::integer[])
+             AS d(queue, lim, global_limit)
     ) AS d
     CROSS JOIN LATERAL (
-        SELECT c.id, c.name, row_number() OVER (ORDER BY c.priority, c.available_at, c.id) AS rn
-        FROM (
-            SELECT j.id, j.name, j.priority, j.available_at FROM __schema__.aiojobs_jobs AS j
-            WHERE j.queue = d.queue
-              AND j.state IN ('waiting', 'snoozed')
-              AND j.available_at <= coalesce(:now::timestamptz, now())
-            ORDER BY j.priority, j.available_at, j.id
-            LIMIT d.lim
-            FOR UPDATE SKIP LOCKED
-        ) AS c
+        SELECT j.id, j.name FROM __schema__.aiojobs_jobs AS j
+        WHERE j.queue = d.queue
+          AND j.state IN ('waiting', 'snoozed')
+          AND j.available_at <= coalesce(:now::timestamptz, now())
+        ORDER BY j.priority, j.available_at, j.id
+        LIMIT d.lim
+        FOR UPDATE SKIP LOCKED
     ) AS p
 ),
 starting AS MATERIALIZED (

@@ -335,8 +335,7 @@ class SQLiteBackend:
         }
         for n, demand in enumerate(demands):
             limit = max(demand.limit, 0)
-            params |= {f"queue_{n}": demand.queue, f"limit_{n}": limit, f"global_{n}": demand.global_limit,
-                       f"start_{n}": limit if demand.start is None else max(min(demand.start, limit), 0)}
+            params |= {f"queue_{n}": demand.queue, f"limit_{n}": limit, f"global_{n}": demand.global_limit}
         rows = await self._fetch(_claim_sql(len(demands)), params)
         order = {demand.queue: n for n, demand in enumerate(demands)}
         return sorted((_job(row) for row in rows), key=lambda r: (order.get(r.queue, 0), *_claim_order(r)))
@@ -591,8 +590,7 @@ def _claim_sql(demands: int) -> str:
     """The claim statement for this many demands (cached: a handful of shapes in practice)."""
     pick = _Q["job_claim_pick"]
     picks = " UNION ALL ".join(pick.replace("{n}", str(n)) for n in range(demands))
-    starts = " UNION ALL ".join(pick.replace(":limit_{n}", ":start_{n}").replace("{n}", str(n)) for n in range(demands))
-    return _Q["job_claim"].replace("{picks}", picks).replace("{starts}", starts)
+    return _Q["job_claim"].replace("{picks}", picks)
 
 
 def _claim_order(record: JobRecord) -> tuple[int, datetime, int]:

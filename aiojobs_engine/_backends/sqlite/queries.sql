@@ -93,17 +93,14 @@ LIMIT :limit;
 
 -- name: job_claim
 -- One statement for every demand: the picks placeholder becomes one job_claim_pick per
--- demand, joined with UNION ALL; the starts placeholder the same picks cut at each demand's
--- start count (the first of its picks, in claim order: one writer at a time, so both read
--- the same rows), which alone may start at once; the rest are claimed ahead and stay
--- 'claimed', attempt unused. Claims only while this engine's row (this incarnation) has a
--- fresh heartbeat, so an engine that others may already consider dead takes nothing new.
+-- demand, joined with UNION ALL. Picks whose job is named in start_now start at once
+-- ('running', attempt counted); the others are 'claimed', to be started by
+-- job_start_many. Claims only while this engine's row (this incarnation) has a fresh
+-- heartbeat, so an engine that others may already consider dead takes nothing new.
 UPDATE aiojobs_jobs
-SET state = CASE WHEN id IN ({starts}) AND name IN (SELECT value FROM json_each(:start_now))
-                 THEN 'running' ELSE 'claimed' END,
-    attempt = attempt + (id IN ({starts}) AND name IN (SELECT value FROM json_each(:start_now))),
-    attempted_at = CASE WHEN id IN ({starts}) AND name IN (SELECT value FROM json_each(:start_now))
-                        THEN :now ELSE attempted_at END,
+SET state = CASE WHEN name IN (SELECT value FROM json_each(:start_now)) THEN 'running' ELSE 'claimed' END,
+    attempt = attempt + (name IN (SELECT value FROM json_each(:start_now))),
+    attempted_at = CASE WHEN name IN (SELECT value FROM json_each(:start_now)) THEN :now ELSE attempted_at END,
     claimed_by = :engine_id,
     claimed_at = :now,
     claim_token = lower(hex(randomblob(16)))
