@@ -313,7 +313,7 @@ async def test_an_outcome_the_database_refuses_becomes_a_failed_attempt(make_eng
 async def test_a_failure_inside_the_engine_still_ends_the_claim(make_engine, monkeypatch) -> None:
     """Fault injection: building one outcome raises (an engine bug); the attempt is recorded
     as failed by the fallback, and the engine goes on."""
-    from aiojobs_engine._runtime import _runner
+    from aiojobs_engine._runtime import _run
 
     engine = make_engine()
 
@@ -321,7 +321,7 @@ async def test_a_failure_inside_the_engine_still_ends_the_claim(make_engine, mon
     async def job(n: int) -> int:
         return n
 
-    real = _runner.outcome_for
+    real = _run.outcome_for
     broken_once: list[int] = []
 
     def flaky_outcome_for(record, decision, engine_id, *, started):
@@ -330,7 +330,7 @@ async def test_a_failure_inside_the_engine_still_ends_the_claim(make_engine, mon
             raise RuntimeError("engine bug")
         return real(record, decision, engine_id, started=started)
 
-    monkeypatch.setattr(_runner, "outcome_for", flaky_outcome_for)
+    monkeypatch.setattr(_run, "outcome_for", flaky_outcome_for)
     async with engine:
         records = [await job.enqueue(n) for n in range(3)]
         await engine.workoff()

@@ -1,0 +1,477 @@
+"""One claimed job's life, read top to bottom in ``Run.life``.
+
+    claimed ──▶ (okay_to_run, a thread slot or a worker process, the start's write)
+            ──▶ running: the body, inline under ``asyncio.timeout``, on a thread, or in the pool
+            ──▶ decided: exactly one fenced outcome handed to the writer
+            ──▶ done: the write came back; logged, listeners told, after-hooks run
+
+A job claimed straight into ``running`` (an async body with no ``okay_to_run`` hook: the
+claim counted its attempt) skips the first step; that is the common case, and the same code.
+Its queue slot was taken by the producer when it claimed the job (it claims only free
+slots); the run gives it back once its outcome is decided (a capped queue's, once stored).
+
+The state of a run is ``RunState``, changed only by ``Run._to``. A run's body always ends
+before its outcome is decided: a body told to stop (its timeout, a cancel, a hand-back) that
+does not — it swallows the cancellation, blocks the loop, or runs on a thread, which nothing
+can stop — keeps its job ``running`` under this engine's claim, and its slot, until it
+really ends, so no retry of it can start anywhere meanwhile. The one exception is shutdown:
+a body still running at the end of the grace period is handed back at once (``abandon``),
+because the process is about to exit.
+
+May call: what its ``Runner`` shares (the writer, the pool, thread slots, hooks, the
+producer's slot release), ``_outcomes`` and ``_bodies``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import logging
+import time
+from collections.abc import Callable, Coroutine
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from .._backends._protocol import JobOutcome, StartedJob
+from .._context import JobContext, set_current_job
+from .._definitions import JobDefinition, RunMode
+from .._errors import BackendError, JobTimeoutError
+from .._hooks import run_hooks
+from .._log import Event, job_extra, logger
+from .._records import JobRecord, JobState
+from ._bodies import call_inline, process_task, start_thread
+from ._outcomes import (
+    Decision,
+    decision_for_error,
+    decision_for_reply,
+    decision_for_result,
+    log_outcome,
+    outcome_for,
+    settle_failure,
+    unrunnable,
+)
+
+if TYPE_CHECKING:
+    from ._runner import Runner
+
+T = TypeVar("T")
+
+STOP_GRACE = 2.0  # seconds a body told to stop has before it is reported as not stopping
+_OVERRAN = 0.25  # a body that ends this long past its deadline did not stop when told to
+
+
+class InternalError(Exception):
+    """Something failed inside the engine while it ran this attempt (see the engine's log)."""
+
+
+class RunState(enum.Enum):
+    CLAIMED = "claimed"  # its body has not begun: okay_to_run, a resource, its start, before_perform
+    RUNNING = "running"  # its attempt counts; its body runs
+    STOPPING = "stopping"  # its body was told to stop (timeout, cancel, hand-back) and has not ended
+    DECIDED = "decided"  # its one outcome is chosen and handed to the writer
+    DONE = "done"  # the outcome's write came back (accepted or refused)
+
+
+_MOVES: dict[RunState, frozenset[RunState]] = {
+    RunState.CLAIMED: frozenset({RunState.RUNNING, RunState.DECIDED}),
+    RunState.RUNNING: frozenset({RunState.STOPPING, RunState.DECIDED}),
+    RunState.STOPPING: frozenset({RunState.DECIDED}),
+    RunState.DECIDED: frozenset({RunState.DONE}),
+    RunState.DONE: frozenset(),
+}
+
+
+class Stop(enum.Enum):
+    """Why a run is told to stop; once told, its outcome is the stop's."""
+
+    TIMEOUT = "timed out"
+    CANCEL = "canceled"
+    HAND_BACK = "handed back"
+
+
+class Run:
+    """One claim, from the producer's hand-over to its stored outcome."""
+
+    __slots__ = ("_began", "_body", "_definition", "_hooks", "_kill", "_runner", "_slot_held", "_stopped_at",
+                 "_waiting", "record", "started", "state", "stop_reason", "task")
+
+    def __init__(self, runner: Runner, record: JobRecord, definition: JobDefinition | None) -> None:
+        self._runner = runner
+        self.record = record
+        self._definition = definition
+        self._hooks = runner.hooks_for(definition)
+        self.state = RunState.CLAIMED
+        self.started = False  # its attempt counts (claimed into running, or started since)
+        self.stop_reason: Stop | None = None
+        self.task: asyncio.Task[None] | None = None
+        self._slot_held = True  # the producer took the queue slot when it claimed the job
+        self._waiting = False  # in a wait that a stop may cut short (hooks, resources)
+        self._body: asyncio.Future[Any] | None = None  # a thread's or a worker process's result
+        self._kill: Callable[[], None] | None = None  # how to stop that body, if it can be stopped
+        self._began = 0.0  # time.monotonic() when the body began
+        self._stopped_at = 0.0  # time.monotonic() when it was told to stop
+
+    @property
+    def token(self) -> str:
+        return self.record.claim_token or ""
+
+    def _to(self, state: RunState) -> None:
+        """The one way a run changes state."""
+        if state not in _MOVES[self.state]:
+            raise RuntimeError(f"job {self.record.id}: a run cannot go from {self.state.value} to {state.value}")
+        self.state = state
+
+    # -- the life of a job ----------------------------------------------------------------------
+
+    async def life(self) -> None:
+        try:
+            try:
+                decision = await self._attempt()
+            except asyncio.CancelledError:
+                if self.stop_reason is None:
+                    raise  # the runtime tore the run down: whatever it had is rescued later
+                _uncancel()
+                decision = self._stopped()
+            except Exception as exc:  # a bug in the engine: still end the claim
+                logger.exception("the run of job %s failed", self.record.id,
+                                 extra=self.log_extra(Event.COMPONENT_ERROR))
+                decision = self._engine_failure(exc)
+            if decision is not None:
+                await self._finish(decision)
+        except Exception:
+            logger.exception("could not record the outcome of job %s; it is rescued once this engine stops",
+                             self.record.id, extra=self.log_extra(Event.COMPONENT_ERROR))
+        finally:
+            self._runner.forget(self)
+
+    async def _attempt(self) -> Decision | None:
+        """Start the job if its claim did not, run its body, say how the attempt ended (None:
+        the claim was taken away before it started, and there is nothing to write)."""
+        record, definition = self.record, self._definition
+        problem = unrunnable(record, definition, self._runner.engine_id)
+        if problem is not None:
+            return Decision.failure(problem, final=True) if self.started or await self._start() else None
+        assert definition is not None
+        if self._runner.body_running(record.id):
+            # A body of this job still runs here (its claim was taken away, then the job came
+            # back to this engine): never two at once. It returns after a short wait, attempt unused.
+            return Decision.deferred(STOP_GRACE)
+        if not self.started:
+            defer = await self._ask_okay_to_run()
+            if defer is not None:
+                return Decision.deferred(defer)
+            if definition.mode is RunMode.THREAD:
+                return await self._with_thread_slot(definition)
+            if definition.mode is RunMode.PROCESS:
+                return await self._in_worker_process(definition)
+            if not await self._start():
+                return None
+        if self.stop_reason is not None:
+            return self._stopped()
+        return await self._run_inline(definition)
+
+    async def _run_inline(self, definition: JobDefinition) -> Decision:
+        await self._before_body()
+        if self.stop_reason is not None:
+            return self._stopped()
+        record = self.record
+        timeout = record.timeout
+        deadline: asyncio.Timeout | None = None
+        self._began = time.monotonic()
+        self._to(RunState.RUNNING)
+        self._runner.body_began(record.id)
+        try:
+            if timeout is None:
+                result = await call_inline(definition, record)
+            else:
+                async with asyncio.timeout(timeout) as deadline:
+                    result = await call_inline(definition, record)
+        except asyncio.CancelledError:
+            told = self._told()  # (read again: a stop may have come while the body ran)
+            if told is None and _cancelling():
+                raise  # the runtime tore the run down
+            _uncancel(told is not None)
+            return self._stopped() if told is not None else Decision.failure(
+                JobTimeoutError("the job's task was cancelled from inside"))
+        except TimeoutError as exc:
+            if timeout is not None and deadline is not None and deadline.expired():
+                return self._timed_out(timeout)
+            return decision_for_error(exc)
+        except Exception as exc:
+            return self._stopped() if self._told() is not None else decision_for_error(exc)
+        else:
+            if self._told() is not None:  # it swallowed the stop, and ended later by itself
+                _uncancel()
+                return self._stopped()
+            if timeout is not None and time.monotonic() - self._began > timeout:
+                return self._timed_out(timeout)  # it blocked the loop past its deadline
+            return decision_for_result(result)
+        finally:
+            self._runner.body_ended(record.id)
+
+    async def _with_thread_slot(self, definition: JobDefinition) -> Decision | None:
+        slots = self._runner.thread_slots
+        await self._interruptible(slots.acquire())
+        try:
+            if not await self._start():
+                return None
+            await self._before_body()
+            if self.stop_reason is not None:
+                return self._stopped()
+            return await self._run_elsewhere(start_thread(definition, self.record), kill=None)
+        finally:
+            slots.release()
+
+    async def _in_worker_process(self, definition: JobDefinition) -> Decision | None:
+        pool = self._runner.pool
+        worker = await self._interruptible(pool.acquire())
+        try:
+            if not await self._start():
+                return None
+            await self._before_body()
+            if self.stop_reason is not None:
+                return self._stopped()
+            body = pool.run(worker, process_task(definition, self.record, self._runner.engine_id))
+            return await self._run_elsewhere(body.future, kill=body.stop, interpret=decision_for_reply)
+        finally:
+            pool.release(worker)
+
+    async def _run_elsewhere(self, body: asyncio.Future[Any], *, kill: Callable[[], None] | None,
+                             interpret: Callable[[Any], Decision] = decision_for_result) -> Decision:
+        """Wait for a body on a thread or in a worker process: its end, or its timeout (then
+        stop it if it can be, and still wait for its end). ``asyncio.wait`` neither raises
+        the body's error nor cancels the body when the wait is cut short."""
+        self._body = body
+        self._kill = kill
+        self._began = time.monotonic()
+        self._to(RunState.RUNNING)
+        self._runner.body_began(self.record.id)
+        try:
+            async with asyncio.timeout(self.record.timeout):
+                await asyncio.wait([body])
+        except TimeoutError:
+            if not body.done():
+                self.stop(Stop.TIMEOUT)
+        finally:
+            if body.done():
+                self._runner.body_ended(self.record.id)
+            else:  # torn down while its body runs on: count it until it ends
+                body.add_done_callback(lambda _: self._runner.body_ended(self.record.id))
+        await asyncio.wait([body])
+        if self.stop_reason is not None:
+            _consume(body)
+            return self._stopped()
+        error = body.exception()
+        return decision_for_error(error) if error is not None else interpret(body.result())
+
+    def _told(self) -> Stop | None:
+        return self.stop_reason
+
+    def _stopped(self) -> Decision:
+        """How a run that was told to stop ends."""
+        reason = self.stop_reason
+        if reason is Stop.TIMEOUT:
+            return self._timed_out(self.record.timeout or 0.0)
+        if reason is Stop.CANCEL:
+            return Decision.canceled("canceled while running" if self.started else "canceled before it started")
+        return Decision.handed_back()
+
+    def _timed_out(self, timeout: float) -> Decision:
+        ran = time.monotonic() - self._began
+        if ran > timeout + _OVERRAN:
+            return Decision.failure(JobTimeoutError(
+                f"timed out after {timeout:g}s and ran {ran:.1f}s before it stopped (it ignored the cancellation, "
+                "blocked the event loop, or ran on a thread); its result was discarded"))
+        return Decision.failure(JobTimeoutError(f"timed out after {timeout:g}s"))
+
+    def _engine_failure(self, exc: Exception) -> Decision:
+        if not self.started:
+            return Decision.handed_back()
+        return Decision.failure(InternalError(
+            f"the engine failed while running this attempt: {type(exc).__name__}: {exc}"))
+
+    # -- starting ---------------------------------------------------------------------------------
+
+    async def _start(self) -> bool:
+        """Write the start (batched): the attempt counts from now. False: the claim was taken
+        away meanwhile (canceled, rescued), and nothing is left to write."""
+        started: StartedJob | None = await self._runner.writer.start(self.record.id, self.token)
+        if started is None:
+            self._to(RunState.DECIDED)
+            self._to(RunState.DONE)
+            self._release_slot()
+            logger.info("job %s was taken away before it started (canceled or rescued meanwhile)", self.record.id,
+                        extra=self.log_extra(Event.JOB_OUTCOME_REFUSED))
+            return False
+        self.record = replace(self.record, state=JobState.RUNNING, attempt=started.attempt,
+                              attempted_at=started.attempted_at)
+        self._runner.note_started(self)
+        return True
+
+    async def _ask_okay_to_run(self) -> float | None:
+        """Seconds to defer the job by, if an okay_to_run hook says so; else None."""
+        hooks = self._hooks.okay_to_run
+        if not hooks:
+            return None
+        for answer in await self._interruptible(run_hooks("okay_to_run", hooks, self.record, extra=self.log_extra())):
+            if answer is False:
+                assert self._definition is not None
+                return self._definition.requeue_delay
+            if isinstance(answer, int | float) and not isinstance(answer, bool) and answer >= 0:
+                return float(answer)
+        return None
+
+    async def _interruptible(self, waiting: Coroutine[Any, Any, T]) -> T:
+        """Await ``waiting`` (okay_to_run hooks, a thread slot, a worker process) where a stop
+        cuts in, as a cancellation of this run's task (each of these waits gives back what it
+        got if cancelled at the moment it got it); a stop that came before raises at once."""
+        if self.stop_reason is not None:
+            waiting.close()
+            raise asyncio.CancelledError
+        self._waiting = True
+        try:
+            return await waiting
+        finally:
+            self._waiting = False
+
+    async def _before_body(self) -> None:
+        set_current_job(JobContext(self.record, self._runner.engine_id))
+        self._runner.run_context_hooks(self.record)
+        if self._hooks.before_perform:
+            await run_hooks("before_perform", self._hooks.before_perform, self.record, extra=self.log_extra())
+
+    # -- stopping -----------------------------------------------------------------------------------
+
+    def stop(self, reason: Stop) -> None:
+        """Tell the run to stop (first reason wins). A body is cancelled (inline), killed (a
+        worker process) or, on a thread, left to end by itself; a run not started yet ends
+        without starting, or right after its start's write."""
+        if self.stop_reason is not None or self.state in (RunState.DECIDED, RunState.DONE):
+            return
+        self.stop_reason = reason
+        if self.state is RunState.CLAIMED:
+            if self._waiting and self.task is not None:
+                self.task.cancel()
+            return
+        self._to(RunState.STOPPING)
+        self._stopped_at = time.monotonic()
+        if self._body is None:
+            if self.task is not None:
+                self.task.cancel()  # the body runs in this run's task
+        elif self._kill is not None:
+            self._kill()
+
+    def abandon(self) -> asyncio.Task[None] | None:
+        """Shutdown: a body that has not ended is left to run; its job goes back to waiting now
+        (the process is about to exit). The run's own life ends with the body, writing nothing."""
+        if self.state not in (RunState.RUNNING, RunState.STOPPING):
+            return None
+        self.stop(Stop.HAND_BACK)
+        return asyncio.create_task(self._finish(Decision.handed_back()), name=f"aiojobs-hand-back-{self.record.id}")
+
+    def overdue(self, now: float) -> str | None:
+        """Why this run's body should have ended by ``now`` and has not (None: it is fine)."""
+        if self.state is RunState.STOPPING and now - self._stopped_at > STOP_GRACE:
+            assert self.stop_reason is not None
+            return f"it was {self.stop_reason.value} {now - self._stopped_at:.0f}s ago"
+        timeout = self.record.timeout
+        if self.state is RunState.RUNNING and timeout is not None and now - self._began > timeout + STOP_GRACE:
+            return f"it timed out {now - self._began - timeout:.0f}s ago"
+        return None
+
+    # -- the outcome ----------------------------------------------------------------------------------
+
+    async def _finish(self, decision: Decision) -> None:
+        """Hand exactly one fenced outcome to the writer, then report it."""
+        if self.state in (RunState.DECIDED, RunState.DONE):
+            return  # decided already (handed back at shutdown while its body ran on)
+        self._to(RunState.DECIDED)
+        decision, outcome = self._outcome(decision)
+        if not self._runner.capped(self.record.queue):
+            # The slot is free for the next claim while the outcome is written. A capped
+            # queue's cap counts the job until its outcome is stored: its slot waits for that.
+            self._release_slot()
+        try:
+            accepted = await self._runner.writer.finish(outcome)
+        except BackendError as exc:
+            # The database refused this outcome itself (an outage is retried by the writer):
+            # record a plain failed attempt instead, which it can store.
+            logger.error("the outcome of job %s (%s) could not be stored: %s; recording a failed attempt instead",
+                         self.record.id, decision.kind, exc, extra=self.log_extra(Event.COMPONENT_ERROR))
+            decision, outcome = self._outcome(Decision.failure(InternalError(
+                f"the outcome of this attempt ({decision.kind}) could not be stored: {type(exc).__name__}")))
+            accepted = await self._runner.writer.finish(outcome)
+        self._to(RunState.DONE)
+        self._release_slot()
+        self._report(decision, accepted)
+        if accepted and self.started and decision.kind not in ("deferred", "handed_back") and self._hooks:
+            await self._after(decision)
+
+    def _outcome(self, decision: Decision) -> tuple[Decision, JobOutcome]:
+        """The decision, settled (a failure retries or fails for good), and its row change."""
+        try:
+            decision = settle_failure(decision, self.record, self._definition)
+            return decision, outcome_for(self.record, decision, self._runner.engine_id, started=self.started)
+        except Exception as exc:  # a bug: still end the claim, as an engine failure
+            logger.exception("the outcome of job %s could not be built", self.record.id,
+                             extra=self.log_extra(Event.COMPONENT_ERROR))
+            decision = settle_failure(self._engine_failure(exc), self.record, None)
+            return decision, outcome_for(self.record, decision, self._runner.engine_id, started=self.started)
+
+    def _release_slot(self) -> None:
+        if self._slot_held:
+            self._slot_held = False
+            self._runner.release_slot(self.record.queue)
+
+    def _report(self, decision: Decision, accepted: bool) -> None:
+        if not accepted:
+            # A claim canceled before it started finds its job canceled already: nothing to say.
+            quiet = decision.kind == "canceled" and not self.started
+            logger.log(
+                logging.INFO if quiet else logging.WARNING,
+                "outcome of job %s (%s) refused: its claim was taken away meanwhile (rescued, handed "
+                "back or canceled); the job's current state stands", self.record.id, decision.kind,
+                extra=self.log_extra(Event.JOB_OUTCOME_REFUSED),
+            )
+            return
+        log_outcome(self.record, decision)
+        self._runner.emit_outcome(self, decision, time.monotonic() - self._began if self._began else None)
+
+    async def _after(self, decision: Decision) -> None:
+        hooks, record, extra = self._hooks, self.record, self.log_extra()
+        if decision.kind == "completed" and hooks.on_success:
+            await run_hooks("on_success", hooks.on_success, record, decision.result, extra=extra)
+        elif decision.kind == "failure" and decision.error is not None:
+            await run_hooks("on_failure", hooks.on_failure, record, decision.error, extra=extra)
+            if decision.exhausted:
+                await run_hooks("on_max_attempts_exhausted", hooks.on_max_attempts_exhausted, record,
+                                decision.error, extra=extra)
+        if hooks.after_perform:
+            await run_hooks("after_perform", hooks.after_perform, record, decision.kind, extra=extra)
+
+    @property
+    def mode(self) -> RunMode | None:
+        return None if self._definition is None else self._definition.mode
+
+    def log_extra(self, event: str = "") -> dict[str, object]:
+        r = self.record
+        return job_extra(event, r.id, r.name, r.queue, r.attempt)
+
+
+def _cancelling() -> int:
+    task = asyncio.current_task()
+    return 0 if task is None else task.cancelling()
+
+
+def _uncancel(ours: bool = True) -> None:
+    """Take back the cancellation this run asked for of its own task (a stop), so the rest of
+    its life (writing the outcome) is not cancelled too."""
+    task = asyncio.current_task()
+    if ours and task is not None and task.cancelling():
+        task.uncancel()
+
+
+def _consume(future: asyncio.Future[Any]) -> None:
+    """Mark a body's error as retrieved (its outcome was decided by a stop)."""
+    if future.done() and not future.cancelled():
+        future.exception()
