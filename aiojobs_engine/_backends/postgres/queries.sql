@@ -317,8 +317,8 @@ WITH changed AS (
     RETURNING j.*
 )
 -- The select list is evaluated for every row returned: the notification cannot be skipped.
--- A claimed job (canceled at once) is announced too: the engine holding it may have parked
--- it, to start it when a slot frees; it lets go of it at once instead of at its next poll.
+-- A claimed job (canceled at once) is announced too: the engine holding it may be about to
+-- start it (okay_to_run, a worker process); it lets go of it at once instead of at its next poll.
 SELECT changed.*,
        CASE WHEN state = 'running' OR claimed_by IS NOT NULL THEN pg_notify(__channel__, 'cancel:' || id)
        END AS notified
