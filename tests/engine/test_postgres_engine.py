@@ -14,6 +14,7 @@ import pytest
 
 from aiojobs_engine import Engine, JobState
 from aiojobs_engine._url import parse_url
+from tests._logs import LogWatch
 from tests.conftest import FAST, POSTGRES_URL
 
 pytestmark = pytest.mark.postgres
@@ -230,3 +231,53 @@ async def test_transactional_enqueue_commits_or_rolls_back_with_the_caller(postg
 
 def test_the_url_schema_keeps_tables_out_of_public(postgres_url: str) -> None:
     assert schema_of(postgres_url).startswith("t_")
+
+
+async def test_an_outage_is_said_once_and_its_end_once(postgres_url: str, admin: asyncpg.Connection) -> None:
+    """Issue 19: a PostgreSQL outage logged ~70 warnings (20 with tracebacks) and bursts of
+    "retrying in ..." lines. Now: one warning when the database goes away, one line when it
+    is back, whichever components notice (claims, writes, heartbeat, listener, reaper, cron),
+    and the jobs that finished meanwhile are stored once it is back."""
+    engine = Engine(postgres_url, **{**FAST, "stale_after": 30.0})
+    release = asyncio.Event()
+    running: set[int] = set()
+    all_running = asyncio.Event()
+    finished: set[int] = set()
+    all_finished = asyncio.Event()
+
+    @engine.job
+    async def work(n: int) -> int:
+        running.add(n)
+        if len(running) == 10:
+            all_running.set()
+        await release.wait()
+        finished.add(n)
+        if len(finished) == 10:
+            all_finished.set()
+        return n
+
+    database = await admin.fetchval("SELECT current_database()")
+    server = await asyncpg.connect(POSTGRES_URL)  # ALTER DATABASE must come from another database
+    async with LogWatch(logging.DEBUG) as logs, engine.running():
+        records = [r for r in await engine.enqueue_many([work.new(n) for n in range(10)]) if r]  # a slot each
+        await wait_listening(engine)
+        await asyncio.wait_for(all_running.wait(), 10)
+        await server.execute(f'ALTER DATABASE "{database}" WITH ALLOW_CONNECTIONS false')
+        try:
+            await kill_connections(admin, schema_of(postgres_url))
+            await logs.wait_for("database.down")
+            release.set()  # the jobs finish while nothing can reach the database
+            await asyncio.wait_for(all_finished.wait(), 10)
+            # The outage lasts a while: many polls, heartbeats, reaper and claim-watch rounds
+            # fail meanwhile (a span of time on purpose, not a wait for an event).
+            await asyncio.sleep(2.0)
+        finally:
+            await server.execute(f'ALTER DATABASE "{database}" WITH ALLOW_CONNECTIONS true')
+            await server.close()
+        await logs.wait_for("database.up", timeout=15)
+        done = [await engine.wait_for(r.id, timeout=15) for r in records]
+    assert all(d.state is JobState.COMPLETED and d.attempt == 1 for d in done)
+    ours = [r for r in logs.records if r.name == "aiojobs_engine" and r.levelno >= logging.WARNING]
+    assert [getattr(r, "event", None) for r in ours] == ["database.down"], [r.getMessage() for r in ours]
+    (up,) = logs.of("database.up")
+    assert up.levelno == logging.INFO and "reachable again, after" in up.getMessage()
