@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from croniter import croniter
 
 # croniter (with dateutil) and zoneinfo are imported where a schedule needs them: an engine
-# without schedules does not carry their few megabytes.
+# without schedules does not carry them (docs/decisions/2026-12-03-lazy-cron-and-process-imports.md).
 
 MAX_SKIPPED_COUNT: Final = 1000  # missed ticks are counted up to this many (for the log line)
 

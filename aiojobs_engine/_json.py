@@ -17,9 +17,10 @@ _encoder = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(","
 
 
 def _one_shot_encoder() -> Callable[[object], str]:
-    """``_encoder.encode``, without the C encoder it builds at every call (half its cost on
-    a small value): one C encoder, kept. It keeps no record of the containers it is in, so a
-    value that contains itself ends in RecursionError rather than ValueError."""
+    """``_encoder.encode``, without the C encoder it builds at every call (much of its cost on
+    a small value; docs/decisions/2026-12-04-json-c-encoder-and-scanner.md): one C encoder,
+    kept. It keeps no record of the containers it is in, so a value that contains itself
+    ends in RecursionError rather than ValueError."""
     if c_make_encoder is None:  # pragma: no cover  # CPython always has it
         return _encoder.encode
     chunks = c_make_encoder(None, _encoder.default, encode_basestring, None, ":", ",", False, False, False)
@@ -83,7 +84,8 @@ def _check_keys(value: object, what: str) -> None:
             children = item
         else:
             continue  # a top-level scalar (a string with a "{" in it)
-        for child in children:  # a loop, not extend(generator): twice as fast on small dicts
+        # A loop: extend(generator) is slower on small dicts (docs/decisions/2026-12-04-json-c-encoder-and-scanner.md).
+        for child in children:
             if type(child) not in _SCALARS and isinstance(child, _CONTAINERS):
                 stack.append(child)  # noqa: PERF401
 
@@ -127,7 +129,8 @@ def canonical(text: str) -> str:
 
 
 # The C scanner behind json.loads, called directly: json.loads spends most of its time on a
-# small document (the usual args, kwargs and results) in the Python layers around it.
+# small document (the usual args, kwargs and results) in the Python layers around it
+# (docs/decisions/2026-12-04-json-c-encoder-and-scanner.md).
 _scan_once = json.JSONDecoder().scan_once  # type: ignore[attr-defined]
 
 

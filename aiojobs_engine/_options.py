@@ -95,8 +95,8 @@ class UniqueConfig:
             constructor_args = _json.canonical(constructor_args_json)
             if constructor_args != "[]":
                 parts.append(constructor_args)
-            # Imported here: hashlib costs 0.6 MiB of resident memory in every process
-            # (OpenSSL's digests), and only unique jobs without a key need it.
+            # Imported here: OpenSSL's digests weigh on every process, and only unique jobs
+            # without a key need them (docs/decisions/2026-12-04-lazy-hashlib.md).
             import hashlib
 
             identity = hashlib.sha256("\n".join(parts).encode()).hexdigest()[:32]

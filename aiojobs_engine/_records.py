@@ -57,7 +57,7 @@ class JobRecord:
     """A job as stored, at the moment it was read: a snapshot (changing it changes nothing).
 
     Not frozen, on purpose: the engine builds one per claimed job on its hot path, and a
-    frozen dataclass costs several times as much to build.
+    frozen dataclass is dearer to build (docs/decisions/2026-11-23-hot-path-dataclasses-not-frozen.md).
     """
 
     id: int

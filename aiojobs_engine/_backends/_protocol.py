@@ -34,9 +34,9 @@ class BackendCapabilities:
 
 @dataclass(slots=True, kw_only=True)
 class JobInsert:
-    """One row to insert, built from a validated request. Not frozen: a frozen dataclass
-    costs twice as much to build (measured 2.4 vs 1.1 us), paid per job of a bulk enqueue;
-    nothing changes an insert once built."""
+    """One row to insert, built from a validated request. Not frozen: a frozen dataclass is
+    dearer to build, paid per job of a bulk enqueue; nothing changes an insert once built
+    (docs/decisions/2026-11-23-hot-path-dataclasses-not-frozen.md)."""
 
     queue: str
     name: str

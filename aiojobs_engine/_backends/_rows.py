@@ -15,8 +15,9 @@ from .._records import CronRecord, EngineRecord, JobErrorInfo, JobRecord, JobSta
 
 TimeReader = Callable[[Any], datetime | None]
 
-# A state by its stored value; a lookup here is a fifth of what calling JobState(...) costs,
-# per claimed row. An unknown value raises KeyError, which sends the row the careful way.
+# A state by its stored value: cheaper than calling JobState(...) per claimed row
+# (docs/decisions/2026-12-06-state-dict-lookup.md). An unknown value raises KeyError, which
+# sends the row the careful way.
 _STATES: dict[str, JobState] = {state.value: state for state in JobState}
 
 

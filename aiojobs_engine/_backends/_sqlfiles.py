@@ -4,9 +4,10 @@ A query file holds blocks headed ``-- name: some_query``; migrations are files n
 ``NNNN_description.sql`` in the backend's ``migrations`` folder.
 
 Files are read through the package's loader (``pkgutil.get_data``), which also reads from
-a zip. importlib.resources would do the same but costs 1.2 MiB of resident memory in
-every engine process (it imports zipfile, tempfile, shutil, lzma, bz2); it is only
-imported to list a migrations folder that is not on the file system.
+a zip. importlib.resources would do the same but weighs on every engine process (it
+imports zipfile, tempfile, shutil, lzma, bz2; see
+docs/decisions/2026-12-04-sql-files-without-importlib-resources.md); it is only imported
+to list a migrations folder that is not on the file system.
 """
 
 from __future__ import annotations

@@ -129,8 +129,8 @@ class HeartbeatThread:
     def _beat_until_stopped(self) -> None:
         if self._stop.wait(self._s.settings.heartbeat_interval):
             return  # stopped before the first beat was due (a short workoff): nothing built
-        # asyncio's own loop, not the policy's: a statement every few seconds needs no
-        # uvloop, whose loop costs about 0.2 MiB of resident memory more (measured).
+        # asyncio's own loop, not the policy's: a statement every few seconds needs no uvloop,
+        # whose loop weighs more (docs/decisions/2026-12-06-heartbeat-asyncio-loop.md).
         loop = asyncio.SelectorEventLoop()
         backend = self._open_backend()
         try:

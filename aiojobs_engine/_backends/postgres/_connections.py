@@ -10,19 +10,19 @@ and replaced by a new one; a call that was using it when it died fails, once, wi
 ``BackendUnavailableError``.
 
 Claims have a connection of their own (one claim runs at a time per engine), set to use
-generic plans: PostgreSQL kept re-planning the claim statement at every call, which cost
-as much as running it (0.61 ms a claim with a re-plan, 0.37 ms with the generic plan,
-measured on a warm connection). The pool keeps the default, so statements with optional
-filters (listing jobs, counting) still get plans made for their actual arguments.
+generic plans: PostgreSQL re-planned the claim at every call, which cost as much as running
+it (docs/decisions/2026-12-04-claim-generic-plan.md). The pool keeps the default, so
+statements with optional filters (listing jobs, counting) still get plans made for their
+actual arguments.
 
 The claims' connection also commits without waiting for the disk (``synchronous_commit``
-off), except for claims of capped queues: the flush was a third of an idle engine's claim
-(1.0 against 0.7 ms, measured on this machine), and a claim lost to a server crash loses
-no job (see the comment below, and the README's crash recovery for what it does cost).
+off), except for claims of capped queues: an undone claim loses no job, and the flush was a
+large part of an idle engine's claim (docs/decisions/2026-12-04-claims-synchronous-commit-off.md;
+the README's crash recovery says what an undone claim does cost).
 
 Enqueues take a "lane": one pooled connection the backend keeps acquired, used by one
 statement at a time, so that the common case (one enqueue at a time, a web handler's)
-skips asyncpg's acquire and release, which cost 40-60 us of a 300 us enqueue. An enqueue
+skips asyncpg's acquire and release (docs/decisions/2026-12-04-enqueue-lane.md). An enqueue
 that finds the lane busy takes a pooled connection as any other statement does. Holding
 a connection of the pool, not one of its own, keeps a process that only enqueues at one
 connection.
@@ -145,14 +145,10 @@ class Connections:
             "jit": "off",
         }
         if role == "claim":
+            # The claim was re-planned at every call (docs/decisions/2026-12-04-claim-generic-plan.md).
             settings["plan_cache_mode"] = "force_generic_plan"
-            # A claim need not wait for its WAL to reach the disk: only a crash restart of
-            # the server (or a failover) can undo a commit that returned, and an undone claim
-            # leaves its jobs waiting as before it, to be claimed again (the engine running
-            # them is refused their outcome by fencing and stops them: at least once,
-            # nothing lost). Every enqueue, start and outcome still commits durably, and its
-            # flush carries the claims before it. Capped queues' claims commit durably too
-            # (queue_lock_claims): their cap must keep counting the jobs that run.
+            # An undone claim is claimed again and fenced, nothing lost; capped queues' claims commit
+            # durably (queue_lock_claims). See docs/decisions/2026-12-04-claims-synchronous-commit-off.md.
             settings["synchronous_commit"] = "off"
         if role in ("pool", "claim"):
             # Our transactions last milliseconds. One left open by a stalled client (a job

@@ -3,8 +3,8 @@
 asyncpg's default, like libpq's, is ``sslmode=prefer``: ask the server for TLS, use it if
 offered, go on in plain text if declined. Asking is not free even when the server declines:
 asyncpg builds an ``ssl.SSLContext`` for every connect before it asks, and the first one
-initialises OpenSSL in the process, about 0.5 MiB of resident memory for a worker that never
-speaks TLS (measured: 0.8 against 0.35 MiB for a process's first connection).
+initialises OpenSSL in the process, memory a worker that never speaks TLS need not carry
+(docs/decisions/2026-12-06-tls-probe.md).
 
 So when neither the URL nor the environment says anything about TLS, we ask the server
 ourselves first, on a throwaway connection: PostgreSQL's 8-byte SSLRequest, answered by one

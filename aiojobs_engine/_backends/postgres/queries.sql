@@ -186,8 +186,8 @@ WITH picked AS MATERIALIZED (
     ) AS p
 ),
 starting AS MATERIALIZED (
-    -- "every": the common claim, where every pick starts, asks nothing per row (a search of
-    -- the ids array for each of three columns of each row cost 4 % of a claim of 100).
+    -- "every": the common claim, where every pick starts, searches no ids array per row
+    -- (docs/decisions/2026-12-06-claim-every-fast-path.md).
     SELECT coalesce(bool_and(starts), false) AS every,
            coalesce(array_agg(id) FILTER (WHERE starts), '{}') AS ids
     FROM picked

@@ -71,10 +71,8 @@ _Q: Final = load_queries(__package__ or "aiojobs_engine._backends.sqlite")
 _MIGRATIONS: Final = load_migrations(__package__ or "aiojobs_engine._backends.sqlite")
 _MIN_SQLITE: Final = (3, 35, 0)  # RETURNING
 _BUSY_TIMEOUT_MS: Final = 10_000
-# SQLite's page cache, in KiB (SQLite's default is 2,000). The engine's statements walk a
-# small partial index and update rows by id, and the operating system caches the file's
-# pages anyway: half the default measured no slower (drains of 10,000, claims with 1M rows
-# waiting) and keeps a worker's memory 0.5-1 MiB lower.
+# SQLite's page cache, in KiB (default 2,000): half is no slower for our small index walks
+# and keeps workers lighter (docs/decisions/2026-12-06-sqlite-page-cache.md).
 _PAGE_CACHE_KIB: Final = 1_000
 _US: Final = 1_000_000
 

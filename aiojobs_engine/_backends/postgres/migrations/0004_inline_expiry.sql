@@ -1,7 +1,7 @@
 -- The expiry of a job that just finished, rewritten so that PostgreSQL inlines it into the
 -- statements that call it (the outcome write calls it for every row). As 0002 wrote it (a
--- SELECT with a FROM), every call went through the SQL-function executor: 2.7 us of the
--- 25 us that storing one outcome costs the server, measured on batches of 100.
+-- SELECT with a FROM), every call went through the SQL-function executor
+-- (docs/decisions/2026-12-06-inline-expiry-function.md).
 --
 -- Same results for every input: NULL (kept) when the state keeps no retention or its
 -- keep_* is NULL or negative, else now + keep_* seconds. STABLE rather than IMMUTABLE
