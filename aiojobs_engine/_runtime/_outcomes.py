@@ -36,8 +36,8 @@ class RemoteError(Exception):
 
 @dataclass(slots=True)
 class Decision:
-    """How an attempt ended (built once per attempt and never changed: not frozen, because a
-    frozen dataclass costs twice as much to build)."""
+    """How an attempt ended (built once per attempt and never changed; not frozen, as the other
+    hot-path values: docs/decisions/2026-11-23-hot-path-dataclasses-not-frozen.md)."""
 
     kind: Kind
     result_json: str | None = None

@@ -45,7 +45,8 @@ from ._services import Services
 from ._writer import Writer
 
 _FLUSH_TIMEOUT = 10.0  # seconds to write the last outcomes at shutdown
-_HAND_BACK_TIMEOUT = 5.0
+_HAND_BACK_TIMEOUT = 5.0  # seconds to queue the hand-backs at shutdown
+_LEFTOVER_TIMEOUT = 0.5  # seconds for cancelled leftovers (their outcomes are written already)
 
 
 class Runtime:
@@ -183,7 +184,7 @@ class Runtime:
             logger.warning("handed %d running job(s) back to waiting", handed,
                            extra={"event": Event.JOBS_HANDED_BACK, "engine_id": self._s.engine_id})
         await self.writer.close(_FLUSH_TIMEOUT)
-        await self.runner.close(_HAND_BACK_TIMEOUT)
+        await self.runner.close(_LEFTOVER_TIMEOUT)
         await self.maintenance.stop_heartbeat()
         await self.recovery.unregister()
         await self.pool.close()
