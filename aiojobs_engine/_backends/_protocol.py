@@ -172,6 +172,7 @@ class RescueResult:
     dead_engines: list[str] = field(default_factory=list)
     retried: list[JobRecord] = field(default_factory=list)  # back to waiting
     failed: list[JobRecord] = field(default_factory=list)  # attempts exhausted
+    canceled: list[JobRecord] = field(default_factory=list)  # their cancellation had been asked for
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -87,6 +87,7 @@ class Producer:
         self._poll_owed = False
         self._start_now: list[str] = []
         self._start_now_for = -1  # registry size when _start_now was computed
+        self._asked_database = False  # this round reached the database
         self.rounds = 0
         settings = services.settings
         # Claim only while this engine's heartbeat is fresh enough that no other engine can
@@ -143,7 +144,7 @@ class Producer:
     async def refresh(self) -> None:
         for record in await self._s.backend.queue_list():
             self._update(record)
-        self._outage.succeeded()
+        self._asked_database = True
 
     def _update(self, record: QueueRecord) -> None:
         queue = self._queues.get(record.name)
@@ -171,6 +172,7 @@ class Producer:
             # Draining ends after a round that began with nothing in flight and claimed
             # nothing: a job ending during the claim may have freed a slot or come due again.
             idle_before = self._links.in_flight() == 0
+            self._asked_database = False
             try:
                 if self._reconcile:
                     await self._links.reconcile()
@@ -191,6 +193,8 @@ class Producer:
                 await self._pause(min(poll * failures, _MAX_BACKOFF))  # not cut short by wake-ups
                 continue
             failures = 0
+            if self._asked_database:  # a whole round went through: any outage is over
+                self._outage.succeeded()
             if self._drain and not claimed and idle_before:
                 return
             if claimed and self._demands(include_idle=False):
@@ -215,7 +219,7 @@ class Producer:
             engine_id=self._s.engine_id, demands=demands, now=self._s.clock.for_database(),
             start_now=self._names_started_by_claim(), **self._guard,
         ))
-        self._outage.succeeded()
+        self._asked_database = True
         self._note_claimed(demands, records)
         for record in records:
             self._take_slot(record.queue)

@@ -108,7 +108,7 @@ class Recovery:
         self._report(result, dead or "engines no longer registered")
 
     def _report(self, result: RescueResult, whose: str) -> None:
-        jobs = result.retried + result.failed
+        jobs = result.retried + result.failed + result.canceled
         if self._s.events.wants(EventKind.JOB_RESCUED):
             at = self._s.clock.now()
             for job in jobs:
@@ -118,9 +118,11 @@ class Recovery:
         self.rescued += len(jobs)
         logger.warning(
             "rescued %d job(s) of %s: %d back to waiting, %d failed for good (their last attempt died with "
-            "its engine)", len(jobs), whose, len(result.retried), len(result.failed),
+            "its engine), %d canceled (as asked while they ran)", len(jobs), whose, len(result.retried),
+            len(result.failed), len(result.canceled),
             extra={"event": Event.JOBS_RESCUED, "engines": result.dead_engines or [self._s.engine_id],
-                   "job_ids": [j.id for j in jobs], "failed_ids": [j.id for j in result.failed]},
+                   "job_ids": [j.id for j in jobs], "failed_ids": [j.id for j in result.failed],
+                   "canceled_ids": [j.id for j in result.canceled]},
         )
         if result.retried:
             self._jobs_back(sorted({j.queue for j in result.retried}))

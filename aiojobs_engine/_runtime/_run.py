@@ -273,7 +273,8 @@ class Run:
         if reason is Stop.TIMEOUT:
             return self._timed_out(self.record.timeout or 0.0)
         if reason is Stop.CANCEL:
-            return Decision.canceled("canceled while running" if self.started else "canceled before it started")
+            began = self.state is not RunState.CLAIMED  # (its body began)
+            return Decision.canceled("canceled while running" if began else "canceled before it started")
         return Decision.handed_back()
 
     def _timed_out(self, timeout: float) -> Decision:

@@ -98,9 +98,11 @@ async def _enqueue_tick(services: Services, schedule: CronRecord, tick: datetime
     )
     (job,) = await backend.job_insert_many([insert], now=services.clock.for_database(),
                                            retention=services.settings.retention)
-    await backend.cron_advance(schedule.name, tick, job.id)
+    # Announced before the tick's progress is stored: should that fail, the next try finds
+    # the job existing and stays silent, so this is the one chance.
     if services.events.wants(EventKind.JOB_ENQUEUED) and not job.existing:
         services.events.emit(JobEvent(kind=EventKind.JOB_ENQUEUED, at=services.clock.now(), job=job))
+    await backend.cron_advance(schedule.name, tick, job.id)
     logger.info("schedule %s enqueued job %s for its tick %s", schedule.name, job.id, tick.isoformat(),
                 extra={"event": Event.CRON_ENQUEUED, "schedule": schedule.name, "job_id": job.id})
     return job

@@ -189,8 +189,8 @@ class FakeBackend:
             due = sorted((j for j in self.jobs.values()
                           if j.queue == demand.queue and j.state.is_pending and j.available_at <= now),
                          key=lambda j: (j.priority, j.available_at, j.id))
-            for n, job in enumerate(due[:max(0, limit)]):
-                start = job.name in claim.start_now and (demand.start is None or n < demand.start)
+            for job in due[:max(0, limit)]:
+                start = job.name in claim.start_now
                 claimed.append(self._set(
                     job.id, state=JobState.RUNNING if start else JobState.CLAIMED, attempt=job.attempt + start,
                     attempted_at=now if start else job.attempted_at, claimed_by=claim.engine_id, claimed_at=now,
@@ -272,7 +272,8 @@ class FakeBackend:
             rescued.append(self._set(job.id, state=state, claim_token=None, cancel_requested=False,
                                      failed_at=now if state is JobState.FAILED else job.failed_at))
         return RescueResult(dead_engines=dead, retried=[j for j in rescued if j.state is JobState.WAITING],
-                            failed=[j for j in rescued if j.state is not JobState.WAITING])
+                            failed=[j for j in rescued if j.state is JobState.FAILED],
+                            canceled=[j for j in rescued if j.state is JobState.CANCELED])
 
     # -- engines --------------------------------------------------------------------------------
 

@@ -133,19 +133,24 @@ async def test_rescue_returns_the_jobs_of_dead_engines_logs_them_and_wakes_the_p
     dead_b, = fake.seed(state=X, claimed_by="engine-2", queue="a")
     orphan, = fake.seed(state=R, attempt=1, claimed_by="engine-gone", queue="a")
     alive, = fake.seed(state=R, attempt=1, claimed_by="engine-3")
+    unwanted, = fake.seed(state=R, attempt=1, claimed_by="engine-2", queue="c")
+    fake.request_cancel(unwanted.id)  # canceled while it ran: not failed, not retried
     rescued: list[JobEvent] = []
     services.events.subscribe(rescued.append, kinds=[EventKind.JOB_RESCUED])
     recovery, woken = _recovery(services, rig)
     await recovery.rescue()
     assert [fake.job(j.id).state for j in (dead_a, dead_b, orphan, alive)] == [W, W, W, R]
+    assert fake.job(unwanted.id).state is JobState.CANCELED
     assert fake.job(dead_a.id).available_at == dead_a.available_at
     assert "engine-2" not in fake.engines and "engine-3" in fake.engines
     (line,) = logs.of("jobs.rescued")
-    assert "of dead engine engine-2: 3 back to waiting" in line.getMessage()
-    assert sorted(line.job_ids) == sorted([dead_a.id, dead_b.id, orphan.id])  # type: ignore[attr-defined]
-    assert woken.calls == [["a", "b"]]
-    assert sorted(e.job.id for e in rescued if e.job) == sorted([dead_a.id, dead_b.id, orphan.id])
-    assert recovery.rescued == 3
+    assert "of dead engine engine-2: 3 back to waiting, 0 failed for good" in line.getMessage()
+    assert "1 canceled" in line.getMessage()
+    assert sorted(line.job_ids) == sorted([dead_a.id, dead_b.id, orphan.id, unwanted.id])  # type: ignore[attr-defined]
+    assert line.failed_ids == [] and line.canceled_ids == [unwanted.id]  # type: ignore[attr-defined]
+    assert woken.calls == [["a", "b"]]  # only the queues that got a job back
+    assert sorted(e.job.id for e in rescued if e.job) == sorted([dead_a.id, dead_b.id, orphan.id, unwanted.id])
+    assert recovery.rescued == 4
     await recovery.rescue()  # nothing left: no line, no wake-up
     assert len(logs.of("jobs.rescued")) == 1 and len(woken.calls) == 1
 
@@ -186,7 +191,10 @@ async def test_watch_claims_cancels_canceled_claims_and_lets_go_of_gone_ones(
     assert sorted(c.id for c in call.args["claims"]) == [canceled.id, gone.id, kept.id]
     release.set()
     await rig.idle()
-    assert fake.job(canceled.id).state is D and fake.job(canceled.id).errors[-1]["message"] == "canceled while running"
+    # Stopped before its task first ran: its body never began (the claim had counted the attempt).
+    assert fake.job(canceled.id).state is D
+    assert fake.job(canceled.id).errors[-1]["message"] == "canceled before it started"
+    assert began == ["kept"]  # the other two were stopped before their bodies began
     assert fake.job(gone.id) == taken  # its run stopped; what it wrote was refused
     assert fake.job(kept.id).state is C and fake.job(kept.id).result == "kept"
 

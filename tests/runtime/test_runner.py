@@ -14,7 +14,7 @@ from aiojobs_engine._control import Cancel, Delete, Retry, Snooze
 from aiojobs_engine._definitions import Registry
 from aiojobs_engine._records import JobRecord, JobState
 from aiojobs_engine._retry import ConstantBackoff
-from aiojobs_engine._runtime._runner import STOP_GRACE, Run, RunState
+from aiojobs_engine._runtime._run import STOP_GRACE, Run, RunState
 
 from ._fake import FakeBackend
 from ._support import Logs, RunnerRig, declare

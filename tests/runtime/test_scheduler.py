@@ -76,8 +76,6 @@ async def test_a_tick_whose_progress_was_not_stored_is_not_enqueued_twice(
     assert fake.schedules["every-minute"].last_job_id == job.id and told.calls == [["reports"]]
 
 
-@pytest.mark.xfail(strict=True, reason="job.enqueued is emitted after cron_advance: when that fails, the tick's job "
-                   "is stored but never announced (the retry finds it existing, and stays silent)")
 async def test_a_tick_whose_progress_was_not_stored_is_still_announced_once(
         services: Services, fake: FakeBackend, clock: FrozenClock, told: _Told) -> None:
     enqueued: list[JobEvent] = []

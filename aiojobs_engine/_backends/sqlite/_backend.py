@@ -448,7 +448,8 @@ class SQLiteBackend:
         return RescueResult(
             dead_engines=dead,
             retried=[j for j in jobs if j.state is JobState.WAITING],
-            failed=[j for j in jobs if j.state is not JobState.WAITING],
+            failed=[j for j in jobs if j.state is JobState.FAILED],
+            canceled=[j for j in jobs if j.state is JobState.CANCELED],
         )
 
     async def job_prune(self, *, limit: int, now: datetime | None = None) -> int:
