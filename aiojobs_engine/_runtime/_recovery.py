@@ -38,7 +38,9 @@ from .._records import JobState
 from ._runner import Runner
 from ._services import Services
 
-_LIVE: set[str] = set()  # incarnations of engines running in this process
+# Process-wide by nature: the incarnations at work in this process. Two engines of one process
+# share host and pid, so only this tells a live sibling from an earlier life of the same id.
+_LIVE: set[str] = set()
 
 
 class Recovery:
