@@ -20,6 +20,7 @@ from urllib.parse import urlsplit, urlunsplit
 import pytest
 
 from aiojobs_engine import Engine
+from tests._proxy import TcpProxy
 
 POSTGRES_URL = os.environ.get("AIOJOBS_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 REQUIRE_POSTGRES = os.environ.get("AIOJOBS_TEST_REQUIRE_POSTGRES") == "1"
@@ -101,6 +102,15 @@ def sqlite_url(tmp_path: Path) -> str:
 @pytest.fixture
 def postgres_url(postgres_database: str | None) -> Iterator[str]:
     yield from _postgres_url(postgres_database)
+
+
+@pytest.fixture
+async def postgres_proxy(postgres_url: str) -> AsyncIterator[TcpProxy]:
+    """A TCP proxy in front of the test's PostgreSQL server, to cut at will (see tests/_proxy.py):
+    ``postgres_proxy.url(postgres_url)`` is the test's database, reached through it."""
+    parts = urlsplit(postgres_url)
+    async with TcpProxy(parts.hostname or "127.0.0.1", parts.port or 5432) as proxy:
+        yield proxy
 
 
 @pytest.fixture

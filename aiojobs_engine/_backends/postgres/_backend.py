@@ -71,7 +71,8 @@ from .._shared import (
     states_text,
 )
 from .._sqlfiles import Migration
-from ._connections import DRIVER_ERRORS, Connections, Transaction, translate
+from ._connections import Connections, Transaction
+from ._failures import DRIVER_ERRORS, translate
 from ._listener import PostgresListener
 from ._sql import MIGRATIONS, channel_for, queries_for, quote_ident, render
 
@@ -93,8 +94,10 @@ def _job(row: Any) -> JobRecord:
 class PostgresBackend:
     """Storage in a PostgreSQL database, in ``schema`` (default ``public``).
 
-    ``dsn`` is an asyncpg/libpq URL; the pool keeps ``min_size`` to ``max_size`` connections,
-    and each ``listen()`` opens one more of its own. Nothing connects before ``open()``.
+    ``dsn`` is an asyncpg/libpq URL; the pool opens ``min_size`` connections in ``open()`` and
+    grows to ``max_size`` as statements need them (no background reconnection: see
+    ``_connections``), and each ``listen()`` opens one more of its own. Nothing connects
+    before ``open()``.
     """
 
     def __init__(self, dsn: str, *, schema: str | None = None, min_size: int = _POOL_MIN,

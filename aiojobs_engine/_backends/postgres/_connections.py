@@ -1,13 +1,21 @@
 """Connections of the PostgreSQL backend: the asyncpg pool, and driver errors made ours.
 
-Every call goes through here, so every driver error is translated at this one boundary:
-connection trouble (refused, lost, server shutting down or terminating us, too many
-connections, timeouts) becomes ``BackendUnavailableError``, worth retrying; anything
-else a ``BackendError``; the driver's exception is kept as ``__cause__``.
+Every call goes through here, so every driver error is translated at this one boundary
+(see ``_failures``): connection trouble becomes ``BackendUnavailableError``, worth
+retrying; anything else a ``BackendError``; the driver's exception is kept as ``__cause__``.
 
 A pooled connection that the server closed is dropped by asyncpg when it is next acquired
 and replaced by a new one; a call that was using it when it died fails, once, with
-``BackendUnavailableError``.
+``BackendUnavailableError``. The pool opens ``min_size`` connections in ``open()`` and
+connects more only when a statement needs one: asyncpg's own floor (its ``min_size``, from
+asyncpg 0.32) is not used, because it reconnects in the background and logs a warning with
+a full traceback for every attempt that fails, all through an outage (issue 19). Connections
+idle for five minutes are closed (asyncpg's default), as asyncpg did before 0.32.
+
+A statement cut off midway (its caller cancelled or timed out, the connection lost) gets
+``CANCEL_TIMEOUT`` for the clean-up asyncpg does (a cancel request, the rollback, the
+release), and its connection is cut past it (see ``_failures``): a ``asyncio.timeout``
+around any backend call ends in time, even in a network partition.
 
 Claims have a connection of their own (one claim runs at a time per engine), set to use
 generic plans: PostgreSQL re-planned the claim at every call, which cost as much as running
@@ -47,8 +55,8 @@ from urllib.parse import parse_qs, urlsplit
 
 import asyncpg  # type: ignore[import-untyped]
 
-from ..._errors import BackendError, BackendUnavailableError, ConfigurationError
-from .._shared import UniqueViolation
+from ..._errors import BackendError, ConfigurationError
+from ._failures import DRIVER_ERRORS, CutUnlessClean, guarded, is_closed, refused, translate
 from ._sql import Query
 from ._tls import declines_tls, tls_target
 
@@ -63,46 +71,12 @@ TLS_QUESTION_TIMEOUT: Final = 2.0
 CLOSE_TIMEOUT: Final = 10.0
 IDLE_IN_TRANSACTION_MS: Final = 60_000
 
-# Errors that mean "the database cannot be reached right now": worth retrying later.
-# Anything else means the database refused this statement itself (a data error).
-_UNAVAILABLE: Final = (
-    asyncpg.PostgresConnectionError,  # class 08, incl. a connection lost mid-operation
-    asyncpg.exceptions.OperatorInterventionError,  # class 57: shutdown, terminated, cannot connect now, timeouts
-    asyncpg.exceptions.InsufficientResourcesError,  # class 53: too many connections, out of memory, disk full
-    asyncpg.InterfaceError,  # the client's connection is closed or in a broken state
-    asyncpg.InternalClientError,  # ditto, met inside the protocol ("cannot switch to state …")
-    OSError,
-    TimeoutError,
-)
-DRIVER_ERRORS: Final = (
-    asyncpg.PostgresError, asyncpg.InterfaceError, asyncpg.InternalClientError, OSError, TimeoutError,
-)
 # How a server refuses a client for not using TLS: pg_hba.conf has no entry for it (28000),
 # a pooler says it requires TLS (08P01), or the connection is cut at once. Other errors
 # (a wrong password, an unknown database) are not worth a second try.
 _REFUSED_IN_PLAIN: Final = (
     asyncpg.InvalidAuthorizationSpecificationError, asyncpg.ProtocolViolationError, ConnectionResetError,
 )
-
-
-def translate(exc: BaseException, what: str) -> BackendError:
-    """Our error for a driver error met while doing ``what`` (a statement name)."""
-    detail = f"{type(exc).__name__}: {exc}"
-    # 55000 is raised for a database that does not accept connections now (ALLOW_CONNECTIONS
-    # false, or being dropped): no other statement can succeed meanwhile either.
-    refusing = isinstance(exc, asyncpg.exceptions.ObjectNotInPrerequisiteStateError) and (
-        "accepting connections" in str(exc)
-    )
-    if refusing or isinstance(exc, _UNAVAILABLE):
-        return BackendUnavailableError(f"PostgreSQL is unavailable ({what}): {detail}")
-    if isinstance(exc, asyncpg.UniqueViolationError) and getattr(exc, "constraint_name", None) == "aiojobs_jobs_unique":
-        return UniqueViolation(f"PostgreSQL error ({what}): {detail}")
-    return BackendError(f"PostgreSQL error ({what}): {detail}")
-
-
-def _refused(exc: BaseException) -> bool:
-    """The server refused the statement: the connection itself is fine and worth keeping."""
-    return isinstance(exc, asyncpg.PostgresError) and not isinstance(exc, asyncpg.PostgresConnectionError)
 
 
 async def _keep_session(connection: object) -> None:
@@ -163,19 +137,10 @@ class Connections:
                 return
             try:
                 # Every connection the pool makes later goes the way its first ones did.
-                pool = await self._reach(partial(
-                    asyncpg.create_pool, self._dsn, min_size=self._min_size, max_size=self._max_size,
-                    timeout=CONNECT_TIMEOUT, server_settings=self.server_settings("pool"), reset=_keep_session,
-                ))
+                pool, version = await self._reach(self._new_pool)
             except (asyncpg.ClientConfigurationError, ValueError) as exc:
                 raise ConfigurationError(f"invalid PostgreSQL connection settings: {exc}") from exc
             except DRIVER_ERRORS as exc:
-                raise translate(exc, "connect") from exc
-            try:
-                async with pool.acquire() as conn:
-                    version = conn.get_server_version()
-            except DRIVER_ERRORS as exc:
-                pool.terminate()
                 raise translate(exc, "connect") from exc
             if version.major < MIN_SERVER_VERSION:
                 await pool.close()
@@ -183,6 +148,25 @@ class Connections:
                     f"PostgreSQL {version.major} is too old: aiojobs_engine needs {MIN_SERVER_VERSION} or newer"
                 )
             self._pool = pool
+
+    async def _new_pool(self, **tls: Any) -> tuple[Any, Any]:
+        """A pool holding its first ``min_size`` connections, and the server's version.
+
+        asyncpg is given ``min_size=0``: it keeps no floor of its own (see the module's
+        docstring), and connects nothing itself; the first connections are made here."""
+        pool = await asyncpg.create_pool(
+            self._dsn, min_size=0, max_size=self._max_size, timeout=CONNECT_TIMEOUT,
+            server_settings=self.server_settings("pool"), reset=_keep_session, **tls,
+        )
+        try:
+            held = [await pool.acquire() for _ in range(self._min_size)]
+            version = held[0].get_server_version()
+            for conn in held:
+                await pool.release(conn)
+        except BaseException:
+            pool.terminate()
+            raise
+        return pool, version
 
     async def close(self) -> None:
         """Close every connection, within ``CLOSE_TIMEOUT`` in all; past it, on a dead server,
@@ -246,15 +230,41 @@ class Connections:
         host, port = target
         return await declines_tls(host, port, TLS_QUESTION_TIMEOUT)
 
+    @asynccontextmanager
+    async def _pooled(self, what: str, *, transaction: bool = False) -> AsyncIterator[Any]:
+        """A pooled connection for one statement, or one READ COMMITTED transaction; driver
+        errors translated. Cut off midway, the connection is cut unless it comes clean in
+        ``CANCEL_TIMEOUT`` (see the module's docstring)."""
+        pool = self._require_pool()
+        try:
+            conn = await pool.acquire()
+        except DRIVER_ERRORS as exc:
+            raise translate(exc, what) from exc
+        cut = CutUnlessClean(conn)
+        try:
+            async with guarded(conn, transaction=transaction, interrupted=cut.arm):
+                yield conn
+        except BaseException as exc:
+            with contextlib.suppress(Exception):  # a failed release terminates the connection itself
+                await pool.release(conn)
+            # Cancelled again while releasing, the timer stays: the release goes on, shielded.
+            cut.disarm()
+            if isinstance(exc, DRIVER_ERRORS):
+                raise translate(exc, what) from exc
+            raise
+        await pool.release(conn)  # no round trip (see _keep_session)
+
     async def fetch(self, name: str, params: Mapping[str, object], connection: Any = None) -> list[Any]:
         """One statement, in autocommit mode on a pooled connection (or on ``connection``)."""
         query = self._q[name]
-        target = self._require_pool() if connection is None else connection
-        try:
-            rows: list[Any] = await target.fetch(query.sql, *query.args(params))
-        except DRIVER_ERRORS as exc:
-            raise translate(exc, name) from exc
-        return rows
+        if connection is not None:
+            try:
+                rows: list[Any] = await connection.fetch(query.sql, *query.args(params))
+            except DRIVER_ERRORS as exc:
+                raise translate(exc, name) from exc
+            return rows
+        async with self._pooled(name) as conn:
+            return await conn.fetch(query.sql, *query.args(params))  # type: ignore[no-any-return]
 
     async def fetch_on_lane(self, name: str, params: Mapping[str, object]) -> list[Any]:
         """``fetch()`` on the lane if no other statement is using it (see the module's docstring)."""
@@ -263,18 +273,24 @@ class Connections:
         async with self._lane_lock:
             pool = self._require_pool()
             query = self._q[name]
+            if self._lane is not None and is_closed(self._lane):
+                self._lane = None  # it died idle (an outage, a restart): the pool took it back
             conn = self._lane
             try:
                 if conn is None:
                     conn = self._lane = await pool.acquire()
                 rows: list[Any] = await conn.fetch(query.sql, *query.args(params))
             except BaseException as exc:
-                if conn is not None and not _refused(exc):
-                    # Cut off midway (cancelled) or lost: back to the pool, which resets the
-                    # connection or replaces a dead one, as after any pooled statement.
+                if conn is not None and not refused(exc):
+                    # Cut off midway (cancelled) or lost: back to the pool, which waits for the
+                    # cancel (within CANCEL_TIMEOUT) and resets the connection, or replaces a
+                    # dead one.
                     self._lane = None
+                    cut = CutUnlessClean(conn)
+                    cut.arm()
                     with contextlib.suppress(Exception):  # a failed release terminates it
                         await pool.release(conn)
+                    cut.disarm()
                 if isinstance(exc, DRIVER_ERRORS):
                     raise translate(exc, name) from exc
                 raise
@@ -282,10 +298,8 @@ class Connections:
 
     async def fetchval(self, name: str, params: Mapping[str, object]) -> Any:
         query = self._q[name]
-        try:
-            return await self._require_pool().fetchval(query.sql, *query.args(params))
-        except DRIVER_ERRORS as exc:
-            raise translate(exc, name) from exc
+        async with self._pooled(name) as conn:
+            return await conn.fetchval(query.sql, *query.args(params))
 
     @asynccontextmanager
     async def transaction(self, what: str, connection: Any = None) -> AsyncIterator[Transaction]:
@@ -303,12 +317,8 @@ class Connections:
             except DRIVER_ERRORS as exc:
                 raise translate(exc, what) from exc
             return
-        pool = self._require_pool()
-        try:
-            async with pool.acquire() as conn, conn.transaction(isolation="read_committed"):
-                yield Transaction(conn, self._q)
-        except DRIVER_ERRORS as exc:
-            raise translate(exc, what) from exc
+        async with self._pooled(what, transaction=True) as conn:
+            yield Transaction(conn, self._q)
 
     @asynccontextmanager
     async def claims(self, what: str, *, transaction: bool = False) -> AsyncIterator[Transaction]:
@@ -326,16 +336,15 @@ class Connections:
                     self._require_pool()
                 self._claims = conn
             try:
-                if transaction:
-                    async with conn.transaction(isolation="read_committed"):
-                        yield Transaction(conn, self._q)
-                else:
+                # Cut off midway, the connection is cut at once (not after a rollback, which
+                # in a network partition would wait for the network).
+                async with guarded(conn, transaction=transaction, interrupted=conn.terminate):
                     yield Transaction(conn, self._q)
             except BaseException as exc:
                 # A statement the server refused leaves the connection fine; not so one
                 # refused inside a transaction, where asyncpg may still count a BEGIN that
                 # failed (every later claim would then fail on a SAVEPOINT of its own).
-                if transaction or not _refused(exc):
+                if transaction or not refused(exc):
                     self._claims = None
                     conn.terminate()
                 if isinstance(exc, DRIVER_ERRORS):

@@ -7,6 +7,8 @@ restart, ``pg_terminate_backend``) asyncpg calls our termination listener, which
 ``wait_lost()``: the notifier re-subscribes at once. A connection can also die without a
 word (a network cut), so ``check()`` proves it alive with a trivial query under a short
 timeout; the engine's notifier calls it every few seconds and re-subscribes when it fails.
+A connection that fails the check is cut there and then: it is dead to us, and a polite
+close would wait for a network that may not answer (a partition).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from typing import Any, Final
 import asyncpg  # type: ignore[import-untyped]
 
 from ..._errors import BackendUnavailableError
+from ._failures import DRIVER_ERRORS
 
 CHECK_TIMEOUT: Final = 5.0  # seconds for the liveness query
 CLOSE_TIMEOUT: Final = 2.0  # seconds for a polite close before the socket is cut
@@ -58,10 +61,10 @@ class PostgresListener:
             raise BackendUnavailableError(f"the connection listening on {self._channel!r} is closed")
         try:
             await self._conn.fetchval("SELECT 1", timeout=CHECK_TIMEOUT)
-        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError) as exc:
-            raise BackendUnavailableError(
-                f"the connection listening on {self._channel!r} is dead: {type(exc).__name__}: {exc}"
-            ) from exc
+        except DRIVER_ERRORS as exc:
+            self._conn.terminate()  # dead to us: nothing to wait for (see the module's docstring)
+            detail = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+            raise BackendUnavailableError(f"the connection listening on {self._channel!r} is dead: {detail}") from exc
 
     async def close(self) -> None:
         """Unsubscribe by closing the connection; safe on a dead one, and twice."""
