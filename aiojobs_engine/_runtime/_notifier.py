@@ -103,7 +103,7 @@ class Notifier:
                 if failing is None:
                     failing = self._cannot_subscribe(exc)
                 lost = None  # (part of what was just said)
-                await asyncio.sleep(backoff)
+                await self._outage.pause(backoff)
                 backoff = min(backoff * 2, _MAX_BACKOFF)
                 continue
             backoff = 0.5

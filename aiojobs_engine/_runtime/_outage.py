@@ -6,11 +6,17 @@ and the engine logs one warning when the first of them fails and one line when o
 succeeds again, however many retries happen in between. Components retry on their own
 schedule and say nothing per retry.
 
+Back-offs go through ``pause``: it sleeps as long as asked, whatever else would wake the
+component, unless the database comes back meanwhile (any component's statement went
+through): then every paused component retries at once.
+
 Thread-safe: the heartbeat thread reports too.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import threading
 import time
 
@@ -22,7 +28,9 @@ class Outage:
         self._engine_id = engine_id
         self._lock = threading.Lock()
         self._since: float | None = None  # time.monotonic() of the first failure, while down
-        self.count = 0  # outages seen (tests)
+        self._back: asyncio.Event | None = None  # set when an outage ends (made on the engine's loop)
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self.count = 0  # outages seen
 
     @property
     def down(self) -> bool:
@@ -45,8 +53,46 @@ class Outage:
         """A statement went through: if an outage was on, it is over."""
         if self._since is None:  # the common case, without the lock
             return
+        since = self._end()
+        if since is None:  # another thread ended it first
+            return
+        logger.info("the database is reachable again, after %.1fs", time.monotonic() - since,
+                    extra={"event": Event.DATABASE_UP, "engine_id": self._engine_id})
+        self._wake_paused()
+
+    def _end(self) -> float | None:
         with self._lock:
             since, self._since = self._since, None
-        if since is not None:
-            logger.info("the database is reachable again, after %.1fs", time.monotonic() - since,
-                           extra={"event": Event.DATABASE_UP, "engine_id": self._engine_id})
+        return since
+
+    def _wake_paused(self) -> None:
+        back, loop = self._back, self._loop
+        if back is None or loop is None:
+            return
+        try:
+            here = asyncio.get_running_loop() is loop
+        except RuntimeError:
+            here = False
+        if here:
+            back.set()
+        else:  # from the heartbeat thread: hand it to the engine's loop
+            with contextlib.suppress(RuntimeError):  # that loop is closed
+                loop.call_soon_threadsafe(back.set)
+
+    async def pause(self, seconds: float, *, unless: asyncio.Event | None = None) -> None:
+        """Back off for ``seconds``, or until the database is back, or until ``unless`` is set."""
+        if self._back is None:
+            self._back, self._loop = asyncio.Event(), asyncio.get_running_loop()
+        if self.down:
+            self._back.clear()
+        elif self._back.is_set():
+            self._back.clear()
+            return  # it came back since this component last failed: retry now
+        waits = [asyncio.ensure_future(self._back.wait())]
+        if unless is not None:
+            waits.append(asyncio.ensure_future(unless.wait()))
+        try:
+            await asyncio.wait(waits, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for wait in waits:
+                wait.cancel()

@@ -82,6 +82,7 @@ class Producer:
         self._queues: dict[str, _Queue] = {name: _Queue(name) for name in configured or ()}
         self._wake = asyncio.Event()
         self._stopping = False
+        self._stop_asked = asyncio.Event()
         self._refresh_now = False
         self._reconcile = False
         self._poll_owed = False
@@ -137,6 +138,7 @@ class Producer:
 
     def stop(self) -> None:
         self._stopping = True
+        self._stop_asked.set()
         self._wake.set()
 
     # -- settings -------------------------------------------------------------------------------
@@ -284,8 +286,6 @@ class Producer:
                 await self._wake.wait()
 
     async def _pause(self, seconds: float) -> None:
-        """A back-off that only a stop cuts short."""
-        deadline = asyncio.get_running_loop().time() + seconds
-        while not self._stopping and (left := deadline - asyncio.get_running_loop().time()) > 0:
-            self._wake.clear()
-            await self._sleep(left)
+        """A back-off that wake-ups do not cut short: only a stop, or the database back."""
+        if not self._stopping:
+            await self._outage.pause(seconds, unless=self._stop_asked)

@@ -110,7 +110,7 @@ class Writer:
                 if self._give_up_at is not None and asyncio.get_running_loop().time() >= self._give_up_at:
                     _fail(batch, exc)
                     return
-                await asyncio.sleep(delay)
+                await self._outage.pause(delay)
                 delay = min(delay * 2, _MAX_BACKOFF)
                 continue
             except BackendError as exc:
