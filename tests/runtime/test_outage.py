@@ -1,0 +1,64 @@
+"""Outage: one line when the database goes away, one when it is back, whoever reports; and
+back-offs that only the database's return (or the caller's own event) cut short."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+
+from aiojobs_engine._errors import BackendUnavailableError
+from aiojobs_engine._runtime._outage import Outage
+from tests.runtime._support import ENGINE_ID, Logs
+
+
+def test_an_outage_is_said_once_whoever_reports_it_and_its_end_once(logs: Logs) -> None:
+    outage = Outage(ENGINE_ID)
+    outage.succeeded()  # nothing was down: nothing to say
+    for component in ("claims", "writer", "heartbeat", "claims"):
+        outage.failed(component, BackendUnavailableError("connection refused"))
+    assert outage.down
+    outage.succeeded()
+    outage.succeeded()
+    (down,) = logs.of("database.down")
+    assert "claims: connection refused" in down.getMessage() and down.levelname == "WARNING"
+    (up,) = logs.of("database.up")
+    assert up.levelname == "INFO" and not outage.down
+    outage.failed("writer", BackendUnavailableError("again"))
+    assert len(logs.of("database.down")) == 2 and outage.count == 2
+
+
+async def test_a_pause_lasts_as_asked_unless_the_database_comes_back() -> None:
+    outage = Outage(ENGINE_ID)
+    loop = asyncio.get_running_loop()
+    outage.failed("claims", BackendUnavailableError("down"))
+    pausing = asyncio.ensure_future(outage.pause(60.0))
+    await asyncio.sleep(0)
+    assert not pausing.done()
+    t0 = loop.time()
+    outage.succeeded()  # another component got through
+    await asyncio.wait_for(pausing, 5)
+    assert loop.time() - t0 < 1.0
+
+
+async def test_the_heartbeat_thread_ending_an_outage_wakes_the_paused_components() -> None:
+    outage = Outage(ENGINE_ID)
+    outage.failed("heartbeat", BackendUnavailableError("down"))
+    pausing = asyncio.ensure_future(outage.pause(60.0))
+    await asyncio.sleep(0)
+    thread = threading.Thread(target=outage.succeeded)
+    thread.start()
+    await asyncio.wait_for(pausing, 5)
+    thread.join()
+
+
+async def test_a_pause_is_cut_short_by_its_own_event_and_otherwise_runs_its_course() -> None:
+    outage = Outage(ENGINE_ID)
+    stop = asyncio.Event()
+    pausing = asyncio.ensure_future(outage.pause(60.0, unless=stop))
+    await asyncio.sleep(0)
+    stop.set()
+    await asyncio.wait_for(pausing, 5)
+    loop = asyncio.get_running_loop()
+    t0 = loop.time()
+    await outage.pause(0.05)  # nothing ends it early: the whole back-off
+    assert loop.time() - t0 >= 0.04
