@@ -18,6 +18,11 @@ Fixtures: ``aiojobs_engine_app``, ``aiojobs_database_url``, ``aiojobs_settings``
 ``aiojobs_clock``, ``aiojobs_engine_factory``, ``aiojobs_test_engine``. The helpers to use in
 tests are in ``aiojobs_engine.testing``. Async fixtures are pytest-asyncio fixtures when
 pytest-asyncio is installed (any mode), else plain pytest fixtures (for anyio's plugin).
+
+For suites that choose their databases themselves (several backends in one run, say), the
+pieces under the fixtures are public too: ``sqlite_test_url(folder)``,
+``postgres_test_database(server_url)`` and ``postgres_test_schema(database_url)`` (context
+managers that create and drop), and ``EngineFactory(url, settings)``.
 """
 
 from __future__ import annotations
@@ -26,7 +31,8 @@ import asyncio
 import importlib
 import os
 import secrets
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Mapping
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
@@ -45,7 +51,7 @@ else:
     except ImportError:  # anyio's pytest plugin runs plain async fixtures
         async_fixture = pytest.fixture
 
-__all__ = ["EngineFactory"]
+__all__ = ["EngineFactory", "postgres_test_database", "postgres_test_schema", "sqlite_test_url"]
 
 POSTGRES_ENV: Final = "AIOJOBS_PYTEST_POSTGRES"
 APP_INI: Final = "aiojobs_engine_app"
@@ -117,6 +123,40 @@ def _postgres_server(config: pytest.Config) -> str | None:
     return str(url) if url else None
 
 
+def sqlite_test_url(folder: Path) -> str:
+    """The URL of a SQLite file in ``folder`` (``aiojobs.sqlite3``), created when an engine opens it."""
+    return f"sqlite:///{folder / 'aiojobs.sqlite3'}"
+
+
+@contextmanager
+def postgres_test_database(server_url: str, *, prefix: str = "aiojobs_pytest") -> Iterator[str]:
+    """A new, empty database on the PostgreSQL server at ``server_url`` (its role needs
+    ``CREATEDB``), named ``<prefix>_<pid>_<random>``: yields its URL, and drops it on exit
+    (``WITH (FORCE)``: connections left open do not keep it). An unreachable server raises
+    here, before anything is yielded: the caller chooses to skip or to fail. It blocks (it
+    runs its own event loop): use it from a plain (session) fixture."""
+    database = f"{prefix}_{os.getpid()}_{secrets.token_hex(3)}"
+    asyncio.run(_admin(server_url, f'CREATE DATABASE "{database}"'))
+    try:
+        yield _with_database(server_url, database)
+    finally:
+        asyncio.run(_admin(server_url, f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)'))
+
+
+@contextmanager
+def postgres_test_schema(database_url: str) -> Iterator[str]:
+    """``database_url`` with a fresh schema (``?schema=t_<random>``): an engine opened on it
+    keeps every table there, so each test gets an empty database in milliseconds. The schema
+    is created by the engine when it opens, and dropped (with what it holds) on exit, which
+    blocks: use it from a plain fixture."""
+    schema = f"t_{secrets.token_hex(6)}"
+    separator = "&" if "?" in database_url else "?"
+    try:
+        yield f"{database_url}{separator}schema={schema}"
+    finally:
+        asyncio.run(_admin(database_url, f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+
+
 @pytest.fixture(scope="session")
 def aiojobs_postgres_database(request: pytest.FixtureRequest) -> Iterator[str | None]:
     """A PostgreSQL database created for this session (dropped at its end), or None on SQLite."""
@@ -124,16 +164,13 @@ def aiojobs_postgres_database(request: pytest.FixtureRequest) -> Iterator[str | 
     if server is None:
         yield None
         return
-    database = f"aiojobs_pytest_{os.getpid()}_{secrets.token_hex(3)}"
-    try:
-        asyncio.run(_admin(server, f'CREATE DATABASE "{database}"'))
-    except Exception as exc:
-        pytest.fail(f"--aiojobs-postgres: could not create a test database on {_redacted(server)}: {exc}",
-                    pytrace=False)
-    try:
-        yield _with_database(server, database)
-    finally:
-        asyncio.run(_admin(server, f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)'))
+    with ExitStack() as stack:
+        try:
+            url = stack.enter_context(postgres_test_database(server))
+        except Exception as exc:
+            pytest.fail(f"--aiojobs-postgres: could not create a test database on {_redacted(server)}: {exc}",
+                        pytrace=False)
+        yield url
 
 
 @pytest.fixture
@@ -141,12 +178,10 @@ def aiojobs_database_url(aiojobs_postgres_database: str | None, tmp_path: Path) 
     """A fresh, empty database for one test: a SQLite file in ``tmp_path``, or on PostgreSQL a
     fresh schema of the session's database (dropped afterwards)."""
     if aiojobs_postgres_database is None:
-        yield f"sqlite:///{tmp_path / 'aiojobs.sqlite3'}"
+        yield sqlite_test_url(tmp_path)
         return
-    schema = f"t_{secrets.token_hex(6)}"
-    separator = "&" if "?" in aiojobs_postgres_database else "?"
-    yield f"{aiojobs_postgres_database}{separator}schema={schema}"
-    asyncio.run(_admin(aiojobs_postgres_database, f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+    with postgres_test_schema(aiojobs_postgres_database) as url:
+        yield url
 
 
 async def _admin(url: str, statement: str) -> None:
@@ -198,16 +233,22 @@ class EngineFactory:
     """``await aiojobs_engine_factory(engine=None, *, clock=None, **settings)``: the engine
     (a new ``Engine()`` if none is given) configured on the test's database with the test
     settings (and ``settings`` over them), on ``clock`` or the test's ``aiojobs_clock``,
-    opened. Each engine is closed, and its configuration put back, after the test."""
+    opened. ``aiojobs_engine_factory.configure(...)`` does the same without opening it, for a
+    test that opens or runs the engine itself. Each engine is closed, and its configuration
+    put back, after the test.
 
-    def __init__(self, url: str, settings: dict[str, Any], clock: Clock | None) -> None:
+    A suite that picks its databases itself builds one: ``EngineFactory(url, settings,
+    clock=None)``, then ``await factory.close_all()`` at the end of each test."""
+
+    def __init__(self, url: str, settings: Mapping[str, Any], clock: Clock | None = None) -> None:
         self._url = url
-        self._settings = settings
+        self._settings = dict(settings)
         self._clock = clock
         self._made: list[tuple[Engine, _Saved]] = []
 
-    async def __call__(self, engine: Engine | None = None, /, *, clock: Clock | None = None,
-                       **settings: Any) -> Engine:
+    def configure(self, engine: Engine | None = None, /, *, clock: Clock | None = None, **settings: Any) -> Engine:
+        """The engine (a new ``Engine()`` if none is given) configured on the test's database,
+        closed: it is the test's to open (``async with engine``) or run (``engine.running()``)."""
         engine = Engine() if engine is None else engine
         if not isinstance(engine, Engine):
             raise TypeError(f"aiojobs_engine_factory takes an aiojobs_engine.Engine, got {engine!r}")
@@ -223,10 +264,15 @@ class EngineFactory:
         else:
             engine.configure(url=self._url, clock=chosen_clock, **{**self._settings, **settings})
         self._made.append((engine, saved))
+        return engine
+
+    async def __call__(self, engine: Engine | None = None, /, *, clock: Clock | None = None,
+                       **settings: Any) -> Engine:
+        engine = self.configure(engine, clock=clock, **settings)
         try:
             await engine.open()
         except BaseException:
-            self._made.pop()
+            _, saved = self._made.pop()
             _restore(engine, saved)
             raise
         return engine

@@ -26,6 +26,7 @@ from aiojobs_engine._errors import BackendError, BackendUnavailableError, Config
 from aiojobs_engine._records import JobState
 from aiojobs_engine._url import parse_url
 from aiojobs_engine.conformance import KEEP, T0, claim, insert, running, unique
+from tests._waiting import eventually
 
 pytestmark = pytest.mark.postgres
 
@@ -100,9 +101,19 @@ async def _pids(admin: asyncpg.Connection, application_name: str) -> list[int]:
 
 async def _until_gone(admin: asyncpg.Connection, application_name: str) -> None:
     """A closed connection's server process exits a moment after the client hangs up."""
-    async with asyncio.timeout(5):
-        while await _pids(admin, application_name):
-            await asyncio.sleep(0.02)
+    async def gone() -> bool:
+        return not await _pids(admin, application_name)
+
+    await eventually(gone, message=f"the server processes of {application_name} gone")
+
+
+async def _until_all_idle(admin: asyncpg.Connection, schema: str) -> None:
+    """Until none of our sessions is running a statement or sitting in a transaction."""
+    async def idle() -> bool:
+        return not await admin.fetchval("SELECT count(*) FROM pg_stat_activity WHERE application_name LIKE $1 "
+                                        "AND state <> 'idle'", f"aiojobs:{schema}:%")
+
+    await eventually(idle, message="our sessions idle")
 
 
 async def _relations(admin: asyncpg.Connection, schema: str) -> set[str]:
@@ -529,10 +540,7 @@ async def test_an_enqueue_cancelled_on_the_lane_leaves_it_usable(
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
         assert task.cancelled()
-    async with asyncio.timeout(5):  # nothing of ours is left running or in a transaction
-        while await admin.fetchval("SELECT count(*) FROM pg_stat_activity WHERE application_name LIKE $1 "
-                                   "AND state <> 'idle'", f"aiojobs:{schema}:%"):
-            await asyncio.sleep(0.01)
+    await _until_all_idle(admin, schema)  # nothing of ours is left running or in a transaction
     for _ in range(3):
         await backend.job_insert_many([insert(queue="after")], now=T0)
     assert await admin.fetchval(f'SELECT count(*) FROM "{schema}".aiojobs_jobs WHERE queue = $1', "after") == 3
@@ -542,13 +550,12 @@ async def test_an_enqueue_cancelled_on_the_lane_leaves_it_usable(
 async def _until_waiting(admin: asyncpg.Connection, schema: str) -> None:
     """Until one of our connections waits on a lock (``admin`` may be in a transaction, which
     would see one snapshot of pg_stat_activity: each look clears it)."""
-    async with asyncio.timeout(5):
-        while True:
-            await admin.execute("SELECT pg_stat_clear_snapshot()")
-            if await admin.fetchval("SELECT count(*) FROM pg_stat_activity WHERE application_name LIKE $1 "
-                                    "AND wait_event_type = 'Lock'", f"aiojobs:{schema}:%"):
-                return
-            await asyncio.sleep(0.01)
+    async def waiting() -> bool:
+        await admin.execute("SELECT pg_stat_clear_snapshot()")
+        return bool(await admin.fetchval("SELECT count(*) FROM pg_stat_activity WHERE application_name LIKE $1 "
+                                         "AND wait_event_type = 'Lock'", f"aiojobs:{schema}:%"))
+
+    await eventually(waiting, message="one of our sessions waiting on a lock")
 
 
 async def test_closing_while_an_enqueue_waits_on_the_lane_ends_both(
@@ -561,6 +568,8 @@ async def test_closing_while_an_enqueue_waits_on_the_lane_ends_both(
         enqueue = asyncio.create_task(backend.job_insert_many([insert(queue="during")], now=T0))
         await _until_waiting(admin, schema)
         closing = asyncio.create_task(backend.close())
+        # A negative check, kept as a pause: nothing signals "close() is now waiting", and
+        # 0.2 s is ample for a close that does not wait to end.
         await asyncio.sleep(0.2)
         assert not closing.done()  # close waits for the statement on the lane...
     async with asyncio.timeout(5):  # ...which ends once the lock goes, and then close ends
@@ -583,6 +592,7 @@ async def test_a_cancelled_close_still_cuts_every_connection(
     await asyncio.gather(closing, return_exceptions=True)
     assert closing.cancelled()
     await _until_gone(admin, f"aiojobs:{schema}:%")
+    # A negative check, kept as a pause: a reconnection would have no cause to signal.
     await asyncio.sleep(0.3)  # and nothing reconnects behind our back
     assert await _pids(admin, f"aiojobs:{schema}:%") == []
 
@@ -680,12 +690,7 @@ async def test_a_claim_cancelled_while_it_waits_for_the_queue_lock_leaves_nothin
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
         assert task.cancelled()
-    async with asyncio.timeout(5):  # no session of ours is left waiting, holding or open
-        while await admin.fetchval(
-            "SELECT count(*) FROM pg_stat_activity WHERE application_name LIKE $1 AND state <> 'idle'",
-            f"aiojobs:{schema}:%",
-        ):
-            await asyncio.sleep(0.01)
+    await _until_all_idle(admin, schema)  # no session of ours is left waiting, holding or open
     claimed = await backend.job_claim(JobClaim(engine_id="e1", demands=capped, now=T0))
     assert len(claimed) == 1  # the next claim works, on a new connection
 

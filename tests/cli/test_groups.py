@@ -11,7 +11,6 @@ import socket
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -22,6 +21,7 @@ from aiojobs_engine._cli._config import load_config
 from aiojobs_engine._cli._errors import UsageError
 from aiojobs_engine._cli._pidfile import PidFile, inspect, state_path
 from aiojobs_engine._groups import host_label
+from tests._waiting import eventually, still_running
 
 from ._helpers import APP, Result, with_engine
 
@@ -124,14 +124,12 @@ def _worker(folder: Path, *argv: str, **env: str) -> subprocess.Popen[str]:
 
 
 def _wait_for_engine(url: str, process: subprocess.Popen[str], worker_id: str) -> None:
-    async def ids(engine: Engine) -> list[str]:
-        return [e.id for e in await engine.list_engines()]
+    async def registered(engine: Engine) -> bool:
+        still_running(process)
+        return worker_id in [e.id for e in await engine.list_engines()]
 
-    deadline = time.monotonic() + 15
-    while worker_id not in with_engine(url, ids):
-        assert process.poll() is None, process.communicate()
-        assert time.monotonic() < deadline, "the worker never registered"
-        time.sleep(0.05)
+    with_engine(url, lambda engine: eventually(lambda: registered(engine), timeout=15, interval=0.05,
+                                               message="the worker registered"))
 
 
 @pytest.mark.slow

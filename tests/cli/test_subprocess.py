@@ -7,13 +7,13 @@ import json
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
 import aiojobs_engine
 from aiojobs_engine import Engine, JobRecord, JobState
+from tests._waiting import eventually, still_running
 
 from ._helpers import APP
 
@@ -74,11 +74,16 @@ def test_work_finishes_the_running_job_on_sigterm(tmp_path: Path) -> None:
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
     try:
-        deadline = time.monotonic() + 15
-        while get(url, job.id).state is not JobState.RUNNING:
-            assert worker.poll() is None, worker.communicate()
-            assert time.monotonic() < deadline, "the worker never started the job"
-            time.sleep(0.05)
+        async def until_running() -> None:
+            async with Engine(url) as engine:
+                async def running() -> bool:
+                    still_running(worker)
+                    record = await engine.get_job(job.id)
+                    return record is not None and record.state is JobState.RUNNING
+
+                await eventually(running, timeout=15, interval=0.05, message="the worker started the job")
+
+        asyncio.run(until_running())
         worker.send_signal(signal.SIGTERM)
         _, err = worker.communicate(timeout=15)
     finally:

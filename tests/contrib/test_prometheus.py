@@ -12,6 +12,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from aiojobs_engine import ConfigurationError, Fail, current_job
 from aiojobs_engine.contrib.prometheus import instrument
+from tests._waiting import eventually
 
 
 @pytest.fixture
@@ -90,20 +91,18 @@ async def test_the_state_gauge_refreshes_while_the_engine_works(make_engine, reg
     @engine.job(queue="reports")
     async def report() -> None: ...
 
+    async def refreshed_while_working() -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+        got = await samples(scrape)
+        return got if got.get(key("aiojobs_jobs", queue="reports", state="waiting")) == 1 else {}
+
     async with engine:
         await report.options(delay=3600).enqueue()
         async with engine.running():
-            for _ in range(250):
-                got = await samples(scrape)
-                if got.get(key("aiojobs_jobs", queue="reports", state="waiting")) == 1:
-                    break
-                await asyncio.sleep(0.02)
-            else:
-                raise AssertionError("the aiojobs_jobs gauge was never refreshed")
+            got = await eventually(refreshed_while_working, message="the aiojobs_jobs gauge refreshed")
         refreshed = got[key("aiojobs_jobs_refreshed_timestamp_seconds")]
-        await asyncio.sleep(0.1)
-        after = await samples(scrape)  # stopped: the snapshot stays, and no I/O happens at scrape time
-        assert after[key("aiojobs_jobs_refreshed_timestamp_seconds")] >= refreshed
+    # Stopped, and even closed: the snapshot stays, and no I/O happens at scrape time.
+    after = await samples(scrape)
+    assert after[key("aiojobs_jobs_refreshed_timestamp_seconds")] >= refreshed
 
 
 async def test_engines_share_a_registry_and_bad_arguments_are_refused(make_engine, registry) -> None:

@@ -20,6 +20,7 @@ import uvicorn
 
 from aiojobs_engine import Engine, JobRecord, JobState
 from aiojobs_engine.dashboard import dashboard
+from tests._waiting import eventually
 
 HOSTILE_ARG = "<script>window.__pwned = 'args'</script>"
 HOSTILE_MESSAGE = "<img src=x onerror=\"window.__pwned='error'\">"
@@ -104,13 +105,14 @@ async def serving(engine: Engine, **options: Any) -> AsyncIterator[LiveDashboard
                             ws="none", http="h11")
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve(sockets=[listener]), name="dashboard-server")
+    async def started() -> bool:
+        if task.done():
+            await task
+            raise RuntimeError("the dashboard server stopped while starting")
+        return server.started
+
     try:
-        async with asyncio.timeout(15):
-            while not server.started:
-                if task.done():
-                    await task
-                    raise RuntimeError("the dashboard server stopped while starting")
-                await asyncio.sleep(0.01)
+        await eventually(started, timeout=15, message="the dashboard server started")
         yield LiveDashboard(engine=engine, url=f"http://127.0.0.1:{listener.getsockname()[1]}")
     finally:
         server.should_exit = True

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import os
 import signal
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
@@ -17,6 +17,7 @@ import pytest
 from aiojobs_engine._cli import main
 from aiojobs_engine._cli._dashboard import allowed_hosts_for, exposure_warning, is_loopback
 from aiojobs_engine._cli._parser import build_parser
+from tests._waiting import eventually, still_running
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -105,15 +106,7 @@ def test_the_command_serves_on_loopback_with_basic_auth(sqlite_url: str) -> None
         cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                response = httpx.get(f"http://127.0.0.1:{port}/", timeout=2)
-                break
-            except httpx.TransportError:
-                assert process.poll() is None, process.communicate()
-                assert time.monotonic() < deadline, "the dashboard did not start"
-                time.sleep(0.1)
+        response = _wait_until_serving(process, f"http://127.0.0.1:{port}/")
         assert response.status_code == 401
         assert _listening_addresses(port) == {"0100007F"}  # 127.0.0.1 only, no IPv6 or wildcard
         auth = {"Authorization": "Basic " + base64.b64encode(b"ops:pw").decode()}
@@ -140,16 +133,16 @@ def _serve(sqlite_url: str, port: int, *options: str) -> subprocess.Popen[str]:
     )
 
 
-def _wait_until_serving(process: subprocess.Popen[str], url: str) -> None:
-    deadline = time.monotonic() + 30
-    while True:
+def _wait_until_serving(process: subprocess.Popen[str], url: str) -> httpx.Response:
+    """The first answer of the dashboard at ``url`` (a plain function: the test has no loop)."""
+    def answer() -> httpx.Response | None:
+        still_running(process)
         try:
-            httpx.get(url, timeout=2)
-            return
+            return httpx.get(url, timeout=2)
         except httpx.TransportError:
-            assert process.poll() is None, process.communicate()
-            assert time.monotonic() < deadline, "the dashboard did not start"
-            time.sleep(0.1)
+            return None
+
+    return asyncio.run(eventually(answer, timeout=30, interval=0.1, message="the dashboard serving"))
 
 
 @pytest.mark.slow

@@ -11,6 +11,7 @@ import pytest
 
 from aiojobs_engine import JobState
 from aiojobs_engine.dashboard import dashboard
+from tests._waiting import eventually
 
 from ._support import make_jobs
 from .conftest import Env
@@ -114,13 +115,17 @@ async def test_schedules_show_their_next_run(sqlite_url: str) -> None:
     assert f"{schedule.next_tick:%Y-%m-%d %H:%M:%S} UTC" in html
 
 
+async def _running(engine, job_id: int) -> bool:
+    current = await engine.get_job(job_id)
+    return current is not None and current.state is JobState.RUNNING
+
+
 async def test_engines_show_their_heartbeat_and_the_jobs_they_run(sqlite_url: str) -> None:
     jobs = make_jobs(sqlite_url)
     jobs.gate = asyncio.Event()
     async with jobs.engine.running():
         record = await jobs.send_email.enqueue("slow@example.com")
-        while (await jobs.engine.get_job(record.id)).state is not JobState.RUNNING:  # type: ignore[union-attr]
-            await asyncio.sleep(0.01)
+        await eventually(lambda: _running(jobs.engine, record.id))
         [engine] = await jobs.engine.list_engines()
         app = dashboard(jobs.engine)
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client:

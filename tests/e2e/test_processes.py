@@ -6,7 +6,6 @@ was lost and none ran twice, whatever happened to the processes.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import re
@@ -21,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from aiojobs_engine import Engine, JobState
+from tests._waiting import eventually
 from tests.apps import worker_app
 
 pytestmark = pytest.mark.slow
@@ -88,16 +88,9 @@ def ledger_lines(workers: Workers) -> list[list[str]]:
     return [line.split() for line in workers.ledger.read_text().splitlines() if line]
 
 
-async def until(predicate, timeout: float = 20.0, what: str = "condition") -> float:
-    started = time.monotonic()
-    while True:
-        result = predicate()
-        if asyncio.iscoroutine(result):
-            result = await result
-        if result:
-            return time.monotonic() - started
-        assert time.monotonic() - started < timeout, f"{what} not met within {timeout}s"
-        await asyncio.sleep(0.05)
+async def until(predicate, timeout: float = 20.0, what: str = "condition") -> object:
+    """``eventually``, with the patience real processes need."""
+    return await eventually(predicate, timeout=timeout, interval=0.05, message=what)
 
 
 def started_by(workers: Workers, job_id: int) -> int | None:
@@ -186,7 +179,7 @@ async def test_second_signal_hands_the_running_job_back_at_once(workers: Workers
     assert record
     await until(lambda: started_by(workers, record.id) == worker.pid, what="job started")
     worker.send_signal(signal.SIGTERM)
-    await asyncio.sleep(0.3)
+    await until(lambda: "stopping gracefully" in workers.log(0), what="the first signal handled")
     t0 = time.monotonic()
     worker.send_signal(signal.SIGTERM)
     code = worker.wait(15)
@@ -241,7 +234,7 @@ async def test_workoff_hands_the_running_job_back_when_stopped_at_once(workers: 
     worker.send_signal(signal.SIGTERM)
     asked = time.monotonic()
     if how == "second signal":
-        await asyncio.sleep(0.3)
+        await until(lambda: "stopping gracefully" in workers.log(0), what="the first signal handled")
         worker.send_signal(signal.SIGTERM)
     assert worker.wait(15) == 0, workers.log(0)
     assert time.monotonic() - asked < 4  # within neither the 5 s grace nor the 60 s job

@@ -25,6 +25,7 @@ import pytest
 
 from aiojobs_engine import Engine, JobState
 from aiojobs_engine._cli._process import pid_alive, same_process, start_time
+from tests._waiting import eventually
 from tests.apps import worker_app
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(60)]
@@ -143,15 +144,8 @@ async def sqlite_client(sqlite_url: str) -> AsyncIterator[Engine]:
 
 
 async def until(predicate: Callable[[], Any], timeout: float = 20.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        result = predicate()
-        if asyncio.iscoroutine(result):
-            result = await result
-        if result:
-            return
-        assert time.monotonic() < deadline, f"{what} not met within {timeout}s"
-        await asyncio.sleep(0.05)
+    """``eventually``, with the patience real processes need."""
+    await eventually(predicate, timeout=timeout, interval=0.05, message=what)
 
 
 def no_orphans(pids: set[int]) -> bool:
@@ -243,7 +237,7 @@ async def test_a_second_stop_soon_after_the_first_hands_the_running_job_back(box
     asked = time.monotonic()
     if how.startswith("two signals"):
         supervisor.send_signal(signal.SIGTERM)
-        await asyncio.sleep(0.1)
+        await asyncio.sleep(0.1)  # the case under test: a second signal 0.1 s after the first
         supervisor.send_signal(signal.SIGTERM)
     else:
         stopped = await asyncio.to_thread(box.command, "stop", "--timeout", "0.1")
@@ -304,15 +298,18 @@ async def test_detached_start_status_restart_stop_with_jobs_flowing(box: Box, cl
             records = await client.enqueue_many([worker_app.record.options(queue=queue).new(n + i) for i in range(5)])
             ids.extend(r.id for r in records if r)
             n += 5
-            await asyncio.sleep(0.02)
+            await asyncio.sleep(0.02)  # the workload: 5 jobs every 20 ms
+
+    def run_by(pids: set[int]) -> set[int]:
+        return {int(pid) for event, _j, _a, pid in box.ledger_lines() if event == "run"} & pids
 
     feeder = asyncio.create_task(enqueue_all_along())
-    await asyncio.sleep(0.5)
+    await until(lambda: run_by(first) == first, what="jobs flowing through both workers")
     restarted = await asyncio.to_thread(box.command, "restart", "--json")
     assert restarted.returncode == 0, restarted.stderr + box.log("aiojobs.log")
     second = {w["pid"] for w in json.loads(restarted.stdout)["workers"]}
     assert not first & second and len(second) == 2
-    await asyncio.sleep(0.5)
+    await until(lambda: run_by(second) == second, what="jobs flowing through both new workers")
     flowing = False
     await feeder
 

@@ -28,6 +28,7 @@ from aiojobs_engine import (
     Snooze,
 )
 from aiojobs_engine._url import DEFAULT_URL, ENV_VAR
+from tests._waiting import eventually
 
 
 async def test_enqueue_returns_a_waiting_record_with_every_field(make_engine) -> None:
@@ -458,6 +459,11 @@ async def test_the_longest_delay_and_latest_run_at_are_stored(make_engine) -> No
         Retry(delay=timedelta(days=10**6))
 
 
+async def _stored_state_is(engine: Engine, job_id: int, state: JobState) -> bool:
+    current = await engine.get_job(job_id)
+    return current is not None and current.state is state
+
+
 async def test_snooze_puts_a_waiting_job_aside(make_engine) -> None:
     engine = make_engine()
     release = asyncio.Event()
@@ -482,8 +488,7 @@ async def test_snooze_puts_a_waiting_job_aside(make_engine) -> None:
         with pytest.raises(ConfigurationError, match="snooze delay must be at most"):
             await engine.snooze(waiting.id, 1e12)
         async with engine.running():
-            while (current := await engine.get_job(waiting.id)) and current.state is not JobState.RUNNING:
-                await asyncio.sleep(0.01)
+            await eventually(lambda: _stored_state_is(engine, waiting.id, JobState.RUNNING))
             with pytest.raises(JobStateError, match=f"job {waiting.id} is running .* cannot be snoozed from outside"):
                 await engine.snooze(waiting.id, 60)
             release.set()

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import asyncio
 
-from aiojobs_engine import JobState, UniqueConfig
+from aiojobs_engine import FrozenClock, JobState, UniqueConfig
 
 
 async def test_a_run_replaced_elsewhere_is_stopped_and_its_replacement_runs(make_engine) -> None:
     stuck = UniqueConfig(key="report-7", on_conflict="replace", replace_running_after=0.2)
-    worker, web = make_engine(), make_engine()
+    clock = FrozenClock()  # the stored times of both engines: a run gets stuck when the test says so
+    worker, web = make_engine(clock=clock), make_engine(clock=clock)
     started, stopped = asyncio.Event(), asyncio.Event()
     for engine in (worker, web):
 
@@ -34,7 +35,7 @@ async def test_a_run_replaced_elsewhere_is_stopped_and_its_replacement_runs(make
         assert first is not None
         async with worker.running():
             await asyncio.wait_for(started.wait(), 5)
-            await asyncio.sleep(0.3)  # now it has run past replace_running_after: stuck
+            clock.advance(0.3)  # now it has run past replace_running_after: stuck
             second = await web.enqueue("report", 2)
             assert second is not None and second.id != first.id
             await asyncio.wait_for(stopped.wait(), 5)  # the stuck body was stopped here

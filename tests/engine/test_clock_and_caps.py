@@ -7,6 +7,7 @@ import time
 from datetime import UTC, datetime
 
 from aiojobs_engine import FrozenClock, JobState, QueueConfig, Retry, Snooze, current_job
+from tests._waiting import eventually
 
 
 async def test_a_frozen_clock_moves_delays_snoozes_and_backoffs(make_engine) -> None:
@@ -65,11 +66,7 @@ async def test_global_concurrency_caps_a_queue_across_engines(make_engine) -> No
                 counts = await engines[0].count_jobs()
                 return counts.get(("default", JobState.COMPLETED), 0) == 12
 
-            for _ in range(400):
-                if await all_done():
-                    break
-                await asyncio.sleep(0.025)
-            assert await all_done()
+            await eventually(all_done, timeout=10, message="12 jobs completed")
     assert peak == 2
 
 
@@ -104,20 +101,25 @@ async def test_a_capped_queue_drains_without_waiting_for_polls(make_engine) -> N
 
 async def test_a_capped_queues_slot_is_free_once_the_outcome_is_stored_not_after_the_hooks(make_engine) -> None:
     ends: list[float] = []
+    every_body_ended = asyncio.Event()
 
     async def slow_hook(record, result) -> None:
-        await asyncio.sleep(0.5)
+        await every_body_ended.wait()  # a hook that ends only once the last body has ended
 
     engine = make_engine(queues={"default": QueueConfig(concurrency=1)})
 
     @engine.job(name="capped", on_success=slow_hook)
     async def capped() -> None:
         ends.append(time.monotonic())
+        if len(ends) == 4:
+            every_body_ended.set()
 
     async with engine:
         await engine.set_queue("default", global_concurrency=5)
         await engine.enqueue_many([capped.new() for _ in range(4)])
         started = time.monotonic()
-        assert await engine.workoff() == 4
-    # The hooks of one job overlap the next job: the bodies do not wait 0.5 s each.
+        # The hooks of one job overlap the next job: a slot held until its job's hooks end
+        # would never let the next body run, and this workoff would not end.
+        async with asyncio.timeout(10):
+            assert await engine.workoff() == 4
     assert ends[-1] - started < 1.2, f"bodies ended at {[round(e - started, 2) for e in ends]}"

@@ -12,6 +12,7 @@ from aiojobs_engine import (
     Cancel,
     Complete,
     ConstantBackoff,
+    FrozenClock,
     Job,
     JobState,
     QueueConfig,
@@ -404,7 +405,8 @@ async def test_delete_retry_and_clear(make_engine) -> None:
 
 
 async def test_prune_respects_retention(make_engine) -> None:
-    engine = make_engine(completed_retention=0.0, failed_retention=None)
+    clock = FrozenClock()
+    engine = make_engine(completed_retention=0.0, failed_retention=None, clock=clock)
 
     @engine.job(max_attempts=1)
     async def job(ok: bool) -> None:
@@ -415,7 +417,7 @@ async def test_prune_respects_retention(make_engine) -> None:
         await job.enqueue(True)
         await job.enqueue(False)
         await engine.workoff()
-        await asyncio.sleep(0.01)
+        clock.advance(0.01)  # past the completed job's retention (none)
         assert await engine.prune() == 1
         assert [r.state for r in await engine.list_jobs()] == [JobState.FAILED]
 

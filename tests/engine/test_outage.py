@@ -11,6 +11,7 @@ import pytest
 
 from aiojobs_engine import Engine, JobState
 from tests._proxy import CutMode, TcpProxy
+from tests._waiting import eventually
 from tests.conftest import FAST
 
 pytestmark = pytest.mark.postgres
@@ -19,9 +20,7 @@ pytestmark = pytest.mark.postgres
 async def _attempts(proxy: TcpProxy, more: int) -> None:
     """Until the engine has tried ``more`` new connections through the (cut) proxy."""
     target = proxy.accepted + more
-    async with asyncio.timeout(20):
-        while proxy.accepted < target:
-            await asyncio.sleep(0.01)
+    await eventually(lambda: proxy.accepted >= target, timeout=20, message=f"{more} connection attempts")
 
 
 async def test_an_outage_logs_no_traceback_and_loses_nothing(

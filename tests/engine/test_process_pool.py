@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 from collections.abc import AsyncIterator
 
 import pytest
 
-from aiojobs_engine import Engine, JobState
+from aiojobs_engine import Engine, EventKind, JobState
+from tests._waiting import events
 from tests.apps import cpu_app
 from tests.conftest import FAST
 
@@ -75,12 +75,8 @@ async def test_errors_and_bad_results_from_a_worker(engine: Engine) -> None:
 async def test_cancel_a_running_cpu_job_kills_its_worker(engine: Engine) -> None:
     record = await cpu_app.sleeps.enqueue(30)
     assert record
-    async with engine.running():
-        for _ in range(200):
-            current = await engine.get_job(record.id)
-            if current and current.state is JobState.RUNNING:
-                break
-            await asyncio.sleep(0.05)
+    async with events(engine, kinds={EventKind.JOB_STARTED}) as seen, engine.running():
+        await seen.wait_for(lambda e: e.job.id == record.id, timeout=10)
         canceled = await engine.cancel(record.id)
         assert canceled and canceled.cancel_requested
         final = await engine.wait_for(record.id, timeout=10)

@@ -14,7 +14,7 @@ import pytest
 
 from aiojobs_engine import Engine, JobState, QueueConfig
 from aiojobs_engine._backends._protocol import EngineRegistration, JobClaim, QueueDemand
-from tests._logs import LogWatch
+from tests._waiting import LogWatch
 
 
 def _host() -> str:

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-import time
-from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -13,19 +12,14 @@ import pytest
 from aiojobs_engine import Engine, JobState, Snooze
 from aiojobs_engine._backends._protocol import EngineRegistration, JobClaim, JobStart, QueueDemand
 from aiojobs_engine._errors import BackendUnavailableError
+from tests._waiting import backend_calls, eventually
 from tests.conftest import FAST
 
 
-async def until(predicate: Callable[[], Any], timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        result = predicate()
-        if asyncio.iscoroutine(result):
-            result = await result
-        if result:
-            return
-        assert time.monotonic() < deadline, "condition not met in time"
-        await asyncio.sleep(0.02)
+async def silent_for(engine: Engine, engine_id: str | None, seconds: float) -> bool:
+    """Is that engine's (None: the only one's) stored heartbeat older than ``seconds``?"""
+    (registered,) = [e for e in await engine.list_engines() if engine_id in (None, e.id)]
+    return (datetime.now(UTC) - registered.heartbeat_at).total_seconds() > seconds
 
 
 async def test_a_memory_engine_never_reaps_its_own_running_jobs() -> None:
@@ -58,9 +52,10 @@ async def test_an_engine_whose_heartbeat_stopped_claims_nothing(make_engine) -> 
         if runtime is None or runtime.maintenance._heartbeat is None:
             pytest.skip("this backend needs no heartbeat")
         runtime.maintenance._heartbeat._stop.set()  # as if its connection could not be opened any more
-        await asyncio.sleep(FAST["stale_after"] + 0.2)
-        record = await job.enqueue()
-        await asyncio.sleep(1.0)
+        await eventually(lambda: silent_for(engine, None, FAST["stale_after"]), message="heartbeat gone stale")
+        async with backend_calls(engine, "job_claim") as claims:
+            record = await job.enqueue()
+            await claims.more(5)  # the wake-up, then polls: each claim is refused
         assert record and starts == []
         current = await engine.get_job(record.id)
         assert current and current.state is JobState.WAITING
@@ -137,7 +132,7 @@ async def test_a_job_whose_body_ignored_its_timeout_is_not_run_twice_at_once(mak
         record = await stubborn.enqueue()
         assert record
         await engine.workoff()
-        await until(lambda: active == 0, timeout=5)
+        await eventually(lambda: active == 0, message="the stubborn body to end")
         current = await engine.get_job(record.id)
     assert not overlap
     assert current and current.state is JobState.FAILED and current.attempt == 2
@@ -205,7 +200,7 @@ async def test_opening_the_engine_inside_a_job_does_not_close_it(make_engine) ->
         record = await first.enqueue()
         assert record
         await engine.wait_for(record.id, timeout=5)
-        await until(lambda: _completed(engine, "second"))
+        await eventually(lambda: _completed(engine, "second"))
 
 
 async def _completed(engine: Engine, name: str) -> bool:
@@ -226,7 +221,7 @@ async def test_workoff_also_runs_the_jobs_of_dead_engines(make_engine) -> None:
         await engine.backend.engine_register(ghost, stale_after=0.5, takeover_incarnation=None)
         (claimed,) = await engine.backend.job_claim(JobClaim(engine_id="ghost", demands=[QueueDemand("default", 1)]))
         await engine.backend.job_start_many([JobStart(claimed.id, claimed.claim_token or "")])
-        await asyncio.sleep(FAST["stale_after"] + 0.1)
+        await eventually(lambda: silent_for(engine, "ghost", FAST["stale_after"]), message="the ghost gone stale")
         assert await engine.workoff() == 1
         done = await engine.get_job(record.id)
     assert done and done.state is JobState.COMPLETED and done.attempt == 2
@@ -428,13 +423,16 @@ async def test_a_poll_held_back_by_a_slow_writer_is_made_up(make_engine, monkeyp
         await client.enqueue_many([client.options(queue="busy").new("busy", n) for n in range(2000)])
         async with worker.running():
             original = worker._backend.job_write_many
+            slow_writes = 0
 
             async def slow(starts, outcomes, **kwargs):
-                await asyncio.sleep(0.2)
+                nonlocal slow_writes
+                await asyncio.sleep(0.2)  # the injected fault: a slow database
+                slow_writes += 1
                 return await original(starts, outcomes, **kwargs)
 
             monkeypatch.setattr(worker._backend, "job_write_many", slow)
-            await asyncio.sleep(0.5)  # the writer is behind by now
+            await eventually(lambda: slow_writes >= 2, message="slow writes")  # the writer is behind by now
             delayed = await client.options(queue="idle", delay=0.3).enqueue("idle", 0)
             assert delayed is not None
             done = await worker.wait_for(delayed.id, timeout=10)

@@ -9,13 +9,7 @@ from datetime import UTC, datetime
 import pytest
 
 from aiojobs_engine import Engine, EngineIdInUseError, EngineStateError, JobState
-
-
-async def wait_until(predicate, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not await predicate():
-        assert time.monotonic() < deadline, "condition not met in time"
-        await asyncio.sleep(0.02)
+from tests._waiting import backend_calls
 
 
 async def state_is(engine: Engine, job_id: int, state: JobState) -> bool:
@@ -248,15 +242,15 @@ async def test_queue_changes_made_elsewhere_are_followed_within_a_poll(make_engi
         runs.append(n)
 
     controller = make_engine()
-    async with worker.running(), controller:
+    async with worker, backend_calls(worker, "queue_list") as reads, worker.running(), controller:
         first = await controller.enqueue("tick", 1)
         assert first
         await controller.wait_for(first.id, timeout=5)
         await controller.pause_queue("default")
-        await asyncio.sleep(0.6)  # a few polls: the worker has read the pause
+        await reads.more(2)  # the second read began after the pause: the worker has read it
         held = await controller.enqueue("tick", 2)
         assert held
-        await asyncio.sleep(0.6)
+        await reads.more(3)  # a few polls (each reads the queues) in which it could have run
         assert runs == [1] and await state_is(controller, held.id, JobState.WAITING)
         await controller.set_queue("default", concurrency=3)
         await controller.resume_queue("default")

@@ -16,6 +16,7 @@ from aiojobs_engine import (
     ConfigurationError,
     DuplicateJobError,
     Engine,
+    EventKind,
     FrozenClock,
     Job,
     JobState,
@@ -24,6 +25,7 @@ from aiojobs_engine import (
     UniqueConflictError,
 )
 from aiojobs_engine import _engine as engine_module
+from tests._waiting import events
 
 T0 = datetime(2030, 1, 1, 12, 0, tzinfo=UTC)
 
@@ -421,8 +423,9 @@ async def test_running_engines_share_a_schedule_one_job_per_tick(make_engine) ->
         engine.cron("* * * * * *", name="each-second")(engine.job(name="beat")(_noop))
     for engine in engines:
         await engine.open()
-    async with engines[0].running(), engines[1].running(), engines[2].running():
-        await asyncio.sleep(4.5)
+    async with events(*engines, kinds={EventKind.JOB_ENQUEUED}) as seen, engines[0].running(), \
+            engines[1].running(), engines[2].running():
+        await seen.wait_for(lambda e: e.job.name == "beat", count=4, timeout=10)  # a few seconds of ticks
     jobs = await engines[0].list_jobs(name="beat", limit=1000)
     ticks = [j.unique_key for j in jobs]
     assert len(ticks) == len(set(ticks)) >= 3

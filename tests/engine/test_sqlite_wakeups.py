@@ -7,7 +7,8 @@ import asyncio
 import time
 from pathlib import Path
 
-from aiojobs_engine import Engine, JobState
+from aiojobs_engine import Engine, EventKind, JobState
+from tests._waiting import events
 
 
 async def test_a_job_enqueued_by_another_connection_starts_without_waiting_for_the_poll(tmp_path: Path) -> None:
@@ -20,8 +21,14 @@ async def test_a_job_enqueued_by_another_connection_starts_without_waiting_for_t
     async def hello() -> None:
         started.set()
 
-    async with worker, web, worker.running():
-        await asyncio.sleep(0.3)  # let the worker go idle
+    @worker.job(name="warm_up", queue="warm-up")
+    async def warm_up() -> None: ...
+
+    async with worker, web, events(worker, kinds={EventKind.JOB_COMPLETED}) as seen, worker.running():
+        # Its own enqueue wakes the worker directly: once that job is done, its start-up
+        # polls are over and it is idle, its next poll 10 s away.
+        await warm_up.enqueue()
+        await seen.wait_for()
         pickups = []
         for _ in range(3):
             started.clear()

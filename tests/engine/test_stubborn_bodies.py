@@ -11,7 +11,7 @@ import time
 import pytest
 
 from aiojobs_engine import Engine, JobState, QueueConfig
-from tests._logs import LogWatch
+from tests._waiting import LogWatch
 
 
 async def test_a_body_that_swallows_its_timeout_blocks_its_retry_on_every_engine(make_engine) -> None:

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
 import pytest
+
+from tests._waiting import eventually
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples"
@@ -64,33 +66,14 @@ def _free_port() -> int:
 def test_fastapi_example_over_real_http(tmp_path: Path) -> None:
     port = _free_port()
     env = {**os.environ, "AIOJOBS_DATABASE_URL": f"sqlite:///{tmp_path / 'api.db'}"}
-    server = subprocess.Popen(
+    server = _start_server(
         [sys.executable, "-m", "uvicorn", "examples.fastapi_app:app", "--port", str(port), "--log-level", "warning"],
-        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        env, tmp_path / "server.log",
     )
     try:
-        base = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                httpx.get(f"{base}/jobs/1", timeout=1)
-                break
-            except httpx.TransportError:
-                assert time.monotonic() < deadline, "the app did not start"
-                time.sleep(0.1)
-        created = httpx.post(f"{base}/signup/7", timeout=5)
-        assert created.status_code == 202
-        job_id = created.json()["job_id"]
-        assert created.json()["state"] == "waiting"
-        deadline = time.monotonic() + 10
-        while (status := httpx.get(f"{base}/jobs/{job_id}", timeout=5).json())["state"] != "completed":
-            assert time.monotonic() < deadline, status
-            time.sleep(0.05)
-        assert status["result"] == {"welcomed": 7} and status["attempt"] == 1
-        assert httpx.get(f"{base}/jobs/999999", timeout=5).status_code == 404
+        _sign_up_over_http(f"http://127.0.0.1:{port}", server)
     finally:
-        server.terminate()
-        output = server.communicate(timeout=20)[0].decode()
+        output = _stop_server(server, tmp_path / "server.log")
     # uvicorn re-raises the SIGTERM it handled once it has shut down cleanly.
     assert server.returncode in (0, -15), output
     assert "Traceback" not in output and "ERROR" not in output, output
@@ -105,25 +88,43 @@ def test_cron_example(tmp_path: Path) -> None:
     assert "(after None)" in runs[0] and all("(after None)" not in run for run in runs[1:])
 
 
+def _start_server(command: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    """Its output goes to a file, not a pipe: `python -m aiohttp.web` logs at DEBUG, over
+    100 kB in a few seconds, and a pipe nobody reads until the end holds 64 kB, after which
+    the server blocks on its next log line and stops answering."""
+    with log.open("wb") as file:
+        return subprocess.Popen(command, cwd=ROOT, env=env, stdout=file, stderr=subprocess.STDOUT)
+
+
+def _stop_server(server: subprocess.Popen[bytes], log: Path) -> str:
+    server.terminate()
+    server.wait(timeout=20)
+    return log.read_text(errors="replace")
+
+
 def _sign_up_over_http(base: str, server: subprocess.Popen[bytes]) -> None:
     """Wait for the app, POST /signup/7, and poll GET /jobs/{id} until the job completed."""
-    deadline = time.monotonic() + 20
-    while True:
+    def serving() -> bool:
+        if server.poll() is not None:
+            pytest.fail("the app exited during start-up")
         try:
             httpx.get(f"{base}/jobs/1", timeout=1)
-            break
         except httpx.TransportError:
-            assert server.poll() is None, "the app exited during start-up"
-            assert time.monotonic() < deadline, "the app did not start"
-            time.sleep(0.1)
+            return False
+        return True
+
+    asyncio.run(eventually(serving, timeout=20, interval=0.1, message="the app started"))
     created = httpx.post(f"{base}/signup/7", timeout=5)
     assert created.status_code == 202, created.text
     job_id = created.json()["job_id"]
     assert created.json()["state"] == "waiting"
-    deadline = time.monotonic() + 10
-    while (status := httpx.get(f"{base}/jobs/{job_id}", timeout=5).json())["state"] != "completed":
-        assert time.monotonic() < deadline, status
-        time.sleep(0.05)
+
+    def completed() -> dict:
+        status = httpx.get(f"{base}/jobs/{job_id}", timeout=5).json()
+        assert status["state"] == "completed", status
+        return status
+
+    status = asyncio.run(eventually(completed, timeout=10, interval=0.05, message="the job completed"))
     assert status["result"] == {"welcomed": 7} and status["attempt"] == 1
     assert httpx.get(f"{base}/jobs/999999", timeout=5).status_code == 404
 
@@ -137,12 +138,11 @@ def test_aiohttp_example_over_real_http(tmp_path: Path, launch: str) -> None:
         [sys.executable, str(EXAMPLES / "aiohttp_app.py"), "--port", str(port)] if launch == "script"
         else [sys.executable, "-m", "aiohttp.web", "-H", "127.0.0.1", "-P", str(port), "examples.aiohttp_app:init_app"]
     )
-    server = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    server = _start_server(command, env, tmp_path / "server.log")
     try:
         _sign_up_over_http(f"http://127.0.0.1:{port}", server)
     finally:
-        server.terminate()
-        output = server.communicate(timeout=20)[0].decode()
+        output = _stop_server(server, tmp_path / "server.log")
     assert server.returncode in (0, -15), output  # aiohttp exits 0 after a graceful SIGTERM
     assert "Traceback" not in output and "ERROR" not in output, output
     assert (tmp_path / "api.db").exists()

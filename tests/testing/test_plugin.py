@@ -9,10 +9,14 @@ from __future__ import annotations
 import asyncio
 import os
 from importlib.metadata import entry_points
+from pathlib import Path
 from textwrap import dedent
 
 import pytest
 
+from aiojobs_engine import Engine, FrozenClock
+from aiojobs_engine.pytest_plugin import EngineFactory, postgres_test_database, postgres_test_schema, sqlite_test_url
+from aiojobs_engine.testing import FAST_SETTINGS
 from tests.conftest import POSTGRES_URL
 
 pytest_plugins = ["pytester"]
@@ -211,9 +215,22 @@ def test_strict_mode_a_conftest_engine_and_extra_engines(pytester: pytest.Pytest
             assert opened is other and other.clock is clock and other.settings.poll_interval == 0.5
             await local_job.options(delay=5).enqueue()
             assert await drain(other, include_delayed=True) == 1
+
+        @pytest.mark.asyncio
+        async def test_an_engine_the_test_runs_itself(aiojobs_engine_factory, aiojobs_database_url):
+            worker = aiojobs_engine_factory.configure(poll_interval=0.01)
+            assert not worker.is_open and worker.url == aiojobs_database_url
+
+            @worker.job
+            async def ping() -> str:
+                return "pong"
+
+            async with worker.running():
+                record = await ping.enqueue()
+                assert (await worker.wait_for(record.id, timeout=5)).result == "pong"
     ''')
     result = pytester.runpytest("-p", "no:cacheprovider")
-    result.assert_outcomes(passed=2)
+    result.assert_outcomes(passed=3)
 
 
 def test_without_the_app_engine_the_error_says_what_to_set(pytester: pytest.Pytester) -> None:
@@ -266,3 +283,64 @@ async def _leftover_databases(prefix: str) -> list[str]:
     finally:
         await connection.close()
     return [row["datname"] for row in rows]
+
+
+# -- the pieces under the fixtures, for suites that choose their databases -----------------------
+
+
+async def test_the_factory_configures_engines_without_opening_them_and_puts_them_back(tmp_path: Path) -> None:
+    url = sqlite_test_url(tmp_path)
+    assert url == f"sqlite:///{tmp_path / 'aiojobs.sqlite3'}"
+    factory = EngineFactory(url, FAST_SETTINGS)
+    mine = Engine(poll_interval=2.0)
+    assert factory.configure(mine, heartbeat_interval=0.15) is mine and not mine.is_open
+    assert mine.settings.poll_interval == FAST_SETTINGS["poll_interval"] and mine.settings.heartbeat_interval == 0.15
+    clock = FrozenClock()
+    fresh = factory.configure(clock=clock)
+    assert fresh is not mine and fresh.clock is clock
+    async with mine:  # the test's to open
+        await mine.enqueue("anything")
+    assert (tmp_path / "aiojobs.sqlite3").exists()
+    await mine.open()  # and a test may leave it open
+    await fresh.open()
+    await factory.close_all()
+    assert not mine.is_open and not fresh.is_open
+    assert mine.settings.poll_interval == 2.0 and type(mine.clock).__name__ == "SystemClock"  # put back
+    with pytest.raises(TypeError, match=r"takes an aiojobs_engine\.Engine"):
+        factory.configure("engine")  # type: ignore[arg-type]
+
+
+@pytest.mark.postgres
+def test_a_postgres_test_database_and_its_schemas_are_created_and_dropped(postgres_database: str | None) -> None:
+    if postgres_database is None:
+        pytest.skip(f"no PostgreSQL server answers at {POSTGRES_URL}")
+    with postgres_test_database(POSTGRES_URL, prefix="aiojobs_check") as database:
+        name = database.rsplit("/", 1)[1]
+        assert name.startswith(f"aiojobs_check_{os.getpid()}_")
+        with postgres_test_schema(database) as url:
+            schema = url.rsplit("schema=", 1)[1]
+            assert schema.startswith("t_")
+            asyncio.run(_enqueue_one(url))
+            assert schema in asyncio.run(_schemas(database))
+        assert schema not in asyncio.run(_schemas(database))
+    assert asyncio.run(_leftover_databases(name)) == []
+
+
+def test_an_unreachable_server_raises_before_any_database_is_made() -> None:
+    with pytest.raises(OSError), postgres_test_database("postgresql://postgres@127.0.0.1:1/postgres"):
+        pytest.fail("nothing to yield")
+
+
+async def _enqueue_one(url: str) -> None:
+    async with Engine(url) as engine:
+        assert await engine.enqueue("anything") is not None
+
+
+async def _schemas(database_url: str) -> set[str]:
+    import asyncpg
+
+    connection = await asyncpg.connect(database_url, timeout=5)
+    try:
+        return {row["nspname"] for row in await connection.fetch("SELECT nspname FROM pg_namespace")}
+    finally:
+        await connection.close()

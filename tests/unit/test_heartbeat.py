@@ -14,6 +14,7 @@ import pytest
 from aiojobs_engine._backends._protocol import Heartbeat
 from aiojobs_engine._clock import SystemClock
 from aiojobs_engine._runtime._heartbeat import HeartbeatThread, LoopMonitor
+from tests._waiting import eventually
 
 
 class _FailingBackend:
@@ -92,18 +93,14 @@ def _beating(interval: float, opened: list[_BeatingBackend]) -> HeartbeatThread:
                            on_lost=lambda: None, on_revived=lambda: None)
 
 
-def _until(condition: Any, timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.005)
-
-
 def test_an_engine_stopped_before_its_first_beat_builds_no_backend() -> None:
     opened: list[_BeatingBackend] = []
     thread = _beating(interval=30.0, opened=opened)
     thread.start()
-    time.sleep(0.05)  # the thread waits for its first beat, one interval away
+    # The thread waits for its first beat, one interval away; stop it meanwhile. A pause,
+    # kept on purpose: the thread has no signal for "now waiting", and what is checked is
+    # that nothing happens (no backend is built), which no event could report.
+    time.sleep(0.05)
     thread.stop()
     assert not thread._thread.is_alive()
     assert opened == []
@@ -117,7 +114,7 @@ def test_the_heartbeat_runs_on_asyncio_own_loop_whatever_the_policy() -> None:
     thread = _beating(interval=0.01, opened=opened)
     try:
         thread.start()
-        _until(lambda: thread.beats >= 1)
+        asyncio.run(eventually(lambda: thread.beats >= 1, message="a first beat"))  # a plain test: no loop
     finally:
         asyncio.set_event_loop_policy(policy)
         thread.stop()

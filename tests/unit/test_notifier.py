@@ -13,6 +13,7 @@ import pytest
 
 from aiojobs_engine._errors import BackendUnavailableError
 from aiojobs_engine._runtime._notifier import Notifier, check_interval
+from tests._waiting import eventually
 
 
 @pytest.mark.parametrize(("poll_interval", "expected"), [(0.05, 1.0), (0.5, 2.5), (1.0, 5.0), (30.0, 5.0)])
@@ -59,9 +60,8 @@ async def test_a_listener_reported_lost_is_replaced_at_once_and_each_subscriptio
         await asyncio.wait_for(notifier.connected.wait(), 1)
         assert calls == ["queues", "enqueued:None"]
         backend.listeners[0].lost.set()  # what asyncpg's termination listener does
-        async with asyncio.timeout(1):  # not the 5 s liveness check, nor the 30 s poll
-            while len(backend.listeners) < 2 or not notifier.connected.is_set():
-                await asyncio.sleep(0.005)
+        await eventually(lambda: len(backend.listeners) >= 2 and notifier.connected.is_set(), timeout=1,
+                         interval=0.005, message="a new listener")  # not the 5 s liveness check, nor the 30 s poll
         assert backend.listeners[0].closed and backend.listeners[0].checks == 1
         assert calls == ["queues", "enqueued:None"] * 2
     finally:
@@ -87,8 +87,8 @@ async def test_a_burst_of_changes_reads_settings_at_once_and_once_more_at_its_en
     started = time.monotonic()
     for _ in range(5):
         notifier._dispatch(NOTIFY_CHANGED)
-        await asyncio.sleep(0.01)
+        await asyncio.sleep(0.01)  # the workload: a burst of changes, 10 ms apart
     assert len(reads) == 1 and len(wakes) == 5  # every change wakes; settings read once so far
-    await asyncio.sleep(_notifier.CHANGED_SETTINGS_EVERY + 0.1)
-    assert len(reads) == 2  # the trailing read, for the burst's last change
+    await eventually(lambda: len(reads) == 2, timeout=_notifier.CHANGED_SETTINGS_EVERY + 1,
+                     message="the trailing read")  # for the burst's last change
     assert reads[1] - started >= _notifier.CHANGED_SETTINGS_EVERY - 0.01
