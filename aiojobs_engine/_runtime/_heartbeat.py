@@ -10,9 +10,11 @@ start (registering gave the engine a fresh heartbeat): an engine that stops soon
 short ``workoff()`` does, never pays for them.
 
 The loop monitor (a task on the engine's loop stamping the time every ``TICK``) is how the
-thread knows the loop turns. While the loop is blocked it logs, every ``loop_lag_warning``
-at first and then every ten of them, how long, by which job (the task the loop is running),
-and where; and one line when the loop turns again.
+thread knows the loop turns. At a beat that finds the loop blocked longer than
+``loop_lag_warning`` it logs how long, by which job (the task the loop is running) and
+where; again at the first beat ten ``loop_lag_warning`` later, and so on while the block
+lasts; and one line when the loop turns again. A monitor that has stopped (the engine is
+shutting down) reports nothing.
 
 Outcomes of a beat: ``BEAT`` (normal); ``REVIVED`` (another engine's reaper had declared
 this one dead and rescued its jobs; their late outcomes here will be refused by fencing);
@@ -49,16 +51,23 @@ class LoopMonitor:
         self._loop_thread = threading.get_ident()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._jobs_of_task = jobs_of_task
+        self._running = False
 
     async def run(self) -> None:
         self._loop_thread = threading.get_ident()
         self._loop = asyncio.get_running_loop()
-        while True:
-            self._last_tick = time.monotonic()
-            await asyncio.sleep(TICK)
+        self._running = True
+        try:
+            while True:
+                self._last_tick = time.monotonic()
+                await asyncio.sleep(TICK)
+        finally:
+            self._running = False
 
     def blocked_for(self) -> float:
-        """Seconds since the loop last turned, beyond the normal tick."""
+        """Seconds since the loop last turned, beyond the normal tick (0 once the monitor stopped)."""
+        if not self._running:
+            return 0.0
         return max(0.0, time.monotonic() - self._last_tick - TICK)
 
     def where(self) -> str:
@@ -206,7 +215,7 @@ class HeartbeatThread:
                 )
                 self._warned_silent = True
             return
-        self._outage.succeeded()
+        self._outage.succeeded("heartbeat")
         self._last_success = time.monotonic()
         self._warned_silent = False
         self.beats += 1
@@ -231,7 +240,7 @@ class HeartbeatThread:
         try:
             loop.run_until_complete(coroutine)  # type: ignore[arg-type]
         except Exception as exc:
-            self._outage.failed(f"heartbeat ({what})", exc)
+            self._outage.failed("heartbeat", exc)
             return False
         return True
 

@@ -13,12 +13,14 @@ the callbacks it is given for a lost worker id and a revival (the runtime's, rec
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 from .._backends._protocol import Backend
 from .._log import Event, logger
 from ._heartbeat import HeartbeatThread, LoopMonitor
 from ._outage import Outage
+from ._periodic import Periodic
 from ._runner import Runner
 from ._services import Services
 
@@ -44,9 +46,15 @@ class Maintenance:
         self._heartbeat = HeartbeatThread(self._s, open_backend, self.monitor, on_lost, on_revived, self._outage)
         self._heartbeat.start()
 
-    @property
-    def beating(self) -> bool:
-        return self._heartbeat is not None
+    def loops(self, *, drain: bool) -> list[tuple[str, Coroutine[Any, Any, None]]]:
+        """Its loops, for the runtime's task group: the loop monitor, the heartbeat's watch,
+        and (when not draining) the pruner."""
+        loops: list[tuple[str, Coroutine[Any, Any, None]]] = [("loop-monitor", self.monitor.run())]
+        if self._heartbeat is not None:
+            loops.append(("heartbeat-watch", self.watch_heartbeat()))
+        if not drain:
+            loops.append(("pruner", Periodic("pruner", PRUNE_EVERY, self.prune, self._outage).run()))
+        return loops
 
     def trusted_for(self) -> float:
         """Seconds this engine's heartbeats have been succeeding (infinite without a heartbeat)."""

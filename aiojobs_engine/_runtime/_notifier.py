@@ -107,7 +107,7 @@ class Notifier:
                 backoff = min(backoff * 2, _MAX_BACKOFF)
                 continue
             backoff = 0.5
-            self._outage.succeeded()
+            self._outage.succeeded("listener")
             if lost is not None:  # only the listening connection died: one line says it all
                 logger.warning("listener: connection lost (%s); subscribed again", lost,
                                extra={"event": Event.LISTENER_DOWN, "engine_id": self._s.engine_id})

@@ -2,8 +2,10 @@
 
 Owns: the log of an outage. When the database goes away every component notices on its own
 (claims, writes, the listener, the heartbeat thread, the reaper, cron); each reports here,
-and the engine logs one warning when the first of them fails and one line when one of them
-succeeds again, however many retries happen in between. Components retry on their own
+and the engine logs one warning when the first of them fails and one line when one of those
+that failed succeeds again, however many retries happen in between. (Only those: in a
+partial outage, say a pool that cannot open connections while the heartbeat's connection
+works, a component that never failed proves nothing.) Components retry on their own
 schedule and say nothing per retry.
 
 Back-offs go through ``pause``: it sleeps as long as asked, whatever else would wake the
@@ -28,6 +30,7 @@ class Outage:
         self._engine_id = engine_id
         self._lock = threading.Lock()
         self._since: float | None = None  # time.monotonic() of the first failure, while down
+        self._failing: set[str] = set()  # the components that failed during this outage
         self._back: asyncio.Event | None = None  # set when an outage ends (made on the engine's loop)
         self._loop: asyncio.AbstractEventLoop | None = None
         self.count = 0  # outages seen
@@ -39,6 +42,7 @@ class Outage:
     def failed(self, component: str, error: BaseException) -> None:
         """``component`` could not reach the database (``BackendUnavailableError``)."""
         with self._lock:
+            self._failing.add(component)
             if self._since is not None:
                 return
             self._since = time.monotonic()
@@ -49,20 +53,23 @@ class Outage:
             extra={"event": Event.DATABASE_DOWN, "engine_id": self._engine_id, "component": component},
         )
 
-    def succeeded(self) -> None:
-        """A statement went through: if an outage was on, it is over."""
+    def succeeded(self, component: str) -> None:
+        """A statement of ``component`` went through: if it had failed, the outage is over."""
         if self._since is None:  # the common case, without the lock
             return
-        since = self._end()
-        if since is None:  # another thread ended it first
+        since = self._end(component)
+        if since is None:  # this component had not failed, or another thread ended it first
             return
         logger.info("the database is reachable again, after %.1fs", time.monotonic() - since,
                     extra={"event": Event.DATABASE_UP, "engine_id": self._engine_id})
         self._wake_paused()
 
-    def _end(self) -> float | None:
+    def _end(self, component: str) -> float | None:
         with self._lock:
+            if component not in self._failing:
+                return None
             since, self._since = self._since, None
+            self._failing.clear()
         return since
 
     def _wake_paused(self) -> None:

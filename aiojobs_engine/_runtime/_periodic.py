@@ -13,10 +13,9 @@ from ._outage import Outage
 class Periodic:
     """Run ``step`` every ``interval`` seconds until cancelled.
 
-    The database out of reach is reported to ``Outage`` (logged once per outage; the
-    components whose statements run all the time, claims, writes and the heartbeat, tell it
-    when the database is back); another database error is logged briefly, anything else with
-    its traceback; the loop carries on. ``CancelledError`` ends it.
+    The database out of reach is reported to ``Outage`` (logged once per outage), and so is
+    the next step that went through; another database error is logged briefly, anything
+    else with its traceback; the loop carries on. ``CancelledError`` ends it.
     """
 
     def __init__(self, name: str, interval: float, step: Callable[[], Awaitable[object]], outage: Outage) -> None:
@@ -37,4 +36,6 @@ class Periodic:
             except Exception:
                 logger.exception("%s failed; carrying on", self.name,
                                  extra={"event": Event.COMPONENT_ERROR, "component": self.name})
+            else:
+                self._outage.succeeded(self.name)  # (ends an outage only if this loop had failed in it)
             await asyncio.sleep(self.interval)

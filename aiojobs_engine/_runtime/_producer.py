@@ -196,7 +196,7 @@ class Producer:
                 continue
             failures = 0
             if self._asked_database:  # a whole round went through: any outage is over
-                self._outage.succeeded()
+                self._outage.succeeded("claims")
             if self._drain and not claimed and idle_before:
                 return
             if claimed and self._demands(include_idle=False):

@@ -55,8 +55,7 @@ class Recovery:
     # -- start-up -------------------------------------------------------------------------------
 
     async def register(self) -> None:
-        """Register under the worker id (refusing an id a live engine holds), then take back
-        the jobs an earlier life of this id left behind."""
+        """Register under the worker id, refusing an id a live engine holds (then ``take_back``)."""
         registration, backend, settings = self._s.registration, self._s.backend, self._s.settings
         quiet = 2 * settings.heartbeat_interval
         loop = asyncio.get_running_loop()
@@ -86,9 +85,13 @@ class Recovery:
                     f"another worker_id, or wait {settings.stale_after:g}s after that one stopped"
                 )
             await asyncio.sleep(settings.heartbeat_interval / 2)  # let the dead one's heartbeat age
-        result = await backend.job_rescue(engine_id=registration.id, retention=settings.retention,
-                                          now=self._s.clock.for_database())
-        self._report(result, f"an earlier life of worker id {registration.id}")
+
+    async def take_back(self) -> None:
+        """Take back at once what an earlier life of this worker id left behind."""
+        registration = self._s.registration
+        result = await self._s.backend.job_rescue(engine_id=registration.id, retention=self._s.settings.retention,
+                                                  now=self._s.clock.for_database())
+        self._report(result, f"an earlier life of worker id {registration.id}", [registration.id])
 
     # -- the reaper ---------------------------------------------------------------------------------
 
@@ -107,9 +110,9 @@ class Recovery:
             now=self._s.clock.for_database(),
         )
         dead = ", ".join(f"dead engine {e}" for e in result.dead_engines)
-        self._report(result, dead or "engines no longer registered")
+        self._report(result, dead or "engines no longer registered", result.dead_engines)
 
-    def _report(self, result: RescueResult, whose: str) -> None:
+    def _report(self, result: RescueResult, whose: str, engines: list[str]) -> None:
         jobs = result.retried + result.failed + result.canceled
         if self._s.events.wants(EventKind.JOB_RESCUED):
             at = self._s.clock.now()
@@ -122,7 +125,7 @@ class Recovery:
             "rescued %d job(s) of %s: %d back to waiting, %d failed for good (their last attempt died with "
             "its engine), %d canceled (as asked while they ran)", len(jobs), whose, len(result.retried),
             len(result.failed), len(result.canceled),
-            extra={"event": Event.JOBS_RESCUED, "engines": result.dead_engines or [self._s.engine_id],
+            extra={"event": Event.JOBS_RESCUED, "engines": engines,
                    "job_ids": [j.id for j in jobs], "failed_ids": [j.id for j in result.failed],
                    "canceled_ids": [j.id for j in result.canceled]},
         )

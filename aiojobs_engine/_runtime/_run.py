@@ -15,8 +15,15 @@ before its outcome is decided: a body told to stop (its timeout, a cancel, a han
 does not — it swallows the cancellation, blocks the loop, or runs on a thread, which nothing
 can stop — keeps its job ``running`` under this engine's claim, and its slot, until it
 really ends, so no retry of it can start anywhere meanwhile. The one exception is shutdown:
-a body still running at the end of the grace period is handed back at once (``abandon``),
-because the process is about to exit.
+a body still running at the end of the grace period is left to the exiting process, and its
+job handed back (or recorded as timed out, if its deadline had passed) at once (``abandon``).
+
+Cancellation: the run cancels its own task only to stop a body running inline, or a wait
+that a stop may cut short (hooks, a thread slot, a worker process). Any other cancellation
+of its task (the job's own code, a library) is not allowed to strand the claim: it ends the
+attempt as a failure. Only the runner's ``close`` at the very end of shutdown tears runs
+down; what they held is rescued later. A write asked for (a start, an outcome) is always
+waited for to its end.
 
 May call: what its ``Runner`` shares (the writer, the pool, thread slots, hooks, the
 producer's slot release), ``_outcomes`` and ``_bodies``.
@@ -35,7 +42,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from .._backends._protocol import JobOutcome, StartedJob
 from .._context import JobContext, set_current_job
 from .._definitions import JobDefinition, RunMode
-from .._errors import BackendError, JobTimeoutError
+from .._errors import BackendError, BackendUnavailableError, JobTimeoutError
 from .._hooks import run_hooks
 from .._log import Event, job_extra, logger
 from .._records import JobRecord, JobState
@@ -55,6 +62,7 @@ if TYPE_CHECKING:
     from ._runner import Runner
 
 T = TypeVar("T")
+W = TypeVar("W")
 
 STOP_GRACE = 2.0  # seconds a body told to stop has before it is reported as not stopping
 _OVERRAN = 0.25  # a body that ends this long past its deadline did not stop when told to
@@ -64,12 +72,16 @@ class InternalError(Exception):
     """Something failed inside the engine while it ran this attempt (see the engine's log)."""
 
 
+class TaskCancelledError(Exception):
+    """The job's task was cancelled by something other than the engine (the job's own code?)."""
+
+
 class RunState(enum.Enum):
     CLAIMED = "claimed"  # its body has not begun: okay_to_run, a resource, its start, before_perform
-    RUNNING = "running"  # its attempt counts; its body runs
+    RUNNING = "running"  # its body runs
     STOPPING = "stopping"  # its body was told to stop (timeout, cancel, hand-back) and has not ended
     DECIDED = "decided"  # its one outcome is chosen and handed to the writer
-    DONE = "done"  # the outcome's write came back (accepted or refused)
+    DONE = "done"  # the outcome's write came back (accepted or refused), or the claim was taken away
 
 
 _MOVES: dict[RunState, frozenset[RunState]] = {
@@ -82,7 +94,7 @@ _MOVES: dict[RunState, frozenset[RunState]] = {
 
 
 class Stop(enum.Enum):
-    """Why a run is told to stop; once told, its outcome is the stop's."""
+    """Why a run is told to stop; once told, its outcome is the stop's (the first reason wins)."""
 
     TIMEOUT = "timed out"
     CANCEL = "canceled"
@@ -93,7 +105,7 @@ class Run:
     """One claim, from the producer's hand-over to its stored outcome."""
 
     __slots__ = ("_began", "_body", "_definition", "_hooks", "_kill", "_runner", "_slot_held", "_stopped_at",
-                 "_waiting", "record", "started", "state", "stop_reason", "task")
+                 "_waiting", "attempt_counted", "record", "state", "stop_reason", "task")
 
     def __init__(self, runner: Runner, record: JobRecord, definition: JobDefinition | None) -> None:
         self._runner = runner
@@ -101,7 +113,8 @@ class Run:
         self._definition = definition
         self._hooks = runner.hooks_for(definition)
         self.state = RunState.CLAIMED
-        self.started = False  # its attempt counts (claimed into running, or started since)
+        # The job is `running` in the database, its attempt counted: by its claim, or by its start.
+        self.attempt_counted = record.state is JobState.RUNNING
         self.stop_reason: Stop | None = None
         self.task: asyncio.Task[None] | None = None
         self._slot_held = True  # the producer took the queue slot when it claimed the job
@@ -124,40 +137,44 @@ class Run:
     # -- the life of a job ----------------------------------------------------------------------
 
     async def life(self) -> None:
+        """Claim → (start) → body → one fenced outcome; whatever happens, the slot goes back."""
         try:
             try:
                 decision = await self._attempt()
             except asyncio.CancelledError:
-                if self.stop_reason is None:
-                    raise  # the runtime tore the run down: whatever it had is rescued later
-                _uncancel()
-                decision = self._stopped()
-            except Exception as exc:  # a bug in the engine: still end the claim
+                if self._runner.closing:
+                    raise  # torn down at the end of shutdown: what it held is rescued later
+                decision = self._after_cancellation()
+            except (KeyboardInterrupt, SystemExit):
+                raise
+            except BaseException as exc:  # a bug in the engine, or a hook's BaseException: still end the claim
                 logger.exception("the run of job %s failed", self.record.id,
                                  extra=self.log_extra(Event.COMPONENT_ERROR))
                 decision = self._engine_failure(exc)
-            if decision is not None:
-                await self._finish(decision)
-        except Exception:
-            logger.exception("could not record the outcome of job %s; it is rescued once this engine stops",
-                             self.record.id, extra=self.log_extra(Event.COMPONENT_ERROR))
+            if decision is None:
+                self._taken_away()
+            else:
+                await self._conclude(decision)
         finally:
+            self._release_slot()
             self._runner.forget(self)
 
     async def _attempt(self) -> Decision | None:
         """Start the job if its claim did not, run its body, say how the attempt ended (None:
-        the claim was taken away before it started, and there is nothing to write)."""
+        the claim was taken away before the job started: there is nothing to write)."""
         record, definition = self.record, self._definition
         problem = unrunnable(record, definition, self._runner.engine_id)
         if problem is not None:
-            return Decision.failure(problem, final=True) if self.started or await self._start() else None
+            return Decision.failure(problem, final=True) if self.attempt_counted or await self._start() else None
         assert definition is not None
         if self._runner.body_running(record.id):
             # A body of this job still runs here (its claim was taken away, then the job came
             # back to this engine): never two at once. It returns after a short wait, attempt unused.
             return Decision.deferred(STOP_GRACE)
-        if not self.started:
+        if not self.attempt_counted:
             defer = await self._ask_okay_to_run()
+            if self._told() is not None:
+                return self._after_cancellation()  # (a hook that swallowed the stop)
             if defer is not None:
                 return Decision.deferred(defer)
             if definition.mode is RunMode.THREAD:
@@ -166,14 +183,13 @@ class Run:
                 return await self._in_worker_process(definition)
             if not await self._start():
                 return None
-        if self.stop_reason is not None:
+        await self._before_body()
+        if self._told() is not None:
             return self._stopped()
         return await self._run_inline(definition)
 
     async def _run_inline(self, definition: JobDefinition) -> Decision:
-        await self._before_body()
-        if self.stop_reason is not None:
-            return self._stopped()
+        """The body in this task, under ``asyncio.timeout``; told to stop, it is cancelled."""
         record = self.record
         timeout = record.timeout
         deadline: asyncio.Timeout | None = None
@@ -187,24 +203,22 @@ class Run:
                 async with asyncio.timeout(timeout) as deadline:
                     result = await call_inline(definition, record)
         except asyncio.CancelledError:
-            told = self._told()  # (read again: a stop may have come while the body ran)
-            if told is None and _cancelling():
-                raise  # the runtime tore the run down
-            _uncancel(told is not None)
-            return self._stopped() if told is not None else Decision.failure(
-                JobTimeoutError("the job's task was cancelled from inside"))
-        except TimeoutError as exc:
-            if timeout is not None and deadline is not None and deadline.expired():
-                return self._timed_out(timeout)
+            if self._runner.closing:
+                raise
+            return self._after_cancellation()
+        except KeyboardInterrupt:
+            raise
+        except BaseException as exc:  # what the body raised (pytest's fail() too); a stop's outcome comes first
+            if self._told() is not None:
+                return self._after_cancellation()
+            if isinstance(exc, TimeoutError) and deadline is not None and deadline.expired():
+                return self._timed_out()
             return decision_for_error(exc)
-        except Exception as exc:
-            return self._stopped() if self._told() is not None else decision_for_error(exc)
         else:
             if self._told() is not None:  # it swallowed the stop, and ended later by itself
-                _uncancel()
-                return self._stopped()
+                return self._after_cancellation()
             if timeout is not None and time.monotonic() - self._began > timeout:
-                return self._timed_out(timeout)  # it blocked the loop past its deadline
+                return self._timed_out()  # it blocked the loop past its deadline
             return decision_for_result(result)
         finally:
             self._runner.body_ended(record.id)
@@ -216,7 +230,7 @@ class Run:
             if not await self._start():
                 return None
             await self._before_body()
-            if self.stop_reason is not None:
+            if self._told() is not None:
                 return self._stopped()
             return await self._run_elsewhere(start_thread(definition, self.record), kill=None)
         finally:
@@ -229,7 +243,7 @@ class Run:
             if not await self._start():
                 return None
             await self._before_body()
-            if self.stop_reason is not None:
+            if self._told() is not None:
                 return self._stopped()
             body = pool.run(worker, process_task(definition, self.record, self._runner.engine_id))
             return await self._run_elsewhere(body.future, kill=body.stop, interpret=decision_for_reply)
@@ -258,26 +272,42 @@ class Run:
             else:  # torn down while its body runs on: count it until it ends
                 body.add_done_callback(lambda _: self._runner.body_ended(self.record.id))
         await asyncio.wait([body])
-        if self.stop_reason is not None:
+        if self._told() is not None:
             _consume(body)
             return self._stopped()
         error = body.exception()
         return decision_for_error(error) if error is not None else interpret(body.result())
 
+    # -- how a stopped or broken attempt ends ------------------------------------------------------
+
     def _told(self) -> Stop | None:
+        """The stop asked for, read anew after each await (a stop comes from elsewhere)."""
         return self.stop_reason
 
+    def _after_cancellation(self) -> Decision:
+        """This task was cancelled, or a stop came while it awaited: take the cancellation
+        back (the rest of the run must write its outcome) and say how the attempt ends."""
+        _take_back_cancellation()
+        if self._told() is not None:
+            return self._stopped()
+        return Decision.failure(TaskCancelledError(
+            "the job's task was cancelled by something other than the engine (the job's own code or a library)"))
+
     def _stopped(self) -> Decision:
-        """How a run that was told to stop ends."""
-        reason = self.stop_reason
-        if reason is Stop.TIMEOUT:
-            return self._timed_out(self.record.timeout or 0.0)
-        if reason is Stop.CANCEL:
-            began = self.state is not RunState.CLAIMED  # (its body began)
+        """How a run that was told to stop ends: its deadline, if it passed, comes first."""
+        if self.stop_reason is Stop.TIMEOUT or self._past_deadline():
+            return self._timed_out()
+        if self.stop_reason is Stop.CANCEL:
+            began = self.state is not RunState.CLAIMED
             return Decision.canceled("canceled while running" if began else "canceled before it started")
         return Decision.handed_back()
 
-    def _timed_out(self, timeout: float) -> Decision:
+    def _past_deadline(self) -> bool:
+        timeout = self.record.timeout
+        return self._began > 0 and timeout is not None and time.monotonic() - self._began > timeout
+
+    def _timed_out(self) -> Decision:
+        timeout = self.record.timeout or 0.0
         ran = time.monotonic() - self._began
         if ran > timeout + _OVERRAN:
             return Decision.failure(JobTimeoutError(
@@ -285,29 +315,54 @@ class Run:
                 "blocked the event loop, or ran on a thread); its result was discarded"))
         return Decision.failure(JobTimeoutError(f"timed out after {timeout:g}s"))
 
-    def _engine_failure(self, exc: Exception) -> Decision:
-        if not self.started:
+    def _engine_failure(self, exc: BaseException) -> Decision:
+        if not self.attempt_counted:
             return Decision.handed_back()
         return Decision.failure(InternalError(
             f"the engine failed while running this attempt: {type(exc).__name__}: {exc}"))
+
+    def _taken_away(self) -> None:
+        """The start's write found the claim gone (canceled, rescued): nothing to write."""
+        self._to(RunState.DECIDED)
+        self._to(RunState.DONE)
+        logger.info("job %s was taken away before it started (canceled or rescued meanwhile)", self.record.id,
+                    extra=self.log_extra(Event.JOB_OUTCOME_REFUSED))
 
     # -- starting ---------------------------------------------------------------------------------
 
     async def _start(self) -> bool:
         """Write the start (batched): the attempt counts from now. False: the claim was taken
-        away meanwhile (canceled, rescued), and nothing is left to write."""
-        started: StartedJob | None = await self._runner.writer.start(self.record.id, self.token)
+        away meanwhile (canceled, rescued)."""
+        started: StartedJob | None = await self._written(self._runner.writer.start(self.record.id, self.token))
         if started is None:
-            self._to(RunState.DECIDED)
-            self._to(RunState.DONE)
-            self._release_slot()
-            logger.info("job %s was taken away before it started (canceled or rescued meanwhile)", self.record.id,
-                        extra=self.log_extra(Event.JOB_OUTCOME_REFUSED))
             return False
+        self._counted(started)
+        return True
+
+    def _counted(self, started: StartedJob) -> None:
         self.record = replace(self.record, state=JobState.RUNNING, attempt=started.attempt,
                               attempted_at=started.attempted_at)
+        self.attempt_counted = True
         self._runner.note_started(self)
-        return True
+
+    async def _written(self, write: asyncio.Future[W]) -> W:
+        """Wait for a write to its end: a cancellation of this task meanwhile (other than the
+        final teardown) waits for it too, then is handled where it would have been."""
+        try:
+            return await asyncio.shield(write)
+        except asyncio.CancelledError:
+            if self._runner.closing:
+                raise
+            answer = await write
+            if self.state is RunState.DECIDED:  # an outcome: it is written; the cancellation is moot
+                _take_back_cancellation()
+                return answer
+            self._apply_late_start(answer)
+            raise
+
+    def _apply_late_start(self, answer: object) -> None:
+        if isinstance(answer, StartedJob):
+            self._counted(answer)
 
     async def _ask_okay_to_run(self) -> float | None:
         """Seconds to defer the job by, if an okay_to_run hook says so; else None."""
@@ -323,9 +378,9 @@ class Run:
         return None
 
     async def _interruptible(self, waiting: Coroutine[Any, Any, T]) -> T:
-        """Await ``waiting`` (okay_to_run hooks, a thread slot, a worker process) where a stop
-        cuts in, as a cancellation of this run's task (each of these waits gives back what it
-        got if cancelled at the moment it got it); a stop that came before raises at once."""
+        """Await ``waiting`` (hooks, a thread slot, a worker process) where a stop cuts in, as a
+        cancellation of this run's task (each of these waits gives back what it got if
+        cancelled at the moment it got it); a stop that came before raises at once."""
         if self.stop_reason is not None:
             waiting.close()
             raise asyncio.CancelledError
@@ -339,36 +394,43 @@ class Run:
         set_current_job(JobContext(self.record, self._runner.engine_id))
         self._runner.run_context_hooks(self.record)
         if self._hooks.before_perform:
-            await run_hooks("before_perform", self._hooks.before_perform, self.record, extra=self.log_extra())
+            await self._interruptible(run_hooks("before_perform", self._hooks.before_perform, self.record,
+                                                extra=self.log_extra()))
 
     # -- stopping -----------------------------------------------------------------------------------
 
     def stop(self, reason: Stop) -> None:
-        """Tell the run to stop (first reason wins). A body is cancelled (inline), killed (a
-        worker process) or, on a thread, left to end by itself; a run not started yet ends
-        without starting, or right after its start's write."""
+        """Tell the run to stop (the first reason wins). A body is cancelled (inline), killed (a
+        worker process) or, on a thread, left to end by itself; a run whose body has not begun
+        ends without it (at once if it is waiting on something a stop may cut short)."""
         if self.stop_reason is not None or self.state in (RunState.DECIDED, RunState.DONE):
             return
         self.stop_reason = reason
         if self.state is RunState.CLAIMED:
-            if self._waiting and self.task is not None:
-                self.task.cancel()
+            if self._waiting:
+                self._cancel_task()
             return
         self._to(RunState.STOPPING)
         self._stopped_at = time.monotonic()
         if self._body is None:
-            if self.task is not None:
-                self.task.cancel()  # the body runs in this run's task
+            self._cancel_task()  # the body runs in this run's task
         elif self._kill is not None:
             self._kill()
 
+    def _cancel_task(self) -> None:
+        # A job that cancels itself (engine.cancel of its own id) is told, not interrupted: a
+        # task cannot take back a cancellation it asked of itself (Python 3.11).
+        if self.task is not None and self.task is not asyncio.current_task():
+            self.task.cancel()
+
     def abandon(self) -> asyncio.Task[None] | None:
-        """Shutdown: a body that has not ended is left to run; its job goes back to waiting now
-        (the process is about to exit). The run's own life ends with the body, writing nothing."""
+        """Shutdown: a body that has not ended is left to the exiting process; its job goes
+        back to waiting now (or is recorded as timed out, if its deadline passed). The run's
+        own life ends with the body, writing nothing more."""
         if self.state not in (RunState.RUNNING, RunState.STOPPING):
             return None
         self.stop(Stop.HAND_BACK)
-        return asyncio.create_task(self._finish(Decision.handed_back()), name=f"aiojobs-hand-back-{self.record.id}")
+        return asyncio.create_task(self._conclude(self._stopped()), name=f"aiojobs-hand-back-{self.record.id}")
 
     def overdue(self, now: float) -> str | None:
         """Why this run's body should have ended by ``now`` and has not (None: it is fine)."""
@@ -382,10 +444,18 @@ class Run:
 
     # -- the outcome ----------------------------------------------------------------------------------
 
+    async def _conclude(self, decision: Decision) -> None:
+        """``_finish``, whose failure is logged (the job is then rescued once this engine stops)."""
+        try:
+            await self._finish(decision)
+        except Exception:
+            logger.exception("could not record the outcome of job %s; it is rescued once this engine stops",
+                             self.record.id, extra=self.log_extra(Event.COMPONENT_ERROR))
+
     async def _finish(self, decision: Decision) -> None:
         """Hand exactly one fenced outcome to the writer, then report it."""
         if self.state in (RunState.DECIDED, RunState.DONE):
-            return  # decided already (handed back at shutdown while its body ran on)
+            return  # decided already (at shutdown, while its body ran on)
         self._to(RunState.DECIDED)
         decision, outcome = self._outcome(decision)
         if not self._runner.capped(self.record.queue):
@@ -393,31 +463,38 @@ class Run:
             # queue's cap counts the job until its outcome is stored: its slot waits for that.
             self._release_slot()
         try:
-            accepted = await self._runner.writer.finish(outcome)
+            accepted = await self._written(self._runner.writer.finish(outcome))
+        except BackendUnavailableError as exc:
+            # The writer gave up at shutdown: the job stays held, and is rescued once this
+            # engine is gone.
+            logger.warning("the outcome of job %s (%s) could not be written before shutdown (%s); the job is "
+                           "rescued once this engine is gone", self.record.id, decision.kind, exc,
+                           extra=self.log_extra(Event.COMPONENT_ERROR))
+            return
         except BackendError as exc:
-            # The database refused this outcome itself (an outage is retried by the writer):
-            # record a plain failed attempt instead, which it can store.
+            # The database refused this outcome itself: record a plain failed attempt instead.
             logger.error("the outcome of job %s (%s) could not be stored: %s; recording a failed attempt instead",
                          self.record.id, decision.kind, exc, extra=self.log_extra(Event.COMPONENT_ERROR))
             decision, outcome = self._outcome(Decision.failure(InternalError(
                 f"the outcome of this attempt ({decision.kind}) could not be stored: {type(exc).__name__}")))
-            accepted = await self._runner.writer.finish(outcome)
+            accepted = await self._written(self._runner.writer.finish(outcome))
         self._to(RunState.DONE)
         self._release_slot()
         self._report(decision, accepted)
-        if accepted and self.started and decision.kind not in ("deferred", "handed_back") and self._hooks:
+        if accepted and self.attempt_counted and decision.kind not in ("deferred", "handed_back") and self._hooks:
             await self._after(decision)
 
     def _outcome(self, decision: Decision) -> tuple[Decision, JobOutcome]:
         """The decision, settled (a failure retries or fails for good), and its row change."""
+        counted = self.attempt_counted
         try:
             decision = settle_failure(decision, self.record, self._definition)
-            return decision, outcome_for(self.record, decision, self._runner.engine_id, started=self.started)
+            return decision, outcome_for(self.record, decision, self._runner.engine_id, started=counted)
         except Exception as exc:  # a bug: still end the claim, as an engine failure
             logger.exception("the outcome of job %s could not be built", self.record.id,
                              extra=self.log_extra(Event.COMPONENT_ERROR))
             decision = settle_failure(self._engine_failure(exc), self.record, None)
-            return decision, outcome_for(self.record, decision, self._runner.engine_id, started=self.started)
+            return decision, outcome_for(self.record, decision, self._runner.engine_id, started=counted)
 
     def _release_slot(self) -> None:
         if self._slot_held:
@@ -427,7 +504,7 @@ class Run:
     def _report(self, decision: Decision, accepted: bool) -> None:
         if not accepted:
             # A claim canceled before it started finds its job canceled already: nothing to say.
-            quiet = decision.kind == "canceled" and not self.started
+            quiet = decision.kind == "canceled" and not self.attempt_counted
             logger.log(
                 logging.INFO if quiet else logging.WARNING,
                 "outcome of job %s (%s) refused: its claim was taken away meanwhile (rescued, handed "
@@ -459,20 +536,15 @@ class Run:
         return job_extra(event, r.id, r.name, r.queue, r.attempt)
 
 
-def _cancelling() -> int:
-    task = asyncio.current_task()
-    return 0 if task is None else task.cancelling()
-
-
-def _uncancel(ours: bool = True) -> None:
-    """Take back the cancellation this run asked for of its own task (a stop), so the rest of
-    its life (writing the outcome) is not cancelled too."""
-    task = asyncio.current_task()
-    if ours and task is not None and task.cancelling():
-        task.uncancel()
-
-
 def _consume(future: asyncio.Future[Any]) -> None:
     """Mark a body's error as retrieved (its outcome was decided by a stop)."""
     if future.done() and not future.cancelled():
         future.exception()
+
+
+def _take_back_cancellation() -> None:
+    """Undo every cancellation asked of this task (a stop's, or a stray one): the rest of the
+    run must be able to await its outcome's write."""
+    task = asyncio.current_task()
+    while task is not None and task.cancelling():
+        task.uncancel()

@@ -35,12 +35,15 @@ class Runner:
     """The runs in flight, what they share, and the few ways to reach them from outside."""
 
     def __init__(self, services: Services, writer: Writer, pool: ProcessPool, *,
-                 release_slot: Callable[[str], None], capped: Callable[[str], bool]) -> None:
+                 release_slot: Callable[[str], None], capped: Callable[[str], bool],
+                 on_idle: Callable[[], None]) -> None:
         self._s = services
         self.writer = writer
         self.pool = pool
         self.release_slot = release_slot  # the producer's: a run gives its queue slot back
         self.capped = capped  # the producer's: does a global cap count this queue's claims?
+        self._on_idle = on_idle  # the producer's wake-up: a draining producer waits for idleness
+        self.closing = False  # the end of shutdown: runs still here are torn down
         self.thread_slots = asyncio.Semaphore(services.settings.thread_workers)
         self.engine_id = services.engine_id
         self._runs: dict[str, Run] = {}
@@ -99,7 +102,7 @@ class Runner:
             self._bodies[job_id] = left
 
     def note_started(self, run: Run) -> None:
-        run.started = True
+        """A run's attempt began counting (by its claim, or its start's write)."""
         self.attempts_started += 1
         if self._s.events.wants(EventKind.JOB_STARTED) and run.record.attempted_at is not None:
             wait = (run.record.attempted_at - run.record.available_at).total_seconds()
@@ -120,6 +123,7 @@ class Runner:
         self._warned.discard(run.token)
         if not self._runs:
             self._idle.set()
+            self._on_idle()
 
     # -- from outside: the engine, the notifier, recovery, the runtime -------------------------------
 
@@ -163,8 +167,9 @@ class Runner:
         return len(runs)
 
     async def hand_back_all(self, timeout: float) -> int:
-        """Shutdown: every run not decided yet hands its job back now, its body stopped or
-        left behind; wait (up to ``timeout``) until those outcomes are written."""
+        """Shutdown: every run not decided yet hands its job back now (or records it as timed
+        out, if its deadline passed), its body stopped or left behind; wait (up to ``timeout``)
+        until those outcomes are written."""
         runs = [run for run in self._runs.values() if run.state not in (RunState.DECIDED, RunState.DONE)]
         for run in runs:
             run.stop(Stop.HAND_BACK)
@@ -204,6 +209,7 @@ class Runner:
         """Cancel what is left: runs whose body would not stop (their outcome is written
         already) and runs whose outcome could not be written (rescued later). A body that
         swallows even this is left behind after ``timeout``: the process is about to exit."""
+        self.closing = True
         leftovers = [run.task for run in self._runs.values() if run.task is not None and not run.task.done()]
         for task in leftovers:
             task.cancel()

@@ -32,7 +32,7 @@ from .._events import EventKind, JobEvent
 from .._log import Event, logger
 from .._options import QueueConfig
 from .._records import QueueRecord
-from ._maintenance import PRUNE_EVERY, Maintenance
+from ._maintenance import Maintenance
 from ._notifier import Notifier
 from ._outage import Outage
 from ._periodic import Periodic
@@ -63,7 +63,8 @@ class Runtime:
         self.writer = Writer(services, self.outage, on_written=lambda: self.producer.wake())
         self.runner = Runner(services, self.writer, self.pool,
                              release_slot=lambda queue: self.producer.release(queue),
-                             capped=lambda queue: self.producer.capped(queue))
+                             capped=lambda queue: self.producer.capped(queue),
+                             on_idle=lambda: self.producer.wake())
         self.maintenance = Maintenance(services, self.runner, self.outage)
         self.recovery = Recovery(services, self.runner, jobs_back=lambda queues: self.producer.jobs_enqueued(queues),
                                  trusted_for=self.maintenance.trusted_for)
@@ -109,6 +110,7 @@ class Runtime:
         self._loop = asyncio.get_running_loop()
         await self.recovery.register()
         try:
+            await self.recovery.take_back()
             if self._drain:
                 await self.recovery.rescue()  # a workoff also runs the jobs of engines that died
             await self.producer.refresh()
@@ -138,19 +140,16 @@ class Runtime:
         settings = self._s.settings
         loops: list[tuple[str, Coroutine[Any, Any, None]]] = [
             ("producer", self.producer.run()),
-            ("loop-monitor", self.maintenance.monitor.run()),
             ("claim-watch", Periodic("claim watch", settings.poll_interval, self.recovery.watch_claims,
                                      self.outage).run()),
+            *self.maintenance.loops(drain=self._drain),
         ]
         if not self._drain:
             loops += [
                 ("reaper", Periodic("reaper", settings.reaper_interval, self.recovery.rescue, self.outage).run()),
-                ("pruner", Periodic("pruner", PRUNE_EVERY, self.maintenance.prune, self.outage).run()),
                 ("scheduler", Periodic("scheduler", min(1.0, settings.poll_interval), self.scheduler.step,
                                        self.outage).run()),
             ]
-        if self.maintenance.beating:
-            loops.append(("heartbeat-watch", self.maintenance.watch_heartbeat()))
         if self.notifier is not None:
             loops.append(("notifier", self.notifier.run()))
         return loops
@@ -179,15 +178,19 @@ class Runtime:
         """Hand back what still runs, write the last outcomes, and leave (whatever happened)."""
         self._log_stopping()
         self.producer.stop()
-        handed = await self.runner.hand_back_all(_HAND_BACK_TIMEOUT)
-        if handed:
-            logger.warning("handed %d running job(s) back to waiting", handed,
-                           extra={"event": Event.JOBS_HANDED_BACK, "engine_id": self._s.engine_id})
-        await self.writer.close(_FLUSH_TIMEOUT)
-        await self.runner.close(_LEFTOVER_TIMEOUT)
-        await self.maintenance.stop_heartbeat()
-        await self.recovery.unregister()
-        await self.pool.close()
+        try:
+            handed = await self.runner.hand_back_all(_HAND_BACK_TIMEOUT)
+            if handed:
+                logger.warning("handed %d running job(s) back to waiting", handed,
+                               extra={"event": Event.JOBS_HANDED_BACK, "engine_id": self._s.engine_id})
+            await self.writer.close(_FLUSH_TIMEOUT)
+            await self.runner.close(_LEFTOVER_TIMEOUT)
+        finally:
+            try:
+                await self.maintenance.stop_heartbeat()
+                await self.recovery.unregister()
+            finally:
+                await self.pool.close()
         self._announce(Event.ENGINE_STOPPED, EventKind.ENGINE_STOPPED, "stopped")
 
     def _log_stopping(self) -> None:

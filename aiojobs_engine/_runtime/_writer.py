@@ -114,7 +114,7 @@ class Writer:
                 delay = min(delay * 2, _MAX_BACKOFF)
                 continue
             except BackendError as exc:
-                self._outage.succeeded()  # it answered: it is there
+                self._outage.succeeded("writer")  # it answered: it is there
                 if len(batch) == 1:
                     _fail(batch, exc)
                     return
@@ -125,7 +125,7 @@ class Writer:
             except Exception as exc:  # a bug: fail the waiters rather than hang them
                 _fail(batch, exc)
                 return
-            self._outage.succeeded()
+            self._outage.succeeded("writer")
             for (_, future), reply in zip(batch, replies, strict=True):
                 if not future.done():
                     future.set_result(reply)

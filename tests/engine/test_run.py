@@ -256,3 +256,26 @@ async def test_queue_changes_made_elsewhere_are_followed_within_a_poll(make_engi
         await controller.resume_queue("default")
         await controller.wait_for(held.id, timeout=5)
         assert runs == [1, 2]
+
+
+async def test_a_start_up_that_fails_after_registering_leaves_no_registration(make_engine, monkeypatch) -> None:
+    """Taking back an earlier life's jobs fails (the database refuses): the engine does not
+    stay registered, so the same worker id can start again at once."""
+    from aiojobs_engine._errors import BackendError
+
+    engine = make_engine(worker_id="flaky-1")
+    async with engine:
+        original = engine.backend.job_rescue
+
+        async def refusing(**kwargs):
+            if kwargs.get("engine_id") is not None:
+                raise BackendError("refused")
+            return await original(**kwargs)
+
+        monkeypatch.setattr(engine.backend, "job_rescue", refusing)
+        with pytest.raises(BackendError, match="refused"):
+            await engine.run()
+        assert await engine.backend.engine_get("flaky-1") is None
+        monkeypatch.undo()
+        async with engine.running():
+            assert engine.is_running

@@ -81,9 +81,9 @@ class RecordingOutage(Outage):
         self.failures.append(component)
         super().failed(component, error)
 
-    def succeeded(self) -> None:
+    def succeeded(self, component: str) -> None:
         self.successes += 1
-        super().succeeded()
+        super().succeeded(component)
 
 
 class RunnerRig:
@@ -96,8 +96,12 @@ class RunnerRig:
         self.writer = Writer(services, self.outage, on_written=lambda: None)
         self.released: list[str] = []  # the queue of each slot given back, in order
         self._slot_back = asyncio.Event()
+        self.idle_calls = 0
         self.runner = Runner(services, self.writer, ProcessPool(1), release_slot=self._release,
-                             capped=lambda queue: False)
+                             capped=lambda queue: False, on_idle=self._idle)
+
+    def _idle(self) -> None:
+        self.idle_calls += 1
 
     def _release(self, queue: str) -> None:
         self.released.append(queue)

@@ -13,12 +13,14 @@ from tests.runtime._support import ENGINE_ID, Logs
 
 def test_an_outage_is_said_once_whoever_reports_it_and_its_end_once(logs: Logs) -> None:
     outage = Outage(ENGINE_ID)
-    outage.succeeded()  # nothing was down: nothing to say
-    for component in ("claims", "writer", "heartbeat", "claims"):
+    outage.succeeded("claims")  # nothing was down: nothing to say
+    for component in ("claims", "writer", "claims"):
         outage.failed(component, BackendUnavailableError("connection refused"))
     assert outage.down
-    outage.succeeded()
-    outage.succeeded()
+    outage.succeeded("heartbeat")  # it never failed in this outage: it proves nothing
+    assert outage.down and not logs.of("database.up")
+    outage.succeeded("writer")
+    outage.succeeded("claims")
     (down,) = logs.of("database.down")
     assert "claims: connection refused" in down.getMessage() and down.levelname == "WARNING"
     (up,) = logs.of("database.up")
@@ -35,7 +37,7 @@ async def test_a_pause_lasts_as_asked_unless_the_database_comes_back() -> None:
     await asyncio.sleep(0)
     assert not pausing.done()
     t0 = loop.time()
-    outage.succeeded()  # another component got through
+    outage.succeeded("claims")  # it got through
     await asyncio.wait_for(pausing, 5)
     assert loop.time() - t0 < 1.0
 
@@ -45,7 +47,7 @@ async def test_the_heartbeat_thread_ending_an_outage_wakes_the_paused_components
     outage.failed("heartbeat", BackendUnavailableError("down"))
     pausing = asyncio.ensure_future(outage.pause(60.0))
     await asyncio.sleep(0)
-    thread = threading.Thread(target=outage.succeeded)
+    thread = threading.Thread(target=outage.succeeded, args=("heartbeat",))
     thread.start()
     await asyncio.wait_for(pausing, 5)
     thread.join()

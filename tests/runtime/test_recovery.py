@@ -65,6 +65,8 @@ async def test_register_takes_over_a_dead_earlier_life_and_takes_its_jobs_back(
     await recovery.register()
     try:
         assert fake.engines[ENGINE_ID].incarnation == "life-1"
+        assert fake.job(started.id).state is R  # registering takes nothing back by itself
+        await recovery.take_back()
         assert [(fake.job(j.id).state, fake.job(j.id).attempt) for j in (never_started, started, spent)] == [
             (W, 0), (W, 1), (F, 3)]
         assert all(fake.job(j.id).available_at == j.available_at for j in (never_started, started))
@@ -145,6 +147,7 @@ async def test_rescue_returns_the_jobs_of_dead_engines_logs_them_and_wakes_the_p
     assert "engine-2" not in fake.engines and "engine-3" in fake.engines
     (line,) = logs.of("jobs.rescued")
     assert "of dead engine engine-2: 3 back to waiting, 0 failed for good" in line.getMessage()
+    assert line.engines == ["engine-2"]  # type: ignore[attr-defined]  # (the dead one, not the rescuer)
     assert "1 canceled" in line.getMessage()
     assert sorted(line.job_ids) == sorted([dead_a.id, dead_b.id, orphan.id, unwanted.id])  # type: ignore[attr-defined]
     assert line.failed_ids == [] and line.canceled_ids == [unwanted.id]  # type: ignore[attr-defined]

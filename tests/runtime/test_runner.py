@@ -12,9 +12,11 @@ import pytest
 
 from aiojobs_engine._control import Cancel, Delete, Retry, Snooze
 from aiojobs_engine._definitions import Registry
+from aiojobs_engine._errors import BackendUnavailableError
 from aiojobs_engine._records import JobRecord, JobState
 from aiojobs_engine._retry import ConstantBackoff
-from aiojobs_engine._runtime._run import STOP_GRACE, Run, RunState
+from aiojobs_engine._runtime._run import STOP_GRACE, Run, RunState, Stop
+from tests._waiting import eventually
 
 from ._fake import FakeBackend
 from ._support import Logs, RunnerRig, declare
@@ -334,3 +336,149 @@ async def test_a_run_changes_state_only_along_its_life(rig: RunnerRig, fake: Fak
             run._to(after)
         assert run.state is before
 
+
+
+# -- found in review: nothing may end a run without its outcome, and a stop's outcome is right
+
+
+class _Odd(BaseException):
+    """Not an ``Exception``: what pytest's ``fail()`` raises is one of these."""
+
+
+@pytest.mark.parametrize("how", ["base-exception", "own-cancel", "cancel-turned-into-timeout"])
+async def test_no_ending_of_a_body_leaves_its_claim_without_an_outcome(
+        rig: RunnerRig, fake: FakeBackend, registry: Registry, how: str) -> None:
+    """A body that raises a BaseException, or cancels its own task: the attempt fails, the
+    slot goes back, the runner is told it is idle (a draining producer waits for that)."""
+    async def work() -> None:
+        if how == "base-exception":
+            raise _Odd("not an Exception")
+        if how == "own-cancel":
+            task = asyncio.current_task()
+            assert task is not None
+            task.cancel()
+            await asyncio.Event().wait()
+        raise TimeoutError("the body's own timeout")
+
+    declare(registry, work, retry=ConstantBackoff(5))
+    (seeded,) = fake.seed("work")
+    await _one(rig)
+    await rig.idle()
+    job = fake.job(seeded.id)
+    assert (job.state, job.attempt) == (W, 1)  # a failed attempt, retried after its backoff
+    expected = {"base-exception": "_Odd", "own-cancel": "TaskCancelledError",
+                "cancel-turned-into-timeout": "TimeoutError"}[how]
+    assert [e["name"] for e in job.errors] == [expected]
+    assert rig.released == ["q"] and rig.idle_calls == 1
+    assert len(fake.outcomes_for(seeded.id)) == 1
+
+
+async def test_a_stop_turned_into_another_error_by_the_body_still_ends_as_the_stop_says(
+        rig: RunnerRig, fake: FakeBackend, registry: Registry) -> None:
+    began = asyncio.Event()
+
+    async def work() -> None:
+        began.set()
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            raise TimeoutError("a client library's own timeout") from None
+
+    declare(registry, work)
+    (seeded,) = fake.seed("work")
+    record = await _one(rig)
+    async with asyncio.timeout(2):
+        await began.wait()
+    rig.runner.cancel(record.id)
+    await rig.idle()
+    job = fake.job(seeded.id)
+    assert job.state is D and job.errors[-1]["message"] == "canceled while running"
+
+
+async def test_a_job_that_cancels_itself_is_canceled_and_reported(
+        rig: RunnerRig, fake: FakeBackend, registry: Registry, logs: Logs) -> None:
+    """engine.cancel() of its own id from inside the body: told, not interrupted (a task
+    cannot take back a cancellation it asked of itself), so its report is not lost."""
+    runner = rig.runner
+
+    async def work() -> str:
+        from aiojobs_engine import current_job
+
+        runner.cancel(current_job().id)
+        return "returned anyway"
+
+    declare(registry, work)
+    (seeded,) = fake.seed("work")
+    await _one(rig)
+    await rig.idle()
+    job = fake.job(seeded.id)
+    assert job.state is D and rig.released == ["q"]
+    assert [r.getMessage() for r in logs.of("job.canceled")] == [f"job {seeded.id} (work) canceled"]
+
+
+async def test_at_shutdown_a_thread_past_its_timeout_is_recorded_as_timed_out_not_handed_back(
+        rig: RunnerRig, fake: FakeBackend, registry: Registry) -> None:
+    """Handing it back would give its attempt back: a body that never ends would then never
+    fail, deploy after deploy."""
+    release = threading.Event()
+    began = threading.Event()
+
+    def blocking() -> None:
+        began.set()
+        release.wait(10)
+
+    declare(registry, blocking)
+    (seeded,) = fake.seed("blocking", timeout=0.02)
+    await rig.claim(start_now=False)
+    # Its deadline passed: told to stop, which a thread cannot.
+    await eventually(lambda: [run.stop_reason for run in rig.runner._runs.values()] == [Stop.TIMEOUT], timeout=2)
+    assert await rig.runner.hand_back_all(1.0) == 1
+    release.set()
+    job = fake.job(seeded.id)
+    assert job.state is W and job.attempt == 1  # charged: it failed by timeout, and retries
+    assert job.errors[-1]["name"] == "JobTimeoutError"
+
+
+async def test_a_before_perform_hook_that_hangs_at_shutdown_is_cut_short_and_the_attempt_given_back(
+        rig: RunnerRig, fake: FakeBackend, registry: Registry) -> None:
+    hooked = asyncio.Event()
+
+    async def hangs(record: JobRecord) -> None:
+        hooked.set()
+        await asyncio.Event().wait()
+
+    async def work() -> str:
+        return "never"
+
+    declare(registry, work, before_perform=hangs)
+    (seeded,) = fake.seed("work")
+    await _one(rig)
+    async with asyncio.timeout(2):
+        await hooked.wait()
+    assert await rig.runner.hand_back_all(1.0) == 1
+    await rig.idle()
+    job = fake.job(seeded.id)
+    assert (job.state, job.attempt) == (W, 0)  # handed back, its attempt not charged
+    assert job.available_at == seeded.available_at
+
+
+async def test_an_outcome_the_writer_gave_up_on_at_shutdown_is_said_so_and_left_for_rescue(
+        rig: RunnerRig, fake: FakeBackend, registry: Registry, logs: Logs) -> None:
+    release = asyncio.Event()
+
+    async def work() -> str:
+        await release.wait()
+        return "done, too late"
+
+    declare(registry, work)
+    (seeded,) = fake.seed("work")
+    await _one(rig)
+    fake.fail("job_write_many", BackendUnavailableError("the database went away"), times=None)
+    release.set()
+    await fake.wait_calls("job_write_many", 1)
+    await rig.writer.close(0.05)
+    await rig.idle()
+    (said,) = [r.getMessage() for r in logs.of("component.error")]
+    assert said.startswith(f"the outcome of job {seeded.id} (completed) could not be written before shutdown")
+    assert fake.job(seeded.id).state is R  # still held: rescued once this engine is gone
+    assert rig.released == ["q"]

@@ -58,8 +58,7 @@ def test_a_failed_beat_logs_the_error_type_when_the_message_is_empty(
     finally:
         loop.close()
     (said,) = (r.getMessage() for r in caplog.records)
-    component = "heartbeat" if what == "beat" else "heartbeat (open a connection)"
-    assert said.startswith(f"the database cannot be reached ({component}: {shown})")
+    assert said.startswith(f"the database cannot be reached (heartbeat: {shown})")
 
 
 class _BeatingBackend:
@@ -121,3 +120,16 @@ def test_the_heartbeat_runs_on_asyncio_own_loop_whatever_the_policy() -> None:
     (backend,) = opened
     assert isinstance(backend.loop, asyncio.SelectorEventLoop)
     assert backend.closed
+
+
+async def test_a_stopped_loop_monitor_reports_no_blocked_loop() -> None:
+    """At shutdown the loop monitor stops before the last writes: the heartbeat thread, still
+    beating meanwhile, must not take its silence for a blocked loop."""
+    monitor = LoopMonitor()
+    task = asyncio.create_task(monitor.run())
+    await asyncio.sleep(0)  # (one turn: it stamps)
+    monitor._last_tick -= 60.0  # as if the loop had not turned for a minute
+    assert monitor.blocked_for() > 59
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    assert monitor.blocked_for() == 0.0
