@@ -14,8 +14,9 @@ class Periodic:
     """Run ``step`` every ``interval`` seconds until cancelled.
 
     The database out of reach is reported to ``Outage`` (logged once per outage), and so is
-    the next step that went through; another database error is logged briefly, anything
-    else with its traceback; the loop carries on. ``CancelledError`` ends it.
+    the next step that went through to it (a step that asked the database nothing returns
+    ``False``); another database error is logged briefly, anything else with its traceback;
+    the loop carries on. ``CancelledError`` ends it.
     """
 
     def __init__(self, name: str, interval: float, step: Callable[[], Awaitable[object]], outage: Outage) -> None:
@@ -27,7 +28,7 @@ class Periodic:
     async def run(self) -> None:
         while True:
             try:
-                await self._step()
+                reached = await self._step()
             except BackendUnavailableError as exc:
                 self._outage.failed(self.name, exc)
             except BackendError as exc:
@@ -37,5 +38,6 @@ class Periodic:
                 logger.exception("%s failed; carrying on", self.name,
                                  extra={"event": Event.COMPONENT_ERROR, "component": self.name})
             else:
-                self._outage.succeeded(self.name)  # (ends an outage only if this loop had failed in it)
+                if reached is not False:  # (a step that asked the database nothing says False)
+                    self._outage.succeeded(self.name)  # ends an outage only if this loop had failed in it
             await asyncio.sleep(self.interval)

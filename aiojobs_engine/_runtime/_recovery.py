@@ -95,22 +95,24 @@ class Recovery:
 
     # -- the reaper ---------------------------------------------------------------------------------
 
-    async def rescue(self) -> None:
-        """Return the jobs of dead engines to waiting (every reaper interval)."""
+    async def rescue(self) -> bool:
+        """Return the jobs of dead engines to waiting (every reaper interval); False if it
+        asked the database nothing."""
         if not self._s.backend.capabilities.shared:
-            return  # no other process can use this database: there is no other engine to rescue
+            return False  # no other process can use this database: there is no other engine to rescue
         if self._trusted_for() < self._s.settings.stale_after:
             # This engine has just failed to reach the database itself (an outage, a lost
             # connection). Every engine's heartbeat may look stale now for the same reason:
             # judging them before they had `stale_after` to beat again would rescue the jobs
             # of live engines. Rescuing waits; crashed engines are rescued a little later.
-            return
+            return False
         result = await self._s.backend.job_rescue(
             retention=self._s.settings.retention, stale_after=self._s.settings.stale_after,
             now=self._s.clock.for_database(),
         )
         dead = ", ".join(f"dead engine {e}" for e in result.dead_engines)
         self._report(result, dead or "engines no longer registered", result.dead_engines)
+        return True
 
     def _report(self, result: RescueResult, whose: str, engines: list[str]) -> None:
         jobs = result.retried + result.failed + result.canceled
@@ -140,17 +142,19 @@ class Recovery:
         their outcomes will be refused."""
         self._runner.stop_all()
 
-    async def watch_claims(self) -> None:
-        """Runs whose job was canceled elsewhere stop, canceled; runs whose claim is gone stop."""
+    async def watch_claims(self) -> bool:
+        """Runs whose job was canceled elsewhere stop, canceled; runs whose claim is gone stop.
+        False if it asked the database nothing."""
         self._runner.report_overdue()
         claims = self._runner.undecided_claims()
         if not claims:
-            return
+            return False
         for claim in await self._s.backend.job_claims_to_stop(claims):
             if claim.held:
                 self._runner.cancel(claim.id)
             else:
                 self._runner.let_go(claim.id, claim.token)
+        return True
 
     async def hand_back_lost_claims(self) -> None:
         """Jobs this engine holds in the database but runs nowhere (a claim whose reply was

@@ -8,6 +8,7 @@ import threading
 
 from aiojobs_engine._errors import BackendUnavailableError
 from aiojobs_engine._runtime._outage import Outage
+from aiojobs_engine._runtime._periodic import Periodic
 from tests.runtime._support import ENGINE_ID, Logs
 
 
@@ -64,3 +65,28 @@ async def test_a_pause_is_cut_short_by_its_own_event_and_otherwise_runs_its_cour
     t0 = loop.time()
     await outage.pause(0.05)  # nothing ends it early: the whole back-off
     assert loop.time() - t0 >= 0.04
+
+
+async def test_a_loop_step_that_asked_the_database_nothing_does_not_end_an_outage(logs: Logs) -> None:
+    outage = Outage(ENGINE_ID)
+    seen: list[bool] = []
+    done = asyncio.Event()
+
+    async def step() -> bool | None:
+        seen.append(outage.down)
+        if len(seen) == 1:
+            raise BackendUnavailableError("down")
+        if len(seen) == 2:
+            return False  # nothing to ask (no claims to watch): proves nothing
+        done.set()
+        return None  # it asked, and got an answer
+
+    loop = asyncio.create_task(Periodic("claim watch", 0.0, step, outage).run())
+    try:
+        await asyncio.wait_for(done.wait(), 2)
+        await asyncio.sleep(0)  # (the step's return is handled on the next turn)
+    finally:
+        loop.cancel()
+        await asyncio.gather(loop, return_exceptions=True)
+    assert seen[:3] == [False, True, True] and not outage.down
+    assert len(logs.of("database.down")) == 1 and len(logs.of("database.up")) == 1
