@@ -62,7 +62,6 @@ if TYPE_CHECKING:
     from ._runner import Runner
 
 T = TypeVar("T")
-W = TypeVar("W")
 
 STOP_GRACE = 2.0  # seconds a body told to stop has before it is reported as not stopping
 _OVERRAN = 0.25  # a body that ends this long past its deadline did not stop when told to
@@ -76,12 +75,12 @@ class TaskCancelledError(Exception):
     """The job's task was cancelled by something other than the engine (the job's own code?)."""
 
 
-class RunState(enum.Enum):
-    CLAIMED = "claimed"  # its body has not begun: okay_to_run, a resource, its start, before_perform
-    RUNNING = "running"  # its body runs
-    STOPPING = "stopping"  # its body was told to stop (timeout, cancel, hand-back) and has not ended
-    DECIDED = "decided"  # its one outcome is chosen and handed to the writer
-    DONE = "done"  # the outcome's write came back (accepted or refused), or the claim was taken away
+class RunState(enum.IntEnum):  # (an IntEnum: hashed in C, a few times per job)
+    CLAIMED = 1  # its body has not begun: okay_to_run, a resource, its start, before_perform
+    RUNNING = 2  # its body runs
+    STOPPING = 3  # its body was told to stop (timeout, cancel, hand-back) and has not ended
+    DECIDED = 4  # its one outcome is chosen and handed to the writer
+    DONE = 5  # the outcome's write came back (accepted or refused), or the claim was taken away
 
 
 _MOVES: dict[RunState, frozenset[RunState]] = {
@@ -131,7 +130,7 @@ class Run:
     def _to(self, state: RunState) -> None:
         """The one way a run changes state."""
         if state not in _MOVES[self.state]:
-            raise RuntimeError(f"job {self.record.id}: a run cannot go from {self.state.value} to {state.value}")
+            raise RuntimeError(f"job {self.record.id}: a run cannot go from {self.state.name} to {state.name}")
         self.state = state
 
     # -- the life of a job ----------------------------------------------------------------------
@@ -345,24 +344,18 @@ class Run:
         self.attempt_counted = True
         self._runner.note_started(self)
 
-    async def _written(self, write: asyncio.Future[W]) -> W:
-        """Wait for a write to its end: a cancellation of this task meanwhile (other than the
-        final teardown) waits for it too, then is handled where it would have been."""
+    async def _written(self, write: asyncio.Future[StartedJob | None]) -> StartedJob | None:
+        """Wait for a start's write to its end: a cancellation of this task meanwhile (other
+        than the final teardown) waits for it too, then is handled as it would have been."""
         try:
             return await asyncio.shield(write)
         except asyncio.CancelledError:
             if self._runner.closing:
                 raise
-            answer = await write
-            if self.state is RunState.DECIDED:  # an outcome: it is written; the cancellation is moot
-                _take_back_cancellation()
-                return answer
-            self._apply_late_start(answer)
+            started = await write
+            if started is not None:
+                self._counted(started)
             raise
-
-    def _apply_late_start(self, answer: object) -> None:
-        if isinstance(answer, StartedJob):
-            self._counted(answer)
 
     async def _ask_okay_to_run(self) -> float | None:
         """Seconds to defer the job by, if an okay_to_run hook says so; else None."""
@@ -462,8 +455,17 @@ class Run:
             # The slot is free for the next claim while the outcome is written. A capped
             # queue's cap counts the job until its outcome is stored: its slot waits for that.
             self._release_slot()
+        written = self._runner.writer.finish(outcome)
         try:
-            accepted = await self._written(self._runner.writer.finish(outcome))
+            accepted = await written
+        except asyncio.CancelledError:
+            # The outcome is in the writer's batch: it is written. Only its answer is lost.
+            if self._runner.closing:
+                raise
+            _take_back_cancellation()
+            logger.info("job %s: the answer to its outcome's write was lost to a cancellation of its run",
+                        self.record.id, extra=self.log_extra(Event.COMPONENT_ERROR))
+            return
         except BackendUnavailableError as exc:
             # The writer gave up at shutdown: the job stays held, and is rescued once this
             # engine is gone.
@@ -477,7 +479,7 @@ class Run:
                          self.record.id, decision.kind, exc, extra=self.log_extra(Event.COMPONENT_ERROR))
             decision, outcome = self._outcome(Decision.failure(InternalError(
                 f"the outcome of this attempt ({decision.kind}) could not be stored: {type(exc).__name__}")))
-            accepted = await self._written(self._runner.writer.finish(outcome))
+            accepted = await self._runner.writer.finish(outcome)
         self._to(RunState.DONE)
         self._release_slot()
         self._report(decision, accepted)

@@ -49,6 +49,7 @@ class Runner:
         self._runs: dict[str, Run] = {}
         self._bodies: dict[int, int] = {}  # job id -> its bodies running here (two only after a claim was lost)
         self._hooks: dict[str, Hooks] = {}
+        self._loop = asyncio.get_running_loop()
         self._idle = asyncio.Event()
         self._idle.set()
         self._warned: set[str] = set()  # tokens of runs reported overdue
@@ -64,7 +65,7 @@ class Runner:
         self._idle.clear()
         if record.state is JobState.RUNNING:  # started by the claim itself
             self.note_started(run)
-        run.task = asyncio.create_task(run.life(), name=f"aiojobs-job-{record.id}")
+        run.task = self._loop.create_task(run.life(), name=f"aiojobs-job-{record.id}")
 
     def starts_at_once(self, definition: JobDefinition) -> bool:
         """Can a claim of this job start it at once (an async body, no okay_to_run hook)?"""

@@ -332,7 +332,7 @@ async def test_a_run_changes_state_only_along_its_life(rig: RunnerRig, fake: Fak
         run._to(after)  # the one way a run changes state (no public door to it)
         assert run.state is after
     else:
-        with pytest.raises(RuntimeError, match=f"from {before.value} to {after.value}"):
+        with pytest.raises(RuntimeError, match=f"from {before.name} to {after.name}"):
             run._to(after)
         assert run.state is before
 
