@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import functools
 import logging
 import time
 from collections.abc import Callable, Coroutine
@@ -176,10 +177,8 @@ class Run:
                 return self._after_cancellation()  # (a hook that swallowed the stop)
             if defer is not None:
                 return Decision.deferred(defer)
-            if definition.mode is RunMode.THREAD:
-                return await self._with_thread_slot(definition)
-            if definition.mode is RunMode.PROCESS:
-                return await self._in_worker_process(definition)
+            if definition.mode is not RunMode.INLINE:
+                return await self._off_the_loop(definition)
             if not await self._start():
                 return None
         await self._before_body()
@@ -222,32 +221,35 @@ class Run:
         finally:
             self._runner.body_ended(record.id)
 
-    async def _with_thread_slot(self, definition: JobDefinition) -> Decision | None:
-        slots = self._runner.thread_slots
-        await self._interruptible(slots.acquire())
-        try:
-            if not await self._start():
-                return None
-            await self._before_body()
-            if self._told() is not None:
-                return self._stopped()
-            return await self._run_elsewhere(start_thread(definition, self.record), kill=None)
-        finally:
-            slots.release()
+    async def _off_the_loop(self, definition: JobDefinition) -> Decision | None:
+        """A blocking body on a daemon thread (it takes a thread slot), or a CPU-bound one in a
+        worker process (it takes a worker); the job starts once it has one."""
+        launch: Callable[[], tuple[asyncio.Future[Any], Callable[[], None] | None, Callable[[Any], Decision]]]
+        if definition.mode is RunMode.THREAD:
+            slots = self._runner.thread_slots
+            await self._interruptible(slots.acquire())
+            release: Callable[[], None] = slots.release
 
-    async def _in_worker_process(self, definition: JobDefinition) -> Decision | None:
-        pool = self._runner.pool
-        worker = await self._interruptible(pool.acquire())
+            def launch() -> tuple[asyncio.Future[Any], None, Callable[[Any], Decision]]:
+                return start_thread(definition, self.record), None, decision_for_result
+        else:
+            pool = self._runner.pool
+            worker = await self._interruptible(pool.acquire())
+            release = functools.partial(pool.release, worker)
+
+            def launch() -> tuple[asyncio.Future[Any], Callable[[], None], Callable[[Any], Decision]]:
+                body = pool.run(worker, process_task(definition, self.record, self._runner.engine_id))
+                return body.future, body.stop, decision_for_reply
         try:
             if not await self._start():
                 return None
             await self._before_body()
             if self._told() is not None:
                 return self._stopped()
-            body = pool.run(worker, process_task(definition, self.record, self._runner.engine_id))
-            return await self._run_elsewhere(body.future, kill=body.stop, interpret=decision_for_reply)
+            body, kill, interpret = launch()
+            return await self._run_elsewhere(body, kill=kill, interpret=interpret)
         finally:
-            pool.release(worker)
+            release()
 
     async def _run_elsewhere(self, body: asyncio.Future[Any], *, kill: Callable[[], None] | None,
                              interpret: Callable[[Any], Decision] = decision_for_result) -> Decision:

@@ -26,3 +26,17 @@ def test_claim_cost_benchmark_runs(postgres_database: str | None) -> None:
     assert set(results) == set(backends)
     assert all(set(f) == {"small", "waiting", "finished", "churned"} for f in results.values())
     assert "finished" in claim_cost.report(results, 2000) and "unvacuumed" in claim_cost.report(results, 2000)
+
+
+def test_cpu_per_job_benchmark_runs(tmp_path) -> None:
+    """benchmarks/cpu_per_job.py, as the decision records run it (a subprocess, tiny numbers)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    result = subprocess.run([sys.executable, str(root / "benchmarks" / "cpu_per_job.py"), "--backend", "sqlite",
+                             "--concurrency", "10", "--jobs", "50"], capture_output=True, text=True, timeout=120,
+                            cwd=tmp_path, check=False)
+    assert result.returncode == 0, result.stderr
+    assert "jobs/s" in result.stdout and "us CPU/job" in result.stdout

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import subprocess
-import sys
 import time
 from datetime import UTC, datetime, timedelta
 
@@ -15,23 +13,12 @@ import pytest
 from aiojobs_engine import Engine, JobState, QueueConfig
 from aiojobs_engine._backends._protocol import EngineRegistration, JobClaim, QueueDemand
 from tests._waiting import LogWatch
-
-
-def _host() -> str:
-    from aiojobs_engine._engine import _hostname
-
-    return _hostname()
-
-
-def _dead_pid() -> int:
-    process = subprocess.Popen([sys.executable, "-c", "pass"])
-    process.wait()
-    return process.pid
+from tests.engine._crashes import dead_pid, this_host
 
 
 async def _crashed_engine(engine: Engine, worker_id: str, *, long_ago: bool) -> None:
     """A registration left behind by an engine that died (its process is gone)."""
-    registration = EngineRegistration(id=worker_id, incarnation=os.urandom(4).hex(), host=_host(), pid=_dead_pid(),
+    registration = EngineRegistration(id=worker_id, incarnation=os.urandom(4).hex(), host=this_host(), pid=dead_pid(),
                                       queues=None)
     when = datetime.now(UTC) - timedelta(hours=1) if long_ago else None
     assert await engine.backend.engine_register(registration, stale_after=3600, takeover_incarnation=None, now=when)

@@ -10,6 +10,7 @@ import pytest
 
 from aiojobs_engine import Engine, EngineIdInUseError, EngineStateError, JobState
 from tests._waiting import backend_calls
+from tests.engine._crashes import dead_pid, this_host
 
 
 async def state_is(engine: Engine, job_id: int, state: JobState) -> bool:
@@ -198,7 +199,7 @@ async def test_restart_under_the_same_id_takes_orphans_back_at_once(make_engine)
 
         record = await job.enqueue()
         assert record
-        crashed = EngineRegistration(id="stable-1", incarnation="old", host=_host(), pid=_dead_pid(), queues=None)
+        crashed = EngineRegistration(id="stable-1", incarnation="old", host=this_host(), pid=dead_pid(), queues=None)
         await engine.backend.engine_register(crashed, stale_after=3600, takeover_incarnation=None)
         await engine.backend.job_claim(JobClaim(engine_id="stable-1", demands=[QueueDemand("default", 10)]))
         assert await state_is(engine, record.id, JobState.CLAIMED)
@@ -207,21 +208,6 @@ async def test_restart_under_the_same_id_takes_orphans_back_at_once(make_engine)
             assert time.monotonic() - t0 < 3  # not stale_after (an hour)
             done = await engine.wait_for(record.id, timeout=5)
             assert done.result == "ran"
-
-
-def _host() -> str:
-    from aiojobs_engine._engine import _hostname
-
-    return _hostname()
-
-
-def _dead_pid() -> int:
-    import subprocess
-    import sys
-
-    process = subprocess.Popen([sys.executable, "-c", "pass"])
-    process.wait()
-    return process.pid
 
 
 async def test_running_surfaces_start_up_errors(make_engine) -> None:
