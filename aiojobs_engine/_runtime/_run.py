@@ -22,8 +22,8 @@ Cancellation: the run cancels its own task only to stop a body running inline, o
 that a stop may cut short (hooks, a thread slot, a worker process). Any other cancellation
 of its task (the job's own code, a library) is not allowed to strand the claim: it ends the
 attempt as a failure. Only the runner's ``close`` at the very end of shutdown tears runs
-down; what they held is rescued later. A write asked for (a start, an outcome) is always
-waited for to its end.
+down; what they held is rescued later. A start's write is waited for to its end whatever
+happens; an outcome's write always goes through (a stray cancellation loses only its answer).
 
 May call: what its ``Runner`` shares (the writer, the pool, thread slots, hooks, the
 producer's slot release), ``_outcomes`` and ``_bodies``.
