@@ -19,6 +19,7 @@ from aiojobs_engine._errors import BackendError, BackendUnavailableError
 from aiojobs_engine._url import parse_url
 from aiojobs_engine.conformance import KEEP, T0, claim, insert
 from tests._proxy import CutMode, TcpProxy
+from tests._waiting import eventually
 
 postgres = pytest.mark.postgres
 
@@ -115,9 +116,7 @@ async def test_the_first_enqueue_after_an_outage_works(backend: PostgresBackend,
     assert lane is not None
     await postgres_proxy.cut(CutMode.RESET)
     await postgres_proxy.restore()
-    async with asyncio.timeout(5):  # the driver has seen the connection go
-        while not is_closed(lane):
-            await asyncio.sleep(0.01)
+    await eventually(lambda: is_closed(lane), message="the driver has seen the lane's connection go")
     (job,) = await backend.job_insert_many([insert(queue="after")], now=T0)
     assert job.queue == "after"
     assert backend._db._lane is not lane
