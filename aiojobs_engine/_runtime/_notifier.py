@@ -100,10 +100,16 @@ class Notifier:
             try:
                 listener = await self._s.backend.listen(self._dispatch)
             except BackendError as exc:
-                if failing is None:
-                    failing = self._cannot_subscribe(exc)
+                outage = None
+                if isinstance(exc, BackendUnavailableError):  # the database is away: one warning for everything
+                    outage = self._outage.failed("listener", exc)
+                    failing = failing or "outage"
+                elif failing is None:
+                    logger.warning("listener: cannot subscribe (%s); polling meanwhile", exc,
+                                   extra={"event": Event.LISTENER_DOWN, "engine_id": self._s.engine_id})
+                    failing = "listener"
                 lost = None  # (part of what was just said)
-                await self._outage.pause(backoff)
+                await self._outage.pause(backoff, after=outage)
                 backoff = min(backoff * 2, _MAX_BACKOFF)
                 continue
             backoff = 0.5
@@ -128,14 +134,6 @@ class Notifier:
                 self.connected.clear()
                 with contextlib.suppress(BackendError):
                     await listener.close()
-
-    def _cannot_subscribe(self, exc: BackendError) -> str:
-        if isinstance(exc, BackendUnavailableError):
-            self._outage.failed("listener", exc)  # the database is away: one warning for everything
-            return "outage"
-        logger.warning("listener: cannot subscribe (%s); polling meanwhile", exc,
-                       extra={"event": Event.LISTENER_DOWN, "engine_id": self._s.engine_id})
-        return "listener"
 
     async def _watch(self, listener: Listener) -> None:
         every = check_interval(self._s.settings.poll_interval)

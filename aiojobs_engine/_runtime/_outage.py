@@ -9,8 +9,8 @@ works, a component that never failed proves nothing.) Components retry on their 
 schedule and say nothing per retry.
 
 Back-offs go through ``pause``: it sleeps as long as asked, whatever else would wake the
-component, unless the database comes back meanwhile (any component's statement went
-through): then every paused component retries at once.
+component, unless the outage its caller failed in ends meanwhile, or has ended already
+(``failed`` returns which outage that was): then the caller retries at once.
 
 Thread-safe: the heartbeat thread reports too.
 """
@@ -21,6 +21,7 @@ import asyncio
 import contextlib
 import threading
 import time
+from typing import Any
 
 from .._log import Event, logger
 
@@ -31,7 +32,8 @@ class Outage:
         self._lock = threading.Lock()
         self._since: float | None = None  # time.monotonic() of the first failure, while down
         self._failing: set[str] = set()  # the components that failed during this outage
-        self._back: asyncio.Event | None = None  # set when an outage ends (made on the engine's loop)
+        self._ended = 0  # outages ended so far: which one a failure belongs to
+        self._paused: set[asyncio.Future[None]] = set()  # back-offs to cut short when one ends
         self._loop: asyncio.AbstractEventLoop | None = None
         self.count = 0  # outages seen
 
@@ -39,12 +41,14 @@ class Outage:
     def down(self) -> bool:
         return self._since is not None
 
-    def failed(self, component: str, error: BaseException) -> None:
-        """``component`` could not reach the database (``BackendUnavailableError``)."""
+    def failed(self, component: str, error: BaseException) -> int:
+        """``component`` could not reach the database (``BackendUnavailableError``); which
+        outage that was, for ``pause(after=...)``."""
         with self._lock:
             self._failing.add(component)
+            outage = self._ended
             if self._since is not None:
-                return
+                return outage
             self._since = time.monotonic()
             self.count += 1
         logger.warning(
@@ -52,6 +56,7 @@ class Outage:
             component, str(error) or type(error).__name__,
             extra={"event": Event.DATABASE_DOWN, "engine_id": self._engine_id, "component": component},
         )
+        return outage
 
     def succeeded(self, component: str) -> None:
         """A statement of ``component`` went through: if it had failed, the outage is over."""
@@ -70,36 +75,42 @@ class Outage:
                 return None
             since, self._since = self._since, None
             self._failing.clear()
+            self._ended += 1
         return since
 
     def _wake_paused(self) -> None:
-        back, loop = self._back, self._loop
-        if back is None or loop is None:
-            return
+        loop = self._loop
+        if loop is None:
+            return  # nothing ever paused; a later pause sees the outage ended (``after``)
         try:
             here = asyncio.get_running_loop() is loop
         except RuntimeError:
             here = False
         if here:
-            back.set()
+            self._resume()
         else:  # from the heartbeat thread: hand it to the engine's loop
             with contextlib.suppress(RuntimeError):  # that loop is closed
-                loop.call_soon_threadsafe(back.set)
+                loop.call_soon_threadsafe(self._resume)
 
-    async def pause(self, seconds: float, *, unless: asyncio.Event | None = None) -> None:
-        """Back off for ``seconds``, or until the database is back, or until ``unless`` is set."""
-        if self._back is None:
-            self._back, self._loop = asyncio.Event(), asyncio.get_running_loop()
-        if self.down:
-            self._back.clear()
-        elif self._back.is_set():
-            self._back.clear()
-            return  # it came back since this component last failed: retry now
-        waits = [asyncio.ensure_future(self._back.wait())]
+    def _resume(self) -> None:
+        for paused in self._paused:
+            if not paused.done():
+                paused.set_result(None)
+
+    async def pause(self, seconds: float, *, after: int | None = None, unless: asyncio.Event | None = None) -> None:
+        """Back off for ``seconds``; at once if the outage ``after`` (from ``failed``) ends, or
+        has ended already; or when ``unless`` is set."""
+        if after is not None and after != self._ended:
+            return  # the outage it failed in is over: retry now
+        loop = self._loop = asyncio.get_running_loop()
+        back: asyncio.Future[None] = loop.create_future()
+        self._paused.add(back)
+        waits: list[asyncio.Future[Any]] = [back]
         if unless is not None:
             waits.append(asyncio.ensure_future(unless.wait()))
         try:
             await asyncio.wait(waits, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
         finally:
+            self._paused.discard(back)
             for wait in waits:
                 wait.cancel()

@@ -187,12 +187,13 @@ class Producer:
             except BackendError as exc:
                 failures += 1
                 self._reconcile = True  # a claim may have committed although its reply was lost
+                outage = None
                 if isinstance(exc, BackendUnavailableError):
-                    self._outage.failed("claims", exc)
+                    outage = self._outage.failed("claims", exc)
                 else:
                     logger.warning("producer: the database refused a claim: %s", exc,
                                    extra={"event": Event.COMPONENT_ERROR, "component": "producer"})
-                await self._pause(min(poll * failures, _MAX_BACKOFF))  # not cut short by wake-ups
+                await self._pause(min(poll * failures, _MAX_BACKOFF), outage)  # not cut short by wake-ups
                 continue
             failures = 0
             if self._asked_database:  # a whole round went through: any outage is over
@@ -285,7 +286,7 @@ class Producer:
             async with asyncio.timeout(seconds):
                 await self._wake.wait()
 
-    async def _pause(self, seconds: float) -> None:
-        """A back-off that wake-ups do not cut short: only a stop, or the database back."""
+    async def _pause(self, seconds: float, outage: int | None) -> None:
+        """A back-off that wake-ups do not cut short: only a stop, or the end of ``outage``."""
         if not self._stopping:
-            await self._outage.pause(seconds, unless=self._stop_asked)
+            await self._outage.pause(seconds, after=outage, unless=self._stop_asked)

@@ -106,11 +106,11 @@ class Writer:
             try:
                 replies = await self._flush([write for write, _ in batch])
             except BackendUnavailableError as exc:
-                self._outage.failed("writer", exc)
+                outage = self._outage.failed("writer", exc)
                 if self._give_up_at is not None and asyncio.get_running_loop().time() >= self._give_up_at:
                     _fail(batch, exc)
                     return
-                await self._outage.pause(delay)
+                await self._outage.pause(delay, after=outage)
                 delay = min(delay * 2, _MAX_BACKOFF)
                 continue
             except BackendError as exc:

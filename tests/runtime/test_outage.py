@@ -9,6 +9,7 @@ import threading
 from aiojobs_engine._errors import BackendUnavailableError
 from aiojobs_engine._runtime._outage import Outage
 from aiojobs_engine._runtime._periodic import Periodic
+from tests._waiting import eventually
 from tests.runtime._support import ENGINE_ID, Logs
 
 
@@ -30,24 +31,22 @@ def test_an_outage_is_said_once_whoever_reports_it_and_its_end_once(logs: Logs) 
     assert len(logs.of("database.down")) == 2 and outage.count == 2
 
 
-async def test_a_pause_lasts_as_asked_unless_the_database_comes_back() -> None:
+async def test_a_back_off_ends_when_the_outage_it_failed_in_ends_or_has_ended() -> None:
     outage = Outage(ENGINE_ID)
-    loop = asyncio.get_running_loop()
-    outage.failed("claims", BackendUnavailableError("down"))
-    pausing = asyncio.ensure_future(outage.pause(60.0))
-    await asyncio.sleep(0)
-    assert not pausing.done()
-    t0 = loop.time()
-    outage.succeeded("claims")  # it got through
+    failed_in = outage.failed("claims", BackendUnavailableError("down"))
+    pausing = asyncio.create_task(outage.pause(60.0, after=failed_in))
+    outage.succeeded("claims")  # it got through (before or after the pause began: the same)
     await asyncio.wait_for(pausing, 5)
-    assert loop.time() - t0 < 1.0
+    # A failure in an outage that has ended by the time its component backs off: no wait.
+    stale = outage.failed("writer", BackendUnavailableError("down again"))
+    outage.succeeded("writer")
+    await asyncio.wait_for(outage.pause(60.0, after=stale), 1)
 
 
 async def test_the_heartbeat_thread_ending_an_outage_wakes_the_paused_components() -> None:
     outage = Outage(ENGINE_ID)
-    outage.failed("heartbeat", BackendUnavailableError("down"))
-    pausing = asyncio.ensure_future(outage.pause(60.0))
-    await asyncio.sleep(0)
+    failed_in = outage.failed("heartbeat", BackendUnavailableError("down"))
+    pausing = asyncio.create_task(outage.pause(60.0, after=failed_in))
     thread = threading.Thread(target=outage.succeeded, args=("heartbeat",))
     thread.start()
     await asyncio.wait_for(pausing, 5)
@@ -57,10 +56,8 @@ async def test_the_heartbeat_thread_ending_an_outage_wakes_the_paused_components
 async def test_a_pause_is_cut_short_by_its_own_event_and_otherwise_runs_its_course() -> None:
     outage = Outage(ENGINE_ID)
     stop = asyncio.Event()
-    pausing = asyncio.ensure_future(outage.pause(60.0, unless=stop))
-    await asyncio.sleep(0)
     stop.set()
-    await asyncio.wait_for(pausing, 5)
+    await asyncio.wait_for(outage.pause(60.0, unless=stop), 5)
     loop = asyncio.get_running_loop()
     t0 = loop.time()
     await outage.pause(0.05)  # nothing ends it early: the whole back-off
@@ -84,7 +81,7 @@ async def test_a_loop_step_that_asked_the_database_nothing_does_not_end_an_outag
     loop = asyncio.create_task(Periodic("claim watch", 0.0, step, outage).run())
     try:
         await asyncio.wait_for(done.wait(), 2)
-        await asyncio.sleep(0)  # (the step's return is handled on the next turn)
+        await eventually(lambda: not outage.down, timeout=2)  # (its return is handled once it is back)
     finally:
         loop.cancel()
         await asyncio.gather(loop, return_exceptions=True)

@@ -127,7 +127,7 @@ async def test_a_stopped_loop_monitor_reports_no_blocked_loop() -> None:
     beating meanwhile, must not take its silence for a blocked loop."""
     monitor = LoopMonitor()
     task = asyncio.create_task(monitor.run())
-    await asyncio.sleep(0)  # (one turn: it stamps)
+    await eventually(lambda: monitor._running, message="the monitor stamps")
     monitor._last_tick -= 60.0  # as if the loop had not turned for a minute
     assert monitor.blocked_for() > 59
     task.cancel()
