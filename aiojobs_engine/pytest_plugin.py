@@ -30,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import importlib
 import os
+import re
 import secrets
 from collections.abc import AsyncIterator, Iterator, Mapping
 from contextlib import ExitStack, contextmanager
@@ -123,9 +124,14 @@ def _postgres_server(config: pytest.Config) -> str | None:
     return str(url) if url else None
 
 
-def sqlite_test_url(folder: Path) -> str:
+_PREFIX: Final = re.compile(r"[a-z][a-z0-9_]{0,39}")
+
+
+def sqlite_test_url(folder: Path | str) -> str:
     """The URL of a SQLite file in ``folder`` (``aiojobs.sqlite3``), created when an engine opens it."""
-    return f"sqlite:///{folder / 'aiojobs.sqlite3'}"
+    if not isinstance(folder, Path | str):
+        raise TypeError(f"sqlite_test_url takes a folder (a pathlib.Path or a str, say tmp_path), got {folder!r}")
+    return f"sqlite:///{Path(folder).resolve() / 'aiojobs.sqlite3'}"
 
 
 @contextmanager
@@ -135,6 +141,9 @@ def postgres_test_database(server_url: str, *, prefix: str = "aiojobs_pytest") -
     (``WITH (FORCE)``: connections left open do not keep it). An unreachable server raises
     here, before anything is yielded: the caller chooses to skip or to fail. It blocks (it
     runs its own event loop): use it from a plain (session) fixture."""
+    if not _PREFIX.fullmatch(str(prefix)):
+        raise ValueError(f"prefix must be 1-40 lower-case letters, digits or '_', starting with a letter, got "
+                         f"{prefix!r} (it begins the name of the database created)")
     database = f"{prefix}_{os.getpid()}_{secrets.token_hex(3)}"
     asyncio.run(_admin(server_url, f'CREATE DATABASE "{database}"'))
     try:

@@ -134,8 +134,8 @@ async def test_a_body_that_swallows_its_timeout_keeps_its_job_and_slot_until_it_
     assert rig.released == ["q"] and len(fake.outcomes_for(seeded.id)) == 1
 
 
-async def test_cancel_stops_a_running_body_and_records_it_canceled(
-        rig: RunnerRig, fake: FakeBackend, registry: Registry) -> None:
+async def _a_body_that_waits(rig: RunnerRig, fake: FakeBackend, registry: Registry) -> JobRecord:
+    """Claim a job whose body waits for ever; its claimed record, once the body began."""
     began = asyncio.Event()
 
     async def waits() -> None:
@@ -143,10 +143,16 @@ async def test_cancel_stops_a_running_body_and_records_it_canceled(
         await asyncio.Event().wait()
 
     declare(registry, waits)
-    (seeded,) = fake.seed("waits")
-    await _one(rig)
+    fake.seed("waits")
+    record = await _one(rig)
     async with asyncio.timeout(2):
         await began.wait()
+    return record
+
+
+async def test_cancel_stops_a_running_body_and_records_it_canceled(
+        rig: RunnerRig, fake: FakeBackend, registry: Registry) -> None:
+    seeded = await _a_body_that_waits(rig, fake, registry)
     assert rig.runner.cancel(seeded.id) is True
     assert rig.runner.cancel(seeded.id + 100) is False  # not a job of this engine
     await rig.idle()
@@ -156,17 +162,7 @@ async def test_cancel_stops_a_running_body_and_records_it_canceled(
 
 async def test_let_go_stops_the_run_and_its_outcome_is_refused(
         rig: RunnerRig, fake: FakeBackend, registry: Registry, logs: Logs) -> None:
-    began = asyncio.Event()
-
-    async def waits() -> None:
-        began.set()
-        await asyncio.Event().wait()
-
-    declare(registry, waits)
-    (seeded,) = fake.seed("waits")
-    record = await _one(rig)
-    async with asyncio.timeout(2):
-        await began.wait()
+    record = seeded = await _a_body_that_waits(rig, fake, registry)
     fake.take_away(seeded.id)  # rescued elsewhere meanwhile
     taken = fake.job(seeded.id)
     rig.runner.let_go(seeded.id, record.claim_token or "")

@@ -344,3 +344,13 @@ async def _schemas(database_url: str) -> set[str]:
         return {row["nspname"] for row in await connection.fetch("SELECT nspname FROM pg_namespace")}
     finally:
         await connection.close()
+
+
+def test_the_public_database_helpers_refuse_what_they_cannot_use() -> None:
+    with pytest.raises(TypeError, match="takes a folder"):
+        sqlite_test_url(42)  # type: ignore[arg-type]
+    assert sqlite_test_url("relative").startswith("sqlite:////")  # absolute, whatever the cwd later
+    # It names a database: no quotes, no spaces.
+    with pytest.raises(ValueError, match="prefix must be"), \
+            postgres_test_database("postgresql://postgres@127.0.0.1:1/x", prefix='evil"; DROP'):
+        pass
