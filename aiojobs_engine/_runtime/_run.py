@@ -104,8 +104,8 @@ class Stop(enum.Enum):
 class Run:
     """One claim, from the producer's hand-over to its stored outcome."""
 
-    __slots__ = ("_began", "_body", "_definition", "_hooks", "_kill", "_runner", "_slot_held", "_stopped_at",
-                 "_waiting", "attempt_counted", "record", "state", "stop_reason", "task")
+    __slots__ = ("_began", "_definition", "_hooks", "_kill", "_runner", "_slot_held", "_stopped_at",
+                 "_waiting", "record", "state", "stop_reason", "task")
 
     def __init__(self, runner: Runner, record: JobRecord, definition: JobDefinition | None) -> None:
         self._runner = runner
@@ -113,16 +113,18 @@ class Run:
         self._definition = definition
         self._hooks = runner.hooks_for(definition)
         self.state = RunState.CLAIMED
-        # The job is `running` in the database, its attempt counted: by its claim, or by its start.
-        self.attempt_counted = record.state is JobState.RUNNING
         self.stop_reason: Stop | None = None
         self.task: asyncio.Task[None] | None = None
         self._slot_held = True  # the producer took the queue slot when it claimed the job
         self._waiting = False  # in a wait that a stop may cut short (hooks, resources)
-        self._body: asyncio.Future[Any] | None = None  # a thread's or a worker process's result
-        self._kill: Callable[[], None] | None = None  # how to stop that body, if it can be stopped
+        self._kill: Callable[[], None] | None = None  # how to stop a worker process's body
         self._began = 0.0  # time.monotonic() when the body began
         self._stopped_at = 0.0  # time.monotonic() when it was told to stop
+
+    @property
+    def attempt_counted(self) -> bool:
+        """The job is ``running`` in the database, its attempt counted (by its claim, or its start)."""
+        return self.record.state is JobState.RUNNING
 
     @property
     def token(self) -> str:
@@ -256,7 +258,6 @@ class Run:
         """Wait for a body on a thread or in a worker process: its end, or its timeout (then
         stop it if it can be, and still wait for its end). ``asyncio.wait`` neither raises
         the body's error nor cancels the body when the wait is cut short."""
-        self._body = body
         self._kill = kill
         self._began = time.monotonic()
         self._to(RunState.RUNNING)
@@ -343,7 +344,6 @@ class Run:
     def _counted(self, started: StartedJob) -> None:
         self.record = replace(self.record, state=JobState.RUNNING, attempt=started.attempt,
                               attempted_at=started.attempted_at)
-        self.attempt_counted = True
         self._runner.note_started(self)
 
     async def _written(self, write: asyncio.Future[StartedJob | None]) -> StartedJob | None:
@@ -407,10 +407,10 @@ class Run:
             return
         self._to(RunState.STOPPING)
         self._stopped_at = time.monotonic()
-        if self._body is None:
+        if self.mode is RunMode.INLINE:
             self._cancel_task()  # the body runs in this run's task
         elif self._kill is not None:
-            self._kill()
+            self._kill()  # a worker process (a thread cannot be stopped)
 
     def _cancel_task(self) -> None:
         # A job that cancels itself (engine.cancel of its own id) is told, not interrupted: a
