@@ -21,6 +21,7 @@ from typing import Any, Final, Never, ParamSpec, Protocol, TypeVar, Unpack, cast
 from . import _json
 from ._backends import Backend, make_backend
 from ._backends._protocol import ActivityBucket, CronSchedule, EngineRegistration, JobFilter, QueueChange
+from ._bridge import SyncBridge
 from ._clock import Clock, SystemClock
 from ._context import _current as _current_job_var
 from ._cron import Schedule, check_expression, next_tick, zone
@@ -35,7 +36,7 @@ from ._errors import (
 )
 from ._events import EventBus, EventKind, JobEvent
 from ._groups import WorkerGroup, check_groups, max_attempts_default
-from ._handles import ClassJobHandle, Job, JobHandle, JobRequest, NamedEnqueuer, with_added_meta
+from ._handles import ClassJobHandle, Job, JobHandle, JobRequest, NamedEnqueuer, check_size, with_added_meta
 from ._hooks import HOOK_NAMES, Hook, Hooks, check_hook, hooks_from, run_hooks
 from ._options import (
     JobOptions,
@@ -50,6 +51,7 @@ from ._options import (
 from ._records import CronRecord, EngineRecord, JobRecord, JobState, QueueRecord
 from ._retry import BackoffPolicy, coerce_backoff
 from ._runtime._inserts import insert_for
+from ._runtime._reimport import refuse_in_worker_bootstrap
 from ._runtime._runtime import Runtime
 from ._runtime._scheduler import enqueue_due_ticks
 from ._runtime._services import Services
@@ -105,6 +107,8 @@ class Engine:
         self._schedules: dict[str, Schedule] = {}  # declared with @engine.cron, stored when opened
         self._opened = 0  # open() calls not yet matched by close(): nested users share one backend
         self._open_lock: asyncio.Lock | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None  # the loop the backend was opened on
+        self._bridge: SyncBridge | None = None  # sync callers' loop and connections, made by the first one
 
     # -- configuration --------------------------------------------------------------------
 
@@ -355,14 +359,18 @@ class Engine:
         Opens nest: each ``open()`` (or ``async with engine``) needs its ``close()``, and the
         engine closes with the last one, so code inside a job can safely ``async with engine``.
         """
+        refuse_in_worker_bootstrap()
+        self._check_loop()
         if self._open_lock is None:
             self._open_lock = asyncio.Lock()
         async with self._open_lock:
             if self._backend is None:
-                await self._connect()
+                self._url, self._backend = await self._connect()
+                self._loop = asyncio.get_running_loop()
             self._opened += 1
 
-    async def _connect(self) -> None:
+    async def _connect(self) -> tuple[DatabaseURL, Backend]:
+        """A backend for this engine's URL, opened, its schema checked and its queue settings stored."""
         url = parse_url(resolve_url(self._configured_url, self._given_url))
         backend = make_backend(url)
         await backend.open()
@@ -372,7 +380,17 @@ class Engine:
         except BaseException:
             await backend.close()
             raise
-        self._url, self._backend = url, backend
+        return url, backend
+
+    def _check_loop(self) -> None:
+        """Refuse use from an event loop other than the one the engine was opened on: its
+        connections belong to that loop, and would fail or hang on another."""
+        if self._loop is not None and self._backend is not None and asyncio.get_running_loop() is not self._loop:
+            raise EngineStateError(
+                "this engine is open on another event loop (another thread, or an earlier asyncio.run()); "
+                "use it from that loop, close it there first, or, from a thread that cannot await, "
+                "call enqueue_sync()"
+            )
 
     async def _write_queue_configuration(self, backend: Backend) -> None:
         """The settings given in ``queues=`` (only those given) are stored when the engine opens."""
@@ -411,7 +429,7 @@ class Engine:
             return
         if self._runtime is not None:
             await self.stop()
-        backend, self._backend = self._backend, None
+        backend, self._backend, self._loop = self._backend, None, None
         if backend is not None:
             await backend.close()
 
@@ -457,15 +475,57 @@ class Engine:
 
     async def enqueue_many(self, requests: Sequence[JobRequest]) -> list[JobRecord | None]:
         """Insert many jobs in one transaction; records in the same order (None where vetoed)."""
-        if isinstance(requests, JobRequest) or not isinstance(requests, Sequence):
-            raise ConfigurationError("enqueue_many takes a list of requests built with job.new(...)")
-        for request in requests:
-            if not isinstance(request, JobRequest):
-                raise ConfigurationError(f"enqueue_many takes requests built with job.new(...), got {request!r}")
-        return await self.enqueue_requests(requests)
+        return await self.enqueue_requests(_checked_requests(requests, "enqueue_many"))
+
+    def enqueue_sync(self, name: str, *args: object, **kwargs: object) -> JobRecord | None:
+        """``enqueue()`` for code that cannot await: blocks until the job is stored.
+
+        From any thread with no running event loop (a Django or Flask view, a script, a
+        thread pool). When this engine is open and running on a loop in another thread, the
+        job goes through that loop; otherwise through a loop and connections kept for sync
+        callers (``close_sync()`` closes them; so does the interpreter's exit).
+        """
+        return self.enqueue_requests_sync([self.new(name, *args, **kwargs)])[0]
+
+    def enqueue_many_sync(self, requests: Sequence[JobRequest]) -> list[JobRecord | None]:
+        """``enqueue_many()`` for code that cannot await (see ``enqueue_sync``)."""
+        return self.enqueue_requests_sync(_checked_requests(requests, "enqueue_many_sync"))
+
+    def enqueue_requests_sync(self, requests: Sequence[JobRequest]) -> list[JobRecord | None]:
+        refuse_in_worker_bootstrap()
+        if _running_loop() is not None:
+            raise EngineStateError(
+                "enqueue_sync() blocks, and this thread runs an event loop it would block: "
+                "use `await ....enqueue(...)` here"
+            )
+        if any(request.options.connection is not None for request in requests):
+            raise ConfigurationError(
+                "connection= (enqueue in the caller's transaction) needs `await enqueue()` on that "
+                "connection's event loop; a sync enqueue stores the job in a transaction of its own"
+            )
+        loop = self._loop
+        if self._backend is not None and loop is not None and loop.is_running():
+            return asyncio.run_coroutine_threadsafe(self.enqueue_requests(requests), loop).result()
+        if self._bridge is None:
+            self._bridge = SyncBridge(self._connected_backend)
+        return self._bridge.call(lambda backend: self._insert(backend, requests, runtime=None))
+
+    def close_sync(self) -> None:
+        """Close the connections sync enqueues opened (the interpreter's exit does it too)."""
+        if self._bridge is not None:
+            self._bridge.close()
+
+    async def _connected_backend(self) -> Backend:
+        refuse_in_worker_bootstrap()
+        return (await self._connect())[1]
 
     async def enqueue_requests(self, requests: Sequence[JobRequest]) -> list[JobRecord | None]:
         backend = self._require_open()
+        self._check_loop()
+        return await self._insert(backend, requests, runtime=self._runtime)
+
+    async def _insert(self, backend: Backend, requests: Sequence[JobRequest],
+                      runtime: Runtime | None) -> list[JobRecord | None]:
         connections = {id(r.options.connection): r.options.connection for r in requests}
         if len(connections) > 1:
             raise ConfigurationError("all requests of one enqueue_many must use the same connection=")
@@ -473,6 +533,11 @@ class Engine:
             admitted = [await self._admit(request) for request in requests]
         else:
             admitted = list(requests)  # no hook to ask: not a coroutine per job of a bulk enqueue
+        limit = self._settings.max_arguments_bytes
+        if limit is not None:
+            for request in admitted:
+                if request is not None:
+                    check_size(request, limit)
         kept = [i for i, request in enumerate(admitted) if request is not None]
         results: list[JobRecord | None] = [None] * len(requests)
         if not kept:
@@ -490,8 +555,8 @@ class Engine:
             for record in records:
                 if not record.existing:  # a unique enqueue that found its job already there
                     self._events.emit(JobEvent(kind=EventKind.JOB_ENQUEUED, at=at, job=record))
-        if self._runtime is not None:
-            self._runtime.jobs_enqueued(sorted({r.queue for r in records}))
+        if runtime is not None:
+            runtime.jobs_enqueued(sorted({r.queue for r in records}))
         return results
 
     def _group_defaults(self, request: JobRequest) -> JobRequest:
@@ -765,6 +830,22 @@ class Engine:
         finally:
             await self.stop()
             await task
+
+
+def _checked_requests(requests: object, method: str) -> Sequence[JobRequest]:
+    if isinstance(requests, JobRequest) or not isinstance(requests, Sequence):
+        raise ConfigurationError(f"{method} takes a list of requests built with job.new(...)")
+    for request in requests:
+        if not isinstance(request, JobRequest):
+            raise ConfigurationError(f"{method} takes requests built with job.new(...), got {request!r}")
+    return requests
+
+
+def _running_loop() -> asyncio.AbstractEventLoop | None:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
 
 
 def _job_name(target: object) -> str | None:

@@ -8,15 +8,15 @@ JSON-encoded and ready to insert, so bad input fails at the call, before any I/O
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, ClassVar, Generic, ParamSpec, Protocol, TypeVar, Unpack
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, ParamSpec, Protocol, TypeVar, Unpack, overload
 
 from . import _json
 from ._context import current_job
 from ._control import Transitions
 from ._definitions import JobDefinition
-from ._errors import ConfigurationError
+from ._errors import ConfigurationError, SerializationError
 from ._options import (
     DEFAULT_MAX_ATTEMPTS,
     DEFAULT_PRIORITY,
@@ -33,12 +33,15 @@ if TYPE_CHECKING:
 
 P = ParamSpec("P")
 R = TypeVar("R")
+R_co = TypeVar("R_co", covariant=True)
 
 
 class Enqueuer(Protocol):
     """What handles need from an engine (the Engine implements it)."""
 
     async def enqueue_requests(self, requests: Sequence[JobRequest]) -> list[JobRecord | None]: ...
+
+    def enqueue_requests_sync(self, requests: Sequence[JobRequest]) -> list[JobRecord | None]: ...
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -106,6 +109,26 @@ def build_request(
     )
 
 
+def check_size(request: JobRequest, limit: int) -> None:
+    """Refuse a request whose encoded arguments and meta take more than ``limit`` bytes."""
+    texts = (request.args_json, request.kwargs_json, request.constructor_args_json, request.meta_json)
+    if sum(map(len, texts)) * 4 <= limit:  # UTF-8 takes at most 4 bytes a character: surely under
+        return
+    size = sum(len(text.encode("utf-8")) for text in texts)
+    if size > limit:
+        raise SerializationError(
+            f"job {request.name!r}: its arguments and meta take {_bytes(size)} encoded, over the limit of "
+            f"{_bytes(limit)} (the max_arguments_bytes setting); store large data elsewhere (a file, an "
+            f"object store, a table) and pass its key"
+        )
+
+
+def _bytes(size: int) -> str:
+    if size >= 1 << 20:
+        return f"{size / (1 << 20):.1f} MiB ({size:,} bytes)"
+    return f"{size:,} bytes"
+
+
 def with_added_meta(request: JobRequest, answers: Sequence[object]) -> JobRequest:
     """The request with each dict an ``on_before_add`` hook returned added to its meta."""
     additions = [answer for answer in answers if isinstance(answer, Mapping)]
@@ -163,9 +186,16 @@ class JobHandle(Generic[P, R]):
         request = build_request(self.name, self._definition, self._options, args, kwargs)
         return (await self._engine.enqueue_requests([request]))[0]
 
+    def enqueue_sync(self, *args: P.args, **kwargs: P.kwargs) -> JobRecord | None:
+        """``enqueue()`` for code that cannot await (Django, Flask, plain threads): blocks until
+        the job is stored. From any thread with no running event loop."""
+        request = build_request(self.name, self._definition, self._options, args, kwargs)
+        return self._engine.enqueue_requests_sync([request])[0]
 
-class ClassJobHandle:
-    """``SomeJob.options(...)``: a class job with options, enqueued with ``run()``'s arguments."""
+
+class ClassJobHandle(Generic[P, R]):
+    """``SomeJob.options(...)``: a class job with options, enqueued with ``run()``'s arguments
+    (``P`` and ``R`` are ``run``'s parameters and return type)."""
 
     def __init__(self, engine: Enqueuer, definition: JobDefinition, options: JobOptions) -> None:
         self._engine = engine
@@ -181,14 +211,17 @@ class ClassJobHandle:
         """The engine this job was declared on (what ``enqueue()`` stores through)."""
         return self._engine
 
-    def options(self, **options: Unpack[OptionsDict]) -> ClassJobHandle:
+    def options(self, **options: Unpack[OptionsDict]) -> ClassJobHandle[P, R]:
         return ClassJobHandle(self._engine, self._definition, self._options.merged(make_options(options)))
 
-    def new(self, *args: object, **kwargs: object) -> JobRequest:
+    def new(self, *args: P.args, **kwargs: P.kwargs) -> JobRequest:
         return build_request(self._definition.name, self._definition, self._options, args, kwargs)
 
-    async def enqueue(self, *args: object, **kwargs: object) -> JobRecord | None:
+    async def enqueue(self, *args: P.args, **kwargs: P.kwargs) -> JobRecord | None:
         return (await self._engine.enqueue_requests([self.new(*args, **kwargs)]))[0]
+
+    def enqueue_sync(self, *args: P.args, **kwargs: P.kwargs) -> JobRecord | None:
+        return self._engine.enqueue_requests_sync([self.new(*args, **kwargs)])[0]
 
 
 class NamedEnqueuer:
@@ -211,6 +244,70 @@ class NamedEnqueuer:
     async def enqueue(self, name: str, *args: object, **kwargs: object) -> JobRecord | None:
         return (await self._engine.enqueue_requests([self.new(name, *args, **kwargs)]))[0]
 
+    def enqueue_sync(self, name: str, *args: object, **kwargs: object) -> JobRecord | None:
+        return self._engine.enqueue_requests_sync([self.new(name, *args, **kwargs)])[0]
+
+
+class _Runnable(Protocol[P, R_co]):
+    """A class job, as the type checker sees it: what its ``run`` takes and returns."""
+
+    def run(self, *args: P.args, **kwargs: P.kwargs) -> R_co: ...
+
+
+class _ViaHandle:
+    """``Job.enqueue`` and friends: class-level calls typed from the subclass's ``run``.
+
+    A descriptor rather than a classmethod, because only ``__get__`` sees the subclass
+    itself (``owner``), from which the type checker reads ``run``'s parameters.
+    """
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self._name = name
+
+    def _bound(self, owner: type[Job]) -> Any:
+        return getattr(owner._handle(), self._name)
+
+
+class _OptionsCall(Protocol[P, R]):
+    def __call__(self, **options: Unpack[OptionsDict]) -> ClassJobHandle[P, R]: ...
+
+
+class _Options(_ViaHandle):
+    @overload
+    def __get__(self, obj: object, owner: type[_Runnable[P, R]]) -> _OptionsCall[P, R]: ...
+    @overload
+    def __get__(self, obj: object, owner: type[Job]) -> _OptionsCall[..., Any]: ...  # any class job
+    def __get__(self, obj: object, owner: Any) -> Any:
+        return self._bound(owner)
+
+
+class _New(_ViaHandle):
+    @overload
+    def __get__(self, obj: object, owner: type[_Runnable[P, R]]) -> Callable[P, JobRequest]: ...
+    @overload
+    def __get__(self, obj: object, owner: type[Job]) -> Callable[..., JobRequest]: ...
+    def __get__(self, obj: object, owner: Any) -> Any:
+        return self._bound(owner)
+
+
+class _Enqueue(_ViaHandle):
+    @overload
+    def __get__(self, obj: object, owner: type[_Runnable[P, R]]
+                ) -> Callable[P, Coroutine[Any, Any, JobRecord | None]]: ...
+    @overload
+    def __get__(self, obj: object, owner: type[Job]) -> Callable[..., Coroutine[Any, Any, JobRecord | None]]: ...
+    def __get__(self, obj: object, owner: Any) -> Any:
+        return self._bound(owner)
+
+
+class _EnqueueSync(_ViaHandle):
+    @overload
+    def __get__(self, obj: object, owner: type[_Runnable[P, R]]) -> Callable[P, JobRecord | None]: ...
+    @overload
+    def __get__(self, obj: object, owner: type[Job]) -> Callable[..., JobRecord | None]: ...
+    def __get__(self, obj: object, owner: Any) -> Any:
+        return self._bound(owner)
+
 
 class Job(Transitions):
     """Base class of class jobs: subclass it, implement ``run()``, decorate with ``@engine.job``.
@@ -219,28 +316,23 @@ class Job(Transitions):
     and the class is instantiated afresh for each attempt.
     """
 
-    _aiojobs_handle: ClassVar[ClassJobHandle | None] = None
+    _aiojobs_handle: ClassVar[ClassJobHandle[..., Any] | None] = None
+
+    # Typed from the subclass's ``run``: ``ProcessUser.enqueue("x")`` is a type error when
+    # ``run`` takes an int. Each returns what the same method of a ``ClassJobHandle`` does.
+    options = _Options()
+    new = _New()
+    enqueue = _Enqueue()
+    enqueue_sync = _EnqueueSync()
 
     @classmethod
-    def _handle(cls) -> ClassJobHandle:
+    def _handle(cls) -> ClassJobHandle[..., Any]:
         handle = cls.__dict__.get("_aiojobs_handle")
         if handle is None:
             raise ConfigurationError(
                 f"{cls.__qualname__} is not declared as a job; decorate it with @engine.job"
             )
         return handle  # type: ignore[no-any-return]
-
-    @classmethod
-    def options(cls, **options: Unpack[OptionsDict]) -> ClassJobHandle:
-        return cls._handle().options(**options)
-
-    @classmethod
-    def new(cls, *args: object, **kwargs: object) -> JobRequest:
-        return cls._handle().new(*args, **kwargs)
-
-    @classmethod
-    async def enqueue(cls, *args: object, **kwargs: object) -> JobRecord | None:
-        return await cls._handle().enqueue(*args, **kwargs)
 
     @property
     def record(self) -> JobRecord:

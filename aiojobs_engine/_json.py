@@ -13,6 +13,11 @@ from ._errors import SerializationError
 # What a JSON document can hold, as Python values.
 JSONValue = None | bool | int | float | str | list["JSONValue"] | dict[str, "JSONValue"]
 
+# How deep a stored document may nest (lists and dicts, the document itself counting as one):
+# far beyond real arguments, and far below the recursion limit that decoding it again, deep
+# in a worker's stack, must stay under.
+MAX_DEPTH: Final = 100
+
 _encoder = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":"))
 
 
@@ -38,6 +43,10 @@ def dumps(value: object, what: str, *, check_keys: bool = True) -> str:
     that are not strings (the encoder would turn ``{1: 2}`` into ``{"1": 2}``, so the job
     would get back something else than it was given). ``check_keys=False`` skips that walk
     for the engine's own values whose keys are known to be strings (batches of rows).
+
+    Also refused: a document nested deeper than ``MAX_DEPTH``, whatever the caller's stack
+    depth (the encoder's own limit is what is left of Python's recursion limit, so it
+    depends on where it is called from; decoding must never hit it either).
     """
     try:
         text = _encode(value)
@@ -45,12 +54,16 @@ def dumps(value: object, what: str, *, check_keys: bool = True) -> str:
     except UnicodeEncodeError:
         raise SerializationError(f"{what} must not contain lone surrogate characters in its strings") from None
     except RecursionError:
-        raise SerializationError(f"{what} must be JSON-serialisable: it is nested too deeply, "
-                                 f"or contains itself") from None
+        _check_depth(value, what)  # nested too deeply (or a loop, which is endlessly deep)
+        raise SerializationError(f"{what} could not be encoded: the call stack is too deep here "
+                                 f"(RecursionError); enqueue from a shallower stack") from None
     except (TypeError, ValueError) as exc:
         raise SerializationError(
             f"{what} must be JSON-serialisable (dict, list, str, int, float, bool, None): {exc}"
         ) from None
+    # Fewer brackets in all than the limit (strings' brackets included): it cannot be too deep.
+    if check_keys and text.count("[") + text.count("{") >= MAX_DEPTH:
+        _check_depth(value, what)
     # Without a "{" there is no dict to look at; "{}" is the usual empty kwargs.
     if check_keys and "{" in text and text != "{}":
         _check_keys(value, what)
@@ -61,6 +74,21 @@ def dumps(value: object, what: str, *, check_keys: bool = True) -> str:
 
 _CONTAINERS = (dict, list, tuple)  # what the encoder walks into (it refuses anything else)
 _SCALARS = frozenset({str, int, float, bool, type(None)})  # exact types: one set lookup each
+
+
+def _check_depth(value: object, what: str) -> None:
+    """Raise SerializationError if ``value`` nests deeper than ``MAX_DEPTH`` (walked with a
+    stack, so that any depth, and a value that contains itself, is measured safely)."""
+    stack: list[tuple[object, int]] = [(value, 1)] if isinstance(value, _CONTAINERS) else []
+    while stack:
+        item, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            raise SerializationError(f"{what} is nested more than {MAX_DEPTH} levels deep (lists and dicts, "
+                                     f"counting the outermost), or contains itself")
+        children = item.values() if isinstance(item, dict) else item
+        for child in children:  # type: ignore[attr-defined]
+            if type(child) not in _SCALARS and isinstance(child, _CONTAINERS):
+                stack.append((child, depth + 1))  # noqa: PERF401
 
 
 def _check_keys(value: object, what: str) -> None:

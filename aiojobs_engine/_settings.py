@@ -46,6 +46,7 @@ class EngineSettings:
     canceled_retention: float | None = 7 * _DAY
     failed_retention: float | None = None
     prune_batch_size: int = 1000
+    max_arguments_bytes: int | None = 1 << 20  # a job's encoded args, kwargs, constructor args and meta
 
     def __post_init__(self) -> None:
         # Durations may be given as timedeltas; they are stored as float seconds.
@@ -66,6 +67,8 @@ class EngineSettings:
         check_int(self.claim_batch_size, "claim_batch_size", minimum=1, maximum=10_000)
         check_int(self.thread_workers, "thread_workers", minimum=1, maximum=1024)
         check_int(self.prune_batch_size, "prune_batch_size", minimum=1, maximum=100_000)
+        if self.max_arguments_bytes is not None:
+            check_int(self.max_arguments_bytes, "max_arguments_bytes (or None for no limit)", minimum=1)
         if self.cpu_workers is not None:
             check_int(self.cpu_workers, "cpu_workers", minimum=1, maximum=1024)
         check_bool(self.auto_migrate, "auto_migrate")
@@ -121,3 +124,4 @@ class SettingsDict(TypedDict, total=False):
     canceled_retention: float | None
     failed_retention: float | None
     prune_batch_size: int
+    max_arguments_bytes: int | None

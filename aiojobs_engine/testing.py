@@ -58,7 +58,7 @@ __all__ = [
     "workoff",
 ]
 
-JobRef: TypeAlias = JobHandle[..., Any] | ClassJobHandle | type[Job] | str
+JobRef: TypeAlias = JobHandle[..., Any] | ClassJobHandle[..., Any] | type[Job] | str
 """A job: its handle (``send_welcome``, ``send_welcome.options(...)``), its class, or its name."""
 
 StateFilter: TypeAlias = JobState | str | Sequence[JobState | str] | None

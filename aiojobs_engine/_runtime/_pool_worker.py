@@ -25,6 +25,7 @@ from .._context import JobContext, set_current_job
 from .._control import Cancel, Complete, Delete, Fail, JobSignal, Retry, Snooze
 from .._errors import SerializationError
 from .._records import JobRecord, JobState
+from . import _reimport
 
 if TYPE_CHECKING:
     from multiprocessing.connection import Connection
@@ -35,11 +36,13 @@ _targets: dict[tuple[str, str], Any] = {}
 def worker_main(conn: Connection, parent_pid: int, preload: list[str]) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     threading.Thread(target=_exit_with_parent, args=(parent_pid,), daemon=True, name="aiojobs-orphan-watch").start()
+    _reimport.preloading = True  # an engine opened by these imports is refused
     for module in preload:  # import the jobs' modules now, so no job's timeout pays for it
         try:
             importlib.import_module(module)
         except Exception:
             traceback.print_exc()  # the job itself will fail with the same error, where it is seen
+    _reimport.preloading = False
     conn.send_bytes(b'{"kind": "ready"}')
     while True:
         try:

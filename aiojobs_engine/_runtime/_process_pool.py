@@ -19,13 +19,14 @@ import contextlib
 import json
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from .._errors import EngineStateError, WorkerCrashedError
+from .._errors import ConfigurationError, EngineStateError, WorkerCrashedError
 from .._log import Event, logger
 from ._pool_worker import worker_main
+from ._reimport import MESSAGE, REIMPORT_EXIT_CODE, WORKER_PROCESS_NAME, main_script
 
 if TYPE_CHECKING:  # multiprocessing is imported when the first CPU-bound job comes
     from multiprocessing.connection import Connection
@@ -66,8 +67,13 @@ class PoolBody:
 
 
 class ProcessPool:
-    def __init__(self, size: int, preload: Sequence[str] = ()) -> None:
+    def __init__(self, size: int, preload: Sequence[str] = (),
+                 on_broken: Callable[[Exception], None] = lambda error: None) -> None:
+        """``on_broken`` hears of a set-up no worker can start with (a main script that
+        enqueues at import); the pool then starts no more workers."""
         self._size = size
+        self._on_broken = on_broken
+        self._broken = False
         self._preload = list(dict.fromkeys(m for m in preload if m != "__main__"))
         self._workers: set[_Worker] = set()
         self._idle: asyncio.Queue[_Worker] | None = None
@@ -106,7 +112,7 @@ class ProcessPool:
         context = multiprocessing.get_context("spawn")
         parent_conn, child_conn = context.Pipe(duplex=True)
         process = context.Process(
-            target=worker_main, args=(child_conn, os.getpid(), self._preload), name="aiojobs-cpu-worker",
+            target=worker_main, args=(child_conn, os.getpid(), self._preload), name=WORKER_PROCESS_NAME,
             daemon=True,
         )
         try:
@@ -206,7 +212,10 @@ class ProcessPool:
                     extra={"event": Event.POOL_WORKER_DIED, "pid": worker.pid, "job_id": job_id, "exitcode": code},
                 )
             future.set_exception(WorkerCrashedError(f"the worker process running this job {how}"))
-        if self._closed or self._idle is None:
+        if self._closed or self._idle is None or self._broken:
+            return
+        if not worker.ready and code == REIMPORT_EXIT_CODE:
+            self._break(ConfigurationError(MESSAGE.format(script=main_script())))
             return
         if not worker.ready or (time.monotonic() - worker.started_at < _SHORT_LIFE and not worker.killed_on_purpose):
             self._quick_deaths += 1
@@ -217,6 +226,16 @@ class ProcessPool:
         else:
             self._quick_deaths = 0
             self._spawn_safely()
+
+    def _break(self, error: Exception) -> None:
+        self._broken = True
+        for handle in self._respawns:
+            handle.cancel()
+        for other in list(self._workers):  # its siblings are re-importing the same script
+            other.killed_on_purpose = True
+            other.process.kill()
+        logger.error("%s", error, extra={"event": Event.POOL_WORKER_DIED})
+        self._on_broken(error)
 
     async def close(self) -> None:
         """Ask idle workers to exit; kill any that do not within a short grace."""

@@ -59,6 +59,7 @@ class Runtime:
         self.pool = ProcessPool(
             services.settings.cpu_worker_count,
             preload=[d.import_path[0] for d in services.registry if d.mode is RunMode.PROCESS],
+            on_broken=self._pool_broken,
         )
         self.writer = Writer(services, self.outage, on_written=lambda: self.producer.wake())
         self.runner = Runner(services, self.writer, self.pool,
@@ -203,6 +204,12 @@ class Runtime:
         logger.info("engine %s %s", self._s.engine_id, what, extra={"event": event, "engine_id": self._s.engine_id})
         if self._s.events.wants(kind):
             self._s.events.emit(JobEvent(kind=kind, at=self._s.clock.now(), engine_id=self._s.engine_id))
+
+    def _pool_broken(self, error: Exception) -> None:
+        """No CPU worker can ever start (see ``_reimport``): the engine stops with why."""
+        if self._fatal is None:
+            self._fatal = error
+        self.request_stop(immediate=True)
 
     # -- from the heartbeat thread ----------------------------------------------------------------
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 import json
+import sys
 from collections import OrderedDict
 from pathlib import Path
 
@@ -11,7 +12,7 @@ import pytest
 
 from aiojobs_engine import Engine, Job, JobState, SerializationError
 from aiojobs_engine._control import Complete
-from aiojobs_engine._json import dumps, loads
+from aiojobs_engine._json import MAX_DEPTH, dumps, loads
 from aiojobs_engine._runtime._outcomes import decision_for_signal
 from aiojobs_engine._runtime._pool_worker import run_task
 
@@ -142,14 +143,53 @@ def test_loads_keeps_none() -> None:
 def test_a_value_that_contains_itself_is_refused() -> None:
     looped: list[object] = [1]
     looped.append(looped)
-    with pytest.raises(SerializationError, match="nested too deeply, or contains itself"):
+    with pytest.raises(SerializationError, match="or contains itself"):
         dumps(looped, "args")
-    deep: list[object] = []
-    for _ in range(100_000):
-        deep = [deep]
-    with pytest.raises(SerializationError, match="nested too deeply"):
-        dumps(deep, "args")
+    looped_dict: dict[str, object] = {}
+    looped_dict["me"] = looped_dict
+    with pytest.raises(SerializationError, match="or contains itself"):
+        dumps(looped_dict, "meta")
     assert dumps([1, "é", {"a": None}], "args") == '[1,"é",{"a":null}]'  # and the encoder still works after
+
+
+def nested(depth: int) -> object:
+    """A document of ``depth`` levels: lists, with a dict every other level."""
+    value: object = 1
+    for level in range(depth):
+        value = [value] if level % 2 else {"k": value}
+    return value
+
+
+@pytest.mark.parametrize("depth", [MAX_DEPTH + 1, 980, 100_000])
+def test_nesting_past_the_limit_is_refused_however_deep(depth: int) -> None:
+    with pytest.raises(SerializationError, match=f"args is nested more than {MAX_DEPTH} levels deep"):
+        dumps(nested(depth), "args")
+
+
+def test_nesting_up_to_the_limit_is_accepted_and_decodes_again_deep_in_a_stack() -> None:
+    text = dumps(nested(MAX_DEPTH), "args")
+    assert text.count("[") + text.count("{") == MAX_DEPTH
+
+    def deep_in_a_stack(levels: int) -> object:  # where a worker may decode it: far down its stack
+        return loads(text) if levels == 0 else deep_in_a_stack(levels - 1)
+
+    assert deep_in_a_stack(sys.getrecursionlimit() - 300) == nested(MAX_DEPTH)
+    with_brackets_in_strings = ["[" * 500, {"{": "{" * 500}]
+    assert loads(dumps(with_brackets_in_strings, "args")) == with_brackets_in_strings  # brackets in text are not depth
+
+
+@pytest.mark.parametrize("depth", [MAX_DEPTH + 1, 980])
+def test_the_limit_holds_at_any_caller_stack_depth(depth: int) -> None:
+    """The encoder's own limit is what is left of the recursion limit: near its end, a value
+    within MAX_DEPTH may fail to encode; either way the error is a SerializationError."""
+    def deep_in_a_stack(levels: int) -> None:
+        if levels:
+            deep_in_a_stack(levels - 1)
+            return
+        with pytest.raises(SerializationError, match=r"nested more than|call stack is too deep"):
+            dumps(nested(depth), "args")
+
+    deep_in_a_stack(sys.getrecursionlimit() - 60)
 
 
 @pytest.mark.parametrize("value", [
