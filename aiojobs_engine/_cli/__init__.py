@@ -15,6 +15,7 @@ from .. import AiojobsError, ConfigurationError, Engine
 from . import _loop
 from ._app import APP_ENV, load_engine
 from ._config import load_config
+from ._database import is_named, require_existing
 from ._errors import EXIT_FAILED, EXIT_USAGE, CommandFailed, UsageError
 from ._parser import build_parser
 
@@ -59,6 +60,7 @@ def _run(args: Namespace) -> int:
     precheck = getattr(args, "precheck", None)
     if precheck is not None:
         precheck(engine, args)
+    require_existing(engine, args, named=is_named(app=spec, url=url))
     if getattr(args, "opens_itself", False):
         return _loop.run(lambda: args.handler(engine, args), prefer_uvloop=getattr(args, "uvloop", False))
     return _loop.run(lambda: _opened(engine, args))

@@ -18,6 +18,7 @@ from .. import Engine, JobState, __version__
 from .._groups import IMPLICIT_GROUP, MAX_PROCESSES
 from . import _cron, _dashboard, _detached, _jobs, _maintenance, _queues, _work, _worker
 from ._app import APP_ENV
+from ._database import Database
 
 Handler = Callable[[Engine, argparse.Namespace], Awaitable[int]]
 Precheck = Callable[[Engine, argparse.Namespace], None]
@@ -38,7 +39,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "of worker processes)", _work.work, json=False)
     _add_worker_options(work, log_level="info")
     _add_supervisor_options(work, pidfile=None)
-    work.set_defaults(needs_app=True, uvloop=True, opens_itself=True, precheck=_work.prepare_work)
+    work.set_defaults(needs_app=True, uvloop=True, opens_itself=True, precheck=_work.prepare_work,
+                      database=Database.CREATES)
     worker = _command(commands, "worker", "run one worker process of a group (for systemd, supervisord, "
                       "Kubernetes)", _worker.worker, json=False)
     _add_worker_options(worker, log_level="info")
@@ -49,7 +51,8 @@ def build_parser() -> argparse.ArgumentParser:
     worker.add_argument("--config", metavar="FILE", help="a TOML file declaring worker groups")
     worker.add_argument("--supervisor-pid", type=int, help=argparse.SUPPRESS)
     worker.add_argument("--ready-fd", type=int, help=argparse.SUPPRESS)
-    worker.set_defaults(needs_app=True, uvloop=True, opens_itself=True, precheck=_worker.prepare_worker)
+    worker.set_defaults(needs_app=True, uvloop=True, opens_itself=True, precheck=_worker.prepare_worker,
+                        database=Database.CREATES)
 
     start = _command(commands, "start", "run the supervisor in the background", _detached.start)
     _add_worker_options(start, log_level="info")
@@ -58,7 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="where the supervisor and its workers write (default: ./aiojobs.log)")
     start.add_argument("--timeout", type=float, default=60.0, metavar="S",
                        help="seconds to wait for the workers to be running (default 60)")
-    start.set_defaults(needs_app=True, opens_itself=True, precheck=_work.prepare_work)
+    start.set_defaults(needs_app=True, opens_itself=True, precheck=_work.prepare_work, database=Database.CREATES)
     for name, help_text, handler in (
         ("stop", "stop the background supervisor gracefully", _detached.stop),
         ("restart", "replace the background supervisor's workers one by one (new code, no job lost)",
@@ -71,10 +74,11 @@ def build_parser() -> argparse.ArgumentParser:
         if name != "status":
             control.add_argument("--timeout", type=float, metavar="S", help="seconds to wait (default: from "
                                  "the workers' shutdown_grace)")
-        control.set_defaults(no_app=True, opens_itself=True)
+        control.set_defaults(no_app=True, opens_itself=True, database=Database.NONE)
     workoff = _command(commands, "workoff", "run every job due now, then exit", _work.workoff)
     _add_worker_options(workoff, log_level="warning")
-    workoff.set_defaults(needs_app=True, uvloop=True, opens_itself=True, precheck=_work.configure_queues)
+    workoff.set_defaults(needs_app=True, uvloop=True, opens_itself=True, precheck=_work.configure_queues,
+                         database=Database.CREATES)
 
     jobs = commands.add_parser("jobs", help="list, show, retry, cancel or snooze jobs").add_subparsers(
         dest="jobs_command", required=True, metavar="ACTION")
@@ -119,7 +123,7 @@ def build_parser() -> argparse.ArgumentParser:
         _command(cron, name, help_text, handler).add_argument("name", metavar="NAME")
 
     migrate = _command(commands, "migrate", "bring the database schema up to date", _maintenance.migrate)
-    migrate.set_defaults(opens_itself=True)
+    migrate.set_defaults(opens_itself=True, database=Database.CREATES)
     _command(commands, "prune", "delete finished jobs past their retention now", _maintenance.prune)
     clear = _command(commands, "clear", "delete jobs (every job not held by an engine by default)",
                      _maintenance.clear)
@@ -136,7 +140,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _command(group: Any, name: str, help_text: str, handler: Handler, *, json: bool = True) -> argparse.ArgumentParser:
     parser: argparse.ArgumentParser = group.add_parser(name, help=help_text, description=help_text)
     _add_common(parser, json=json)
-    parser.set_defaults(handler=handler)
+    parser.set_defaults(handler=handler, database=Database.EXISTING)
     return parser
 
 
