@@ -32,7 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=f"--app defaults to ${APP_ENV}; the database URL to --url, else the engine's own.",
     )
     parser.add_argument("--version", action="version", version=f"aiojobs {__version__}")
-    _add_common(parser, json=True)
+    _add_common(parser)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     work = _command(commands, "work", "run jobs until SIGINT/SIGTERM (in this process, or as a supervisor "
@@ -48,7 +48,6 @@ def build_parser() -> argparse.ArgumentParser:
                         help=f"the worker group (default: {IMPLICIT_GROUP}, the implicit group)")
     worker.add_argument("--id", type=_count(0, 99_999, "--id"), default=0, metavar="N",
                         help="this worker's number in its group: its worker id is <host>:<group>:<N> (default 0)")
-    worker.add_argument("--config", metavar="FILE", help="a TOML file declaring worker groups")
     worker.add_argument("--supervisor-pid", type=int, help=argparse.SUPPRESS)
     worker.add_argument("--ready-fd", type=int, help=argparse.SUPPRESS)
     worker.set_defaults(needs_app=True, uvloop=True, opens_itself=True, precheck=_worker.prepare_worker,
@@ -80,14 +79,12 @@ def build_parser() -> argparse.ArgumentParser:
     workoff.set_defaults(needs_app=True, uvloop=True, opens_itself=True, precheck=_work.configure_queues,
                          database=Database.CREATES)
 
-    jobs = commands.add_parser("jobs", help="list, show, retry, cancel or snooze jobs").add_subparsers(
-        dest="jobs_command", required=True, metavar="ACTION")
-    listing = _command(jobs, "list", "list jobs, newest first", _jobs.list_jobs)
-    listing.add_argument("--state", type=_states(tuple(JobState)), action="extend", default=[],
-                         help="only jobs in these states (repeat, or comma-separate)")
-    listing.add_argument("--queue", type=_names, action="extend", default=[], help="only jobs of these queues")
-    listing.add_argument("--name", type=_names, action="extend", default=[], help="only jobs of these names")
-    listing.add_argument("--limit", type=int, default=100, help="at most this many jobs (default 100)")
+    # Bare `aiojobs jobs` and `aiojobs queues` list, as bare `aiojobs cron` does.
+    jobs_parser = _command(commands, "jobs", "list, show, retry, cancel or snooze jobs (bare: list them)",
+                           _jobs.list_jobs)
+    _add_job_filters(jobs_parser, default=[])
+    jobs = jobs_parser.add_subparsers(dest="jobs_command", required=False, metavar="ACTION")
+    _add_job_filters(_command(jobs, "list", "list jobs, newest first", _jobs.list_jobs), default=argparse.SUPPRESS)
     for name, help_text, handler in (
         ("show", "show every field of a job", _jobs.show_job),
         ("retry", "run a failed, canceled or completed job again", _jobs.retry_job),
@@ -99,16 +96,20 @@ def build_parser() -> argparse.ArgumentParser:
     snooze.add_argument("--delay", type=float, required=True, metavar="SECONDS",
                         help="seconds from now until the job may run")
 
-    queues = commands.add_parser("queues", help="list queues or change their settings").add_subparsers(
-        dest="queues_command", required=True, metavar="ACTION")
+    queues_parser = _command(commands, "queues", "list queues or change their settings (bare: list them)",
+                             _queues.list_queues)
+    queues = queues_parser.add_subparsers(dest="queues_command", required=False, metavar="ACTION")
     _command(queues, "list", "queues with their settings and job counts", _queues.list_queues)
-    _command(queues, "pause", "stop claiming jobs of a queue", _queues.pause_queue).add_argument("queue", metavar="Q")
-    _command(queues, "resume", "claim jobs of a paused queue again", _queues.resume_queue).add_argument(
-        "queue", metavar="Q")
+    pause = _command(queues, "pause", "stop claiming jobs of a queue", _queues.pause_queue)
+    resume = _command(queues, "resume", "claim jobs of a paused queue again", _queues.resume_queue)
     setting = _command(queues, "set", "store a queue's concurrency or priority", _queues.set_queue)
-    setting.add_argument("queue", metavar="Q")
+    for changing in (pause, resume, setting):
+        changing.add_argument("queue", metavar="Q")
+        _add_create(changing)
     setting.add_argument("--concurrency", type=int, help="jobs of this queue each engine runs at once")
     setting.add_argument("--priority", type=int, help="queue priority (lower is claimed first)")
+    _command(queues, "delete", "delete the stored settings of a queue that holds no job",
+             _queues.delete_queue).add_argument("queue", metavar="Q")
 
     # Bare `aiojobs cron` lists, as `aiojobs cron list` does.
     cron_parser = _command(commands, "cron", "recurring schedules and their next runs (bare: list them)",
@@ -139,22 +140,43 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _command(group: Any, name: str, help_text: str, handler: Handler, *, json: bool = True) -> argparse.ArgumentParser:
     parser: argparse.ArgumentParser = group.add_parser(name, help=help_text, description=help_text)
-    _add_common(parser, json=json)
-    parser.set_defaults(handler=handler, database=Database.EXISTING)
+    _add_common(parser)
+    parser.set_defaults(handler=handler, database=Database.EXISTING, json_output=json)
     return parser
 
 
-def _add_common(parser: argparse.ArgumentParser, *, json: bool) -> None:
-    # SUPPRESS: an option given before the command is not reset by the command's parser.
+def _add_common(parser: argparse.ArgumentParser) -> None:
+    """The global options, on the top parser and on every command's, so they go before or after it.
+
+    SUPPRESS: an option given before the command is not reset by the command's parser.
+    """
     parser.add_argument("--app", default=argparse.SUPPRESS, metavar="MODULE:ATTR",
                         help=f"the application's engine, e.g. myapp.jobs:engine (default: ${APP_ENV})")
     parser.add_argument("--url", default=argparse.SUPPRESS, help="database URL (overrides the engine's)")
-    if json:
-        parser.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="print JSON")
+    parser.add_argument("--config", default=argparse.SUPPRESS, metavar="FILE",
+                        help="a TOML file naming the app and url, and declaring worker groups")
+    parser.add_argument("--json", action="store_true", default=argparse.SUPPRESS,
+                        help="print JSON (an array for lists, an object for one item)")
+
+
+def _add_job_filters(parser: argparse.ArgumentParser, *, default: Any) -> None:
+    # On the bare `jobs` and on `jobs list`; SUPPRESS on the latter keeps a filter given before it.
+    parser.add_argument("--state", type=_states(tuple(JobState)), action="extend", default=default,
+                        help="only jobs in these states (repeat, or comma-separate)")
+    parser.add_argument("--queue", type=_names, action="extend", default=default, help="only jobs of these queues")
+    parser.add_argument("--name", type=_names, action="extend", default=default, help="only jobs of these names")
+    parser.add_argument("--limit", type=int, default=100 if default == [] else default,
+                        help="at most this many jobs (default 100)")
+
+
+def _add_create(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--create", action="store_true",
+                        help="accept a queue that no job, schedule or stored setting names yet (creates it)")
 
 
 def _add_worker_options(parser: argparse.ArgumentParser, *, log_level: str) -> None:
     parser.add_argument("--queues", metavar="A,B", help="work only these queues (default: every queue)")
+    _add_create(parser)
     parser.add_argument("--concurrency", type=int, metavar="N",
                         help="jobs of each queue named in --queues run at once (stored for the queue)")
     parser.add_argument("--log-level", choices=_LOG_LEVELS, default=log_level, help=f"default: {log_level}")
@@ -166,7 +188,6 @@ def _add_supervisor_options(parser: argparse.ArgumentParser, *, pidfile: str | N
                              "one per core)")
     parser.add_argument("--group", action="append", default=[], metavar="NAME",
                         help="run this worker group (repeat for more; default: every declared group)")
-    parser.add_argument("--config", metavar="FILE", help="a TOML file declaring worker groups (and app, url)")
     parser.add_argument("--max-restarts", type=_count(0, 1000, "--max-restarts"), default=10, metavar="N",
                         help="failed restarts in a row before the supervisor gives up on a worker (default 10)")
     where = f" (default: ./{pidfile})" if pidfile else " (makes `work` a supervisor that `status` can see)"
