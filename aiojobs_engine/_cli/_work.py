@@ -26,6 +26,7 @@ from typing import Final
 
 from .. import AiojobsError, Engine, QueueConfig
 from .._validation import check_name
+from ._banner import announce_when_started
 from ._errors import EXIT_OK, UsageError
 from ._known import require_known_before_opening
 from ._output import emit, emit_json
@@ -85,6 +86,7 @@ async def work(engine: Engine, args: Namespace) -> int:
     configure_logging(args)
     if args.slots is not None:
         return await _supervise(args)
+    announce_when_started(engine)
     await engine.run(handle_signals=True)
     return EXIT_OK
 
