@@ -48,11 +48,8 @@ def require_existing(engine: Engine, args: Namespace, *, named: bool) -> None:
     """
     if getattr(args, "database", Database.EXISTING) is not Database.EXISTING:
         return
-    url = parse_url(engine.url)
-    if url.kind != "sqlite" or url.is_memory or url.path is None:
-        return  # PostgreSQL creates no database on connect: a missing one fails to connect, by name
-    path = Path(url.path)
-    if path.exists():
+    path = missing_file(engine)
+    if path is None:
         return
     command = command_name(args)
     if not named:
@@ -66,6 +63,15 @@ def require_existing(engine: Engine, args: Namespace, *, named: bool) -> None:
         f"{command}: no database at {path.resolve()} (from {engine.url}); check the path, or create it with "
         "`aiojobs migrate` (or by starting a worker); this command creates no database"
     )
+
+
+def missing_file(engine: Engine) -> Path | None:
+    """The engine's SQLite file if it does not exist (opening would create it), else None."""
+    url = parse_url(engine.url)
+    if url.kind != "sqlite" or url.is_memory or url.path is None:
+        return None  # PostgreSQL creates no database on connect: a missing one fails to connect, by name
+    path = Path(url.path)
+    return None if path.exists() else path
 
 
 def is_named(*, app: str | None, url: str | None) -> bool:

@@ -16,7 +16,7 @@ from typing import Any
 
 from .. import Engine, JobState, __version__
 from .._groups import IMPLICIT_GROUP, MAX_PROCESSES
-from . import _cron, _dashboard, _detached, _jobs, _maintenance, _queues, _work, _worker
+from . import _cron, _dashboard, _detached, _enqueue, _health, _jobs, _maintenance, _queues, _work, _worker
 from ._app import APP_ENV
 from ._database import Database
 
@@ -78,6 +78,28 @@ def build_parser() -> argparse.ArgumentParser:
     _add_worker_options(workoff, log_level="warning")
     workoff.set_defaults(needs_app=True, uvloop=True, opens_itself=True, precheck=_work.configure_queues,
                          database=Database.CREATES)
+
+    enqueue = _command(commands, "enqueue", "enqueue one job by name (arguments as JSON)", _enqueue.enqueue)
+    enqueue.add_argument("name", metavar="NAME", help="the job's name")
+    enqueue.add_argument("args", nargs="*", metavar="ARG",
+                         help="positional arguments, each JSON (42, true, '[1, 2]'); a plain word is a string")
+    enqueue.add_argument("--kwargs", metavar="JSON", help="keyword arguments, as one JSON object")
+    enqueue.add_argument("--queue", metavar="Q", help="the queue (default: the job's declared queue, or default)")
+    enqueue.add_argument("--priority", type=int, metavar="N", help="lower runs first (default 50)")
+    enqueue.add_argument("--delay", type=float, metavar="SECONDS", help="run no sooner than this from now")
+    _add_create(enqueue)
+    enqueue.set_defaults(database=Database.CREATES)
+
+    health = _command(commands, "healthcheck", "check the database, its schema and (if asked) live engines; exit "
+                      "0 healthy, 3 unreachable, 4 schema behind or ahead, 5 engines missing", _health.healthcheck)
+    health.add_argument("--require-engines", type=_count(0, 100_000, "--require-engines"), default=0, metavar="N",
+                        help="unhealthy unless at least N engines have a fresh heartbeat (default 0)")
+    health.add_argument("--engine", action="append", default=[], metavar="ID",
+                        help="unhealthy unless this engine (worker id) has a fresh heartbeat (repeatable)")
+    health.add_argument("--timeout", type=float, default=5.0, metavar="S",
+                        help="seconds the whole check may take (default 5)")
+    # The check reports a missing database (exit 3) itself rather than refusing the command line.
+    health.set_defaults(opens_itself=True, precheck=_health.prepare, database=Database.NONE)
 
     # Bare `aiojobs jobs` and `aiojobs queues` list, as bare `aiojobs cron` does.
     jobs_parser = _command(commands, "jobs", "list, show, retry, cancel or snooze jobs (bare: list them)",

@@ -45,7 +45,7 @@ ALL = sorted(set(commands(build_parser())))
 def test_every_command_is_covered() -> None:
     names = {" ".join(p) for p in ALL}
     assert {"jobs", "jobs list", "queues", "queues delete", "cron", "work", "worker", "workoff", "migrate",
-            "status", "dashboard"} <= names
+            "status", "dashboard", "enqueue", "healthcheck"} <= names
 
 
 @pytest.mark.parametrize("path", ALL, ids=" ".join)
