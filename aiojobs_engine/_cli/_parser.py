@@ -1,11 +1,12 @@
 """The command grammar: one argparse parser, its subcommands, and what each one runs.
 
-``--app``, ``--url`` and ``--json`` are accepted before or after the command
-(``aiojobs --app x:engine jobs list`` and ``aiojobs jobs list --app x:engine``). Each
-command's parser sets ``handler`` (an ``async (engine, args) -> exit code``, run inside
-``async with engine`` unless ``opens_itself``) and, where they apply, ``precheck`` (run
-before the event loop starts), ``needs_app``, ``no_app`` (the command never loads one) and
-``uvloop``.
+The global options ``--app``, ``--url``, ``--config`` and ``--json`` are accepted before or
+after every command (``aiojobs --app x:engine jobs list`` and ``aiojobs jobs list --app
+x:engine``); bare ``jobs``, ``queues`` and ``cron`` list. Each command's parser sets
+``handler`` (an ``async (engine, args) -> exit code``, run inside ``async with engine``
+unless ``opens_itself``), ``database`` (may it create one: ``_database``), ``json_output``
+and, where they apply, ``precheck`` (run before the event loop starts), ``needs_app``,
+``no_app`` (the command never loads one) and ``uvloop``.
 """
 
 from __future__ import annotations
