@@ -32,6 +32,7 @@ from ._errors import (
     EngineStateError,
     JobNotFoundError,
     JobStateError,
+    QueueNotEmptyError,
     SchemaError,
 )
 from ._events import EventBus, EventKind, JobEvent
@@ -735,6 +736,28 @@ class Engine:
             retention=None if retention is None else check_retention(retention, "queue retention"),
             clear_retention=check_bool(clear_retention, "clear_retention"),
         ))
+
+    async def delete_queue(self, name: str) -> bool:
+        """Delete the stored settings of a queue that holds no job; False if none are stored.
+
+        Raises ``QueueNotEmptyError`` (with the counts per state) while any job of the queue
+        is stored, whatever its state. A queue in this engine's ``queues=`` is stored again
+        when the engine next opens; enqueueing into the queue stores it again with defaults.
+        """
+        backend = self._require_open()
+        queue = check_name(name, "queue")
+        if await backend.queue_delete(queue):
+            return True
+        stored = await backend.job_count()
+        counts = {str(state): stored[queue, state] for state in JobState if stored.get((queue, state))}
+        if counts:
+            listed = ", ".join(f"{n} {state}" for state, n in counts.items())
+            raise QueueNotEmptyError(
+                f"queue {queue!r} still holds {sum(counts.values())} job(s) ({listed}); cancel, clear or "
+                "let them finish and be pruned first",
+                queue=queue, counts=counts,
+            )
+        return False
 
     async def _change_queue(self, change: QueueChange) -> QueueRecord:
         record = await self._require_open().queue_upsert(change, now=self._clock.for_database())

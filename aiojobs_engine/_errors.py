@@ -13,6 +13,7 @@
     ├── WorkerCrashedError            the worker process running an attempt died
     ├── EngineStateError              (RuntimeError) the call does not fit the engine's state
     │   └── EngineIdInUseError        another live engine heartbeats under this worker id
+    ├── QueueNotEmptyError            (RuntimeError) jobs are stored in the queue to delete
     ├── SchemaError                   (RuntimeError) the database schema does not fit
     └── BackendError                  the database failed; the driver's error is __cause__
         └── BackendUnavailableError   the database cannot be reached right now
@@ -85,6 +86,16 @@ class EngineStateError(AiojobsError, RuntimeError):
 
 class EngineIdInUseError(EngineStateError):
     """Another engine with a fresh heartbeat already works under this worker id."""
+
+
+class QueueNotEmptyError(AiojobsError, RuntimeError):
+    """``delete_queue`` refused: jobs of the queue are stored. ``counts`` maps each state
+    that has jobs to their number."""
+
+    def __init__(self, message: str, *, queue: str, counts: dict[str, int]) -> None:
+        super().__init__(message)
+        self.queue = queue
+        self.counts = counts
 
 
 class SchemaError(AiojobsError, RuntimeError):

@@ -758,6 +758,20 @@ class BackendConformance:
         await backend.job_insert_many([insert()], now=T0)
         assert dict(await backend.queue_running_counts(["default", "none"])) == {"default": 2}
 
+    async def test_queue_delete_only_when_no_job_is_stored(self, backend: Backend) -> None:
+        await backend.queue_upsert(QueueChange(name="empty", paused=True), now=T0)
+        (job,) = await backend.job_insert_many([insert(queue="busy")], now=T0)
+        await held(backend, "held", "e1")
+        assert not await backend.queue_delete("busy")  # a waiting job
+        assert not await backend.queue_delete("held")  # a running and a claimed job
+        assert not await backend.queue_delete("never")
+        assert await backend.queue_delete("empty")
+        assert not await backend.queue_delete("empty")  # already gone
+        assert [q.name for q in await backend.queue_list()] == ["busy", "held"]
+        assert await backend.job_delete(job.id)
+        assert await backend.queue_delete("busy")
+        assert [q.name for q in await backend.queue_list()] == ["held"]
+
     # -- engines ----------------------------------------------------------------------------
 
     async def test_engine_registration_refuses_a_live_id(self, backend: Backend) -> None:

@@ -390,6 +390,11 @@ class Backend(Protocol):
         """Claimed and running jobs per queue across every engine (for global caps)."""
         ...
 
+    async def queue_delete(self, name: str) -> bool:
+        """Delete the queue's stored settings if no job of the queue is stored, checked in the
+        same statement; False if nothing was deleted (no settings, or jobs remain)."""
+        ...
+
     # -- recurring schedules ------------------------------------------------------------------
 
     async def cron_upsert(self, schedule: CronSchedule, *, now: datetime | None = None) -> CronRecord:

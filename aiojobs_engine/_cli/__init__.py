@@ -15,6 +15,7 @@ from .. import AiojobsError, ConfigurationError, Engine
 from . import _loop
 from ._app import APP_ENV, load_engine
 from ._config import load_config
+from ._database import command_name, is_named, require_existing
 from ._errors import EXIT_FAILED, EXIT_USAGE, CommandFailed, UsageError
 from ._parser import build_parser
 
@@ -56,9 +57,12 @@ def _run(args: Namespace) -> int:
     if url is not None:
         engine.configure(url=url)
     args.json = getattr(args, "json", False)
+    if args.json and not getattr(args, "json_output", True):
+        raise UsageError(f"{command_name(args)} prints no JSON (it logs as it runs); drop --json")
     precheck = getattr(args, "precheck", None)
     if precheck is not None:
         precheck(engine, args)
+    require_existing(engine, args, named=is_named(app=spec, url=url))
     if getattr(args, "opens_itself", False):
         return _loop.run(lambda: args.handler(engine, args), prefer_uvloop=getattr(args, "uvloop", False))
     return _loop.run(lambda: _opened(engine, args))

@@ -100,7 +100,7 @@ def _engine_options(args: Namespace) -> list[str]:
 def _queue_options(args: Namespace) -> list[str]:
     argv = []
     if args.queues is not None:
-        argv += ["--queues", args.queues]
+        argv += ["--queues", args.queues, "--create"]  # known, or --create given: checked before they start
     if args.concurrency is not None:
         argv += ["--concurrency", str(args.concurrency)]
     return argv

@@ -1,4 +1,9 @@
-"""``aiojobs queues list|pause|resume|set``: queue settings, stored for every engine to follow."""
+"""``aiojobs queues list|pause|resume|set|delete``: queue settings, stored for every engine to follow.
+
+``pause``, ``resume`` and ``set`` store the queue they name, so they refuse a name nothing
+knows unless ``--create`` is given (``_known``); ``delete`` removes the stored settings of
+a queue that holds no job.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +12,9 @@ from typing import Any
 
 from .. import Engine, JobState, QueueRecord
 from .._options import DEFAULT_CONCURRENCY, DEFAULT_PRIORITY
-from ._errors import EXIT_OK, UsageError
+from .._validation import check_name
+from ._errors import EXIT_OK, CommandFailed, UsageError
+from ._known import require_known, suggestion
 from ._output import emit, emit_json, record_dict, table
 
 
@@ -37,11 +44,13 @@ async def list_queues(engine: Engine, args: Namespace) -> int:
 
 
 async def pause_queue(engine: Engine, args: Namespace) -> int:
+    await _require_known(engine, args)
     _report(args, await engine.pause_queue(args.queue), "paused")
     return EXIT_OK
 
 
 async def resume_queue(engine: Engine, args: Namespace) -> int:
+    await _require_known(engine, args)
     _report(args, await engine.resume_queue(args.queue), "resumed")
     return EXIT_OK
 
@@ -49,9 +58,26 @@ async def resume_queue(engine: Engine, args: Namespace) -> int:
 async def set_queue(engine: Engine, args: Namespace) -> int:
     if args.concurrency is None and args.priority is None:
         raise UsageError("queues set needs --concurrency and/or --priority")
+    await _require_known(engine, args)
     record = await engine.set_queue(args.queue, concurrency=args.concurrency, priority=args.priority)
     _report(args, record, f"set (concurrency {record.concurrency}, priority {record.priority})")
     return EXIT_OK
+
+
+async def delete_queue(engine: Engine, args: Namespace) -> int:
+    name = check_name(args.queue, "queue")
+    if not await engine.delete_queue(name):  # QueueNotEmptyError (exit 1) names the jobs still stored
+        stored = {q.name for q in await engine.list_queues()}
+        raise CommandFailed(f"no settings are stored for queue {name!r}; {suggestion(name, stored)}")
+    if args.json:
+        emit_json({"name": name, "deleted": True})
+    else:
+        emit(f"queue {name} deleted")
+    return EXIT_OK
+
+
+async def _require_known(engine: Engine, args: Namespace) -> None:
+    await require_known(engine, [check_name(args.queue, "queue")], create=args.create)
 
 
 def _report(args: Namespace, record: QueueRecord, what: str) -> None:

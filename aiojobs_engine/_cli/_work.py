@@ -25,7 +25,10 @@ from argparse import Namespace
 from typing import Final
 
 from .. import AiojobsError, Engine, QueueConfig
+from .._validation import check_name
+from ._banner import announce_when_started
 from ._errors import EXIT_OK, UsageError
+from ._known import require_known_before_opening
 from ._output import emit, emit_json
 from ._pidfile import PidFile, absolute
 from ._plan import plan, resolve_groups, wants_supervisor
@@ -38,14 +41,24 @@ LOG_FORMAT: Final = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 def configure_queues(engine: Engine, args: Namespace) -> None:
     """Apply ``--queues`` and ``--concurrency`` to the engine (before the event loop starts)."""
-    if args.queues is None:
+    names = queue_names(args)
+    if names is None:
         if args.concurrency is not None:
             raise UsageError("--concurrency is set per queue: name the queues with --queues")
         return
-    names = [name.strip() for name in args.queues.split(",") if name.strip()]
+    configs = {name: QueueConfig(concurrency=args.concurrency) for name in names}  # bad values fail before I/O
+    require_known_before_opening(engine, names, create=args.create)
+    engine.configure(queues=configs)
+
+
+def queue_names(args: Namespace) -> list[str] | None:
+    """The names given to ``--queues`` (None: not given), each a valid queue name."""
+    if args.queues is None:
+        return None
+    names = [check_name(name.strip(), "queue") for name in args.queues.split(",") if name.strip()]
     if not names:
         raise UsageError(f"--queues needs at least one queue name, got {args.queues!r}")
-    engine.configure(queues={name: QueueConfig(concurrency=args.concurrency) for name in names})
+    return names
 
 
 def prepare_work(engine: Engine, args: Namespace) -> None:
@@ -57,6 +70,9 @@ def prepare_work(engine: Engine, args: Namespace) -> None:
                              "run one `aiojobs worker --group G --id N` per process under a service manager")
         args.slots = plan(engine, args, groups)
         args.uvloop = False
+        names = queue_names(args)
+        if names is not None:  # the implicit group's workers get --create: checked once, here
+            require_known_before_opening(engine, names, create=args.create)
     else:
         args.slots = None
         configure_queues(engine, args)
@@ -70,6 +86,7 @@ async def work(engine: Engine, args: Namespace) -> int:
     configure_logging(args)
     if args.slots is not None:
         return await _supervise(args)
+    announce_when_started(engine)
     await engine.run(handle_signals=True)
     return EXIT_OK
 

@@ -27,6 +27,7 @@ from typing import Final
 from .. import ConfigurationError, Engine, QueueConfig
 from .._groups import IMPLICIT_GROUP, WorkerGroup, find_group, worker_id
 from .._log import Event
+from ._banner import announce_when_started
 from ._errors import EXIT_OK, CommandFailed, UsageError
 from ._plan import resolve_groups
 from ._process import die_with_parent, notify_systemd
@@ -79,6 +80,7 @@ def _group_queues(engine: Engine, group: WorkerGroup) -> dict[str, QueueConfig] 
 async def worker(engine: Engine, args: Namespace) -> int:
     configure_logging(args)
     stopper = _Stopper(engine, args.supervisor_pid)
+    announce_when_started(engine)
     with stopper.handling_signals():
         async with engine.running():
             _announce_ready(args.ready_fd)

@@ -5,6 +5,7 @@ The CLI runs its own event loop, so these tests are plain functions calling ``ma
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 import sys
 from collections.abc import Callable, Iterator
@@ -13,7 +14,9 @@ from pathlib import Path
 
 import pytest
 
+from aiojobs_engine import Engine
 from aiojobs_engine._cli import main
+from aiojobs_engine.pytest_plugin import sqlite_test_url
 
 from ._helpers import APP_MODULE, Finished, Result, build_finished
 
@@ -27,6 +30,14 @@ def fresh_app(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     sys.modules.pop(APP_MODULE, None)
     yield
     sys.modules.pop(APP_MODULE, None)
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    """A migrated, empty SQLite file: inspection commands refuse a file that does not exist."""
+    url = sqlite_test_url(tmp_path)
+    asyncio.run(Engine(url).migrate())
+    return url
 
 
 @pytest.fixture

@@ -265,7 +265,7 @@ def plan_for(*argv: str) -> list[tuple[str, str, float]]:
 
     sys.modules.pop("tests.apps.groups_app", None)
     args = build_parser().parse_args(["work", *argv])
-    args.config_file = load_config(args.config) if args.config else None
+    args.config_file = load_config(args.config) if getattr(args, "config", None) else None
     args.app_spec = args.app
     prepare_work(load_engine(args.app), args)
     if args.slots is None:
@@ -289,8 +289,16 @@ def test_groups_declared_in_code_make_work_a_supervisor(tmp_path: Path) -> None:
 
 def test_without_groups_work_stays_in_process_unless_asked(tmp_path: Path) -> None:
     assert plan_for("--app", APP) == []
-    workers = plan_for("--app", APP, "--processes", "2", "--queues", "a,b", "--concurrency", "3")
+    workers = plan_for("--app", APP, "--processes", "2", "--queues", "a,b", "--create", "--concurrency", "3")
     assert [w for w, _a, _g in workers] == [f"{HOST}:default:0", f"{HOST}:default:1"]
     assert workers[1][1].endswith(f"worker --group default --id 1 --log-level info --app {APP} --queues a,b "
-                                  "--concurrency 3")
+                                  "--create --concurrency 3")
     assert len(plan_for("--app", APP, "--pidfile", str(tmp_path / "x.pid"))) >= 1  # one per core
+
+
+def test_the_supervisor_checks_the_queues_of_its_workers_once(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'jobs.db'}"
+    with pytest.raises(UsageError, match="no queue named 'emial' is known"):
+        plan_for("--app", APP, "--url", url, "--processes", "2", "--queues", "emial")
+    workers = plan_for("--app", APP, "--url", url, "--processes", "2", "--queues", "default")
+    assert workers[0][1].endswith("--queues default --create")

@@ -6,6 +6,7 @@ import io
 import json
 import sqlite3
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
@@ -30,7 +31,8 @@ def states(url: str) -> list[JobState]:
     return with_engine(url, go)
 
 
-def test_migrate(cli: Cli, sqlite_url: str) -> None:
+def test_migrate(cli: Cli, tmp_path: Path) -> None:
+    sqlite_url = f"sqlite:///{tmp_path / 'new.db'}"  # migrate may create the file
     result = cli("migrate", "--url", sqlite_url)
     assert result.code == 0, result.err
     assert result.out == f"applied migration(s) 1, 2, 3 to {sqlite_url}\n"

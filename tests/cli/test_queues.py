@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 from aiojobs_engine import Engine, QueueRecord
 
-from ._helpers import Result, enqueue, with_engine
+from ._helpers import APP, Result, app_module, enqueue, with_engine
 
 Cli = Callable[..., Result]
 STATES = ["waiting", "claimed", "running", "completed", "failed", "canceled", "snoozed"]
@@ -46,7 +46,7 @@ def test_list_empty(cli: Cli, sqlite_url: str) -> None:
 
 
 def test_pause_and_resume(cli: Cli, sqlite_url: str) -> None:
-    paused = cli("queues", "pause", "email", "--url", sqlite_url)
+    paused = cli("queues", "pause", "email", "--create", "--url", sqlite_url)
     assert (paused.code, paused.out) == (0, "queue email paused\n")
     assert queues(sqlite_url)["email"].paused
     assert "paused" in cli("queues", "list", "--url", sqlite_url).out
@@ -57,7 +57,7 @@ def test_pause_and_resume(cli: Cli, sqlite_url: str) -> None:
 
 
 def test_set(cli: Cli, sqlite_url: str) -> None:
-    result = cli("queues", "set", "email", "--concurrency", "3", "--url", sqlite_url)
+    result = cli("queues", "set", "email", "--concurrency", "3", "--create", "--url", sqlite_url)
     assert (result.code, result.out) == (0, "queue email set (concurrency 3, priority 50)\n")
     as_json = json.loads(cli("queues", "set", "email", "--priority", "1", "--json", "--url", sqlite_url).out)
     assert (as_json["concurrency"], as_json["priority"]) == (3, 1)
@@ -68,9 +68,72 @@ def test_set(cli: Cli, sqlite_url: str) -> None:
 def test_bad_queue_usage(cli: Cli, sqlite_url: str) -> None:
     nothing = cli("queues", "set", "email", "--url", sqlite_url)
     assert (nothing.code, nothing.err) == (2, "aiojobs: error: queues set needs --concurrency and/or --priority\n")
-    zero = cli("queues", "set", "email", "--concurrency", "0", "--url", sqlite_url)
+    zero = cli("queues", "set", "default", "--concurrency", "0", "--url", sqlite_url)
     assert (zero.code, zero.err) == (2, "aiojobs: error: concurrency must be between 1 and 100000, got 0\n")
     bad_name = cli("queues", "pause", "no way", "--url", sqlite_url)
     assert bad_name.code == 2 and bad_name.err.startswith("aiojobs: error: queue must be")
     missing = cli("queues", "pause", "--url", sqlite_url)
     assert missing.code == 2 and "the following arguments are required: Q" in missing.err
+
+
+def test_a_queue_nothing_names_is_refused_with_the_closest_names(cli: Cli, sqlite_url: str) -> None:
+    enqueue(sqlite_url, ("add", (1, 2), {"queue": "email"}), ("add", (1, 2), {"queue": "reports"}))
+    for argv in (("pause", "emial"), ("resume", "emial"), ("set", "emial", "--concurrency", "3")):
+        result = cli("queues", *argv, "--url", sqlite_url)
+        assert (result.code, result.out) == (2, "")
+        assert result.err == ("aiojobs: error: no queue named 'emial' is known (no declared job, schedule, stored "
+                              "job or stored queue settings name it); did you mean 'email'? Pass --create to "
+                              "create it\n")
+    far = cli("queues", "pause", "zzz", "--url", sqlite_url)
+    assert "; known queues: default, email, reports. Pass --create" in far.err
+    assert set(queues(sqlite_url)) == {"email", "reports"}  # nothing stored
+    created = cli("queues", "pause", "zzz", "--create", "--url", sqlite_url)
+    assert (created.code, created.out) == (0, "queue zzz paused\n")
+    assert queues(sqlite_url)["zzz"].paused
+
+
+def test_queues_known_to_the_application_need_no_create(cli: Cli, sqlite_url: str) -> None:
+    # The test application declares its jobs on the default queue and nothing is stored yet.
+    result = cli("queues", "pause", "default", "--app", APP, "--url", sqlite_url)
+    assert (result.code, result.out) == (0, "queue default paused\n")
+    app_module().engine.configure(queues=["billing"])  # a queue the application declares
+    declared = cli("queues", "set", "billing", "--priority", "3", "--app", APP, "--url", sqlite_url)
+    assert declared.code == 0, declared.err
+
+
+def test_work_refuses_a_queue_nothing_names(cli: Cli, sqlite_url: str) -> None:
+    for command in ("work", "workoff", "worker"):
+        result = cli(command, "--app", APP, "--queues", "default,nosuch", "--url", sqlite_url)
+        assert result.code == 2, (command, result.err)
+        assert "no queue named 'nosuch' is known" in result.err and "Pass --create" in result.err
+    assert set(queues(sqlite_url)) == set()  # not stored by the refused commands
+    done = cli("workoff", "--app", APP, "--queues", "nosuch", "--create", "--url", sqlite_url)
+    assert done.code == 0, done.err
+    assert "nosuch" in queues(sqlite_url)
+
+
+def test_delete(cli: Cli, sqlite_url: str) -> None:
+    (job,) = enqueue(sqlite_url, ("add", (1, 2), {"queue": "email"}))
+    cli("queues", "pause", "spare", "--create", "--url", sqlite_url)
+    busy = cli("queues", "delete", "email", "--url", sqlite_url)
+    assert (busy.code, busy.err) == (1, "aiojobs: error: queue 'email' still holds 1 job(s) (1 waiting); cancel, "
+                                        "clear or let them finish and be pruned first\n")
+    deleted = cli("queues", "delete", "spare", "--url", sqlite_url)
+    assert (deleted.code, deleted.out) == (0, "queue spare deleted\n")
+    assert set(queues(sqlite_url)) == {"email"}
+    again = cli("queues", "delete", "spare", "--json", "--url", sqlite_url)
+    assert (again.code, again.err) == (1, "aiojobs: error: no settings are stored for queue 'spare'; known "
+                                          "queues: email.\n")
+    typo = cli("queues", "delete", "emial", "--url", sqlite_url)
+    assert "did you mean 'email'?" in typo.err
+    cli("jobs", "cancel", str(job.id), "--url", sqlite_url)
+    cli("clear", "--queue", "email", "--yes", "--url", sqlite_url)
+    as_json = cli("queues", "delete", "email", "--json", "--url", sqlite_url)
+    assert (as_json.code, json.loads(as_json.out)) == (0, {"name": "email", "deleted": True})
+    assert queues(sqlite_url) == {}
+
+
+def test_bare_queues_lists(cli: Cli, sqlite_url: str) -> None:
+    enqueue(sqlite_url, ("add", (1, 2), {}))
+    assert cli("queues", "--url", sqlite_url).out == cli("queues", "list", "--url", sqlite_url).out
+    assert json.loads(cli("--json", "queues", "--url", sqlite_url).out)[0]["name"] == "default"

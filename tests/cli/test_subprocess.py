@@ -92,5 +92,6 @@ def test_work_finishes_the_running_job_on_sigterm(tmp_path: Path) -> None:
             worker.communicate()
     assert worker.returncode == 0, err
     assert "SIGTERM" in err  # the engine logs the signal at the worker's default log level
+    assert " working every queue; 5 jobs: add, boom, loop_kind, slow, stop_worker\n" in err  # the start line
     record = get(url, job.id)
     assert (record.state, record.attempt, record.result) == (JobState.COMPLETED, 1, 1.0)

@@ -39,7 +39,7 @@ def test_workoff_runs_due_jobs_and_prints_the_attempts(cli: Cli, sqlite_url: str
     result = cli("workoff", "--app", APP, "--url", sqlite_url)
     assert (result.code, result.out) == (0, "ran 3 attempts\n"), terminal.getvalue()
     # the bar ends full; its total is what was due when first seen (the paused queue's job is not)
-    assert re.search(r"\r\[#{30}\] ([123])/\1 jobs\n$", terminal.getvalue()), terminal.getvalue()
+    assert re.search(r"\r\[#{30}\] ([123])/\1 jobs  [0-9.]+/s  ETA 0s *\n$", terminal.getvalue()), terminal.getvalue()
     assert [get(sqlite_url, j.id).state for j in jobs] == [
         JobState.COMPLETED, JobState.COMPLETED, JobState.FAILED, JobState.WAITING, JobState.WAITING,
     ]
@@ -77,6 +77,8 @@ def test_work_runs_the_named_queues_until_stopped(cli: Cli, sqlite_url: str) -> 
     result = cli("work", "--app", APP, "--url", sqlite_url, "--queues", "a", "--concurrency", "1",
                  "--log-level", "error")
     assert result.code == 0, result.err
+    (start,) = [line for line in result.err.splitlines() if line.startswith("aiojobs: engine ")]
+    assert start.endswith(" working queue a; 5 jobs: add, boom, loop_kind, slow, stop_worker"), start
     assert get(sqlite_url, first.id).state is JobState.COMPLETED
     assert get(sqlite_url, stop.id).state is JobState.COMPLETED
     assert get(sqlite_url, other.id).state is JobState.WAITING
@@ -96,19 +98,27 @@ def test_worker_option_errors(cli: Cli, sqlite_url: str, command: str) -> None:
     assert bad_name.code == 2 and bad_name.err.startswith("aiojobs: error: queue must be")
 
 
-def test_progress_bar_moves_forward_and_grows() -> None:
+def test_progress_bar_moves_forward_and_grows_with_rate_and_eta() -> None:
     stream = io.StringIO()
-    bar = ProgressBar(stream, width=10, enabled=True)
+    times = iter([0.0, 0.0, 1.0, 2.0, 4.0, 5.0])  # the start, then one reading per frame
+    bar = ProgressBar(stream, width=10, enabled=True, clock=lambda: next(times))
     bar.update(4)
     bar.update(2)
     bar.update(5)  # three more came due: the total grows, progress stays
     bar.update(3)
     bar.finish()
-    frames = stream.getvalue().split("\r")[1:]
+    frames = [frame.rstrip(" ") for frame in stream.getvalue().split("\r")[1:]]
     assert frames == [
-        "[----------] 0/4 jobs", "[#####-----] 2/4 jobs", "[##--------] 2/7 jobs", "[#####-----] 4/7 jobs",
-        "[##########] 7/7 jobs\n",
+        "[----------] 0/4 jobs  -/s  ETA -", "[#####-----] 2/4 jobs  2.0/s  ETA 1s",
+        "[##--------] 2/7 jobs  1.0/s  ETA 5s", "[#####-----] 4/7 jobs  1.0/s  ETA 3s",
+        "[##########] 7/7 jobs  1.4/s  ETA 0s\n",
     ]
+
+
+def test_progress_durations() -> None:
+    from aiojobs_engine._cli._progress import _duration
+
+    assert [_duration(s) for s in (0.4, 59, 185, 7620)] == ["0s", "59s", "3m05s", "2h07m"]
 
 
 def test_progress_bar_is_silent_off_a_terminal() -> None:

@@ -14,12 +14,21 @@ from pathlib import Path
 import httpx
 import pytest
 
+from aiojobs_engine import Engine
 from aiojobs_engine._cli import main
 from aiojobs_engine._cli._dashboard import allowed_hosts_for, exposure_warning, is_loopback
 from aiojobs_engine._cli._parser import build_parser
 from tests._waiting import eventually, still_running
 
 ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    """A migrated SQLite file: the dashboard, like every inspecting command, creates no database."""
+    url = f"sqlite:///{tmp_path / 'aiojobs.sqlite3'}"
+    asyncio.run(Engine(url).migrate())
+    return url
 
 
 def test_defaults_listen_on_loopback_only() -> None:

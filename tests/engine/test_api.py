@@ -23,6 +23,7 @@ from aiojobs_engine import (
     JobState,
     JobStateError,
     QueueConfig,
+    QueueNotEmptyError,
     Retry,
     SerializationError,
     Snooze,
@@ -420,6 +421,28 @@ async def test_queue_control_is_stored(make_engine) -> None:
         assert {q.name: q.concurrency for q in await engine.list_queues()}["email"] == 5
         with pytest.raises(ConfigurationError, match="concurrency must be between 1 and"):
             await engine.set_queue("email", concurrency=0)
+
+
+async def test_delete_queue_only_when_it_holds_no_job(make_engine) -> None:
+    engine = make_engine()
+    async with engine:
+        await engine.pause_queue("email")
+        waiting = await engine.options(queue="email").enqueue("send", 1)
+        canceled = await engine.options(queue="email").enqueue("send", 2)
+        assert waiting is not None and canceled is not None
+        await engine.cancel(canceled.id)
+        with pytest.raises(QueueNotEmptyError) as caught:
+            await engine.delete_queue("email")
+        assert caught.value.counts == {"waiting": 1, "canceled": 1}
+        assert str(caught.value) == ("queue 'email' still holds 2 job(s) (1 waiting, 1 canceled); cancel, clear "
+                                     "or let them finish and be pruned first")
+        assert [q.name for q in await engine.list_queues()] == ["email"]
+        await engine.clear(queues=["email"])
+        assert await engine.delete_queue("email")
+        assert await engine.list_queues() == []
+        assert not await engine.delete_queue("email")
+        with pytest.raises(ConfigurationError, match="queue must be"):
+            await engine.delete_queue("no way")
 
 
 async def test_unknown_queue_settings_are_configuration_errors(make_engine) -> None:

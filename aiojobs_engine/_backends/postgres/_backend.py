@@ -410,6 +410,9 @@ class PostgresBackend:
         rows = await self._db.fetch("queue_running_counts", {"queues": list(queues)})
         return {row[0]: row[1] for row in rows}
 
+    async def queue_delete(self, name: str) -> bool:
+        return bool(await self._db.fetch("queue_delete", {"name": name}))
+
     # -- engines --------------------------------------------------------------------------
 
     async def engine_register(

@@ -486,6 +486,19 @@ SELECT queue, count(*) AS n FROM __schema__.aiojobs_jobs
 WHERE state IN ('claimed', 'running') AND queue = ANY(:queues::text[])
 GROUP BY queue;
 
+-- name: queue_delete
+-- Dialect note: unlike SQLite, an enqueue may be in flight here. One that starts after this
+-- statement waits on the deleted row (ON CONFLICT) and stores the queue anew. One whose
+-- transaction found the row before and commits after leaves its job without settings;
+-- an engine working every queue learns of queues from their rows, so that job waits for the
+-- queue's next enqueue (which stores the row again) or `aiojobs queues set`. Closing that
+-- window would mean locking the queue's row in every enqueue, for an operator's rare act on
+-- a queue nobody uses. The notification makes running engines re-read the queues.
+DELETE FROM __schema__.aiojobs_queues
+WHERE name = :name::text
+  AND NOT EXISTS (SELECT 1 FROM __schema__.aiojobs_jobs WHERE queue = :name::text)
+RETURNING name, pg_notify(__channel__, 'queue:' || name) AS notified;
+
 -- name: engine_register
 INSERT INTO __schema__.aiojobs_engines AS e (id, incarnation, host, pid, queues, started_at,
                                              heartbeat_at)

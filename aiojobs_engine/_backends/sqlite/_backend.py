@@ -477,6 +477,9 @@ class SQLiteBackend:
         rows = await self._read("queue_running_counts", {"queues": _json.dumps(list(queues), "queues")})
         return {row["queue"]: row["n"] for row in rows}
 
+    async def queue_delete(self, name: str) -> bool:
+        return bool(await self._write_one("queue_delete", {"name": name}))
+
     # -- engines --------------------------------------------------------------------------
 
     async def engine_register(

@@ -310,6 +310,13 @@ SELECT queue, count(*) AS n FROM aiojobs_jobs
 WHERE state IN ('claimed', 'running') AND queue IN (SELECT value FROM json_each(:queues))
 GROUP BY queue;
 
+-- name: queue_delete
+-- The check and the delete are one statement under SQLite's one writer, so no job can be
+-- inserted into the queue between them.
+DELETE FROM aiojobs_queues
+WHERE name = :name AND NOT EXISTS (SELECT 1 FROM aiojobs_jobs WHERE queue = :name)
+RETURNING name;
+
 -- name: engine_register
 INSERT INTO aiojobs_engines (id, incarnation, host, pid, queues, started_at, heartbeat_at)
 VALUES (:id, :incarnation, :host, :pid, :queues, :now, :now)
