@@ -822,3 +822,32 @@ async def test_bad_json_is_a_backend_error_not_a_driver_error(backend: PostgresB
     assert isinstance(caught.value.__cause__, asyncpg.PostgresError)
     assert await backend.job_count() == {}
 
+
+
+async def test_a_queue_is_not_deleted_under_an_enqueue_in_flight(
+    backend: PostgresBackend, postgres_url: str, admin: asyncpg.Connection
+) -> None:
+    """The enqueue's transaction found the queue's row and has not committed: the delete
+    waits for it, then sees its job and keeps the queue."""
+    dsn, _ = _split(postgres_url)
+    await backend.queue_upsert(QueueChange(name="q"), now=T0)
+    conn = await asyncpg.connect(dsn)
+    try:
+        tx = conn.transaction()
+        await tx.start()
+        await backend.job_insert_many([insert(queue="q")], now=T0, connection=conn)
+        deleting = asyncio.create_task(backend.queue_delete("q"))
+        await eventually(lambda: admin.fetchval("SELECT count(*) FROM pg_locks WHERE NOT granted"),
+                         timeout=5, message="the delete waits on the enqueue's transaction")
+        await tx.commit()
+        assert await deleting is False
+        assert "q" in {q.name for q in await backend.queue_list()}
+        # A transaction that stays open past the lock's bound fails the delete, and holds nobody up.
+        tx = conn.transaction()
+        await tx.start()
+        await backend.job_insert_many([insert(queue="other")], now=T0, connection=conn)
+        with pytest.raises(BackendError):
+            await backend.queue_delete("q")
+        await tx.rollback()
+    finally:
+        await conn.close()

@@ -411,7 +411,10 @@ class PostgresBackend:
         return {row[0]: row[1] for row in rows}
 
     async def queue_delete(self, name: str) -> bool:
-        return bool(await self._db.fetch("queue_delete", {"name": name}))
+        async with self._db.transaction("queue_delete") as tx:
+            await tx.fetch("queue_delete_lock", {})
+            await tx.fetch("queue_delete_table_lock", {})
+            return bool(await tx.fetch("queue_delete", {"name": name}))
 
     # -- engines --------------------------------------------------------------------------
 

@@ -486,14 +486,20 @@ SELECT queue, count(*) AS n FROM __schema__.aiojobs_jobs
 WHERE state IN ('claimed', 'running') AND queue = ANY(:queues::text[])
 GROUP BY queue;
 
+-- name: queue_delete_lock
+-- Dialect note: unlike SQLite, an enqueue may be in flight when a queue is deleted, and the
+-- check below cannot see a job not yet committed: its transaction would then commit a job
+-- whose queue has no row, which an engine working every queue never learns of. SHARE mode
+-- waits for the writes in flight to commit and holds new ones back until this transaction
+-- ends; the wait is bounded, since writers queue up behind it (a rare operator's act).
+SELECT set_config('lock_timeout', '1000', true);
+
+-- name: queue_delete_table_lock
+LOCK TABLE __schema__.aiojobs_jobs IN SHARE MODE;
+
 -- name: queue_delete
--- Dialect note: unlike SQLite, an enqueue may be in flight here. One that starts after this
--- statement waits on the deleted row (ON CONFLICT) and stores the queue anew. One whose
--- transaction found the row before and commits after leaves its job without settings;
--- an engine working every queue learns of queues from their rows, so that job waits for the
--- queue's next enqueue (which stores the row again) or `aiojobs queues set`. Closing that
--- window would mean locking the queue's row in every enqueue, for an operator's rare act on
--- a queue nobody uses. The notification makes running engines re-read the queues.
+-- Run after queue_delete_lock, in its transaction. The notification makes running engines
+-- re-read the queues.
 DELETE FROM __schema__.aiojobs_queues
 WHERE name = :name::text
   AND NOT EXISTS (SELECT 1 FROM __schema__.aiojobs_jobs WHERE queue = :name::text)
