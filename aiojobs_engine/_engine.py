@@ -585,8 +585,15 @@ class Engine:
 
     async def list_jobs(self, *, state: JobState | str | Sequence[JobState | str] | None = None,
                         queue: str | Sequence[str] | None = None, name: str | Sequence[str] | None = None,
-                        limit: int = 100, before_id: int | None = None) -> list[JobRecord]:
-        """Jobs newest first; pass the last id seen as ``before_id`` for the next page."""
+                        limit: int = 100, before_id: int | None = None,
+                        search: str | None = None) -> list[JobRecord]:
+        """Jobs newest first; pass the last id seen as ``before_id`` for the next page.
+
+        ``search``: only jobs with a string or number anywhere in their arguments or meta
+        that contains this text, ignoring case (``"acme"`` finds ``meta={"tenant": "ACME"}``
+        and ``args=["acme-42"]``). It scans the jobs (no index), newest first, until
+        ``limit`` match.
+        """
         states = [_check_state(s) for s in _as_list(state)]
         return await self._require_open().job_list(JobFilter(
             states=states,
@@ -594,6 +601,7 @@ class Engine:
             names=[check_name(n, "job name") for n in _as_list(name)],
             limit=check_int(limit, "limit", minimum=1, maximum=10_000),
             before_id=None if before_id is None else _check_id(before_id),
+            search=_check_search(search),
         ))
 
     async def count_jobs(self, *, due_only: bool = False) -> dict[tuple[str, JobState], int]:
@@ -913,6 +921,23 @@ def _check_state(state: object) -> JobState:
         raise ConfigurationError(
             f"unknown job state {state!r}; accepted: {', '.join(s.value for s in JobState)}"
         ) from None
+
+
+MAX_SEARCH: Final = 200  # characters of a list_jobs search: a text to find, not a document
+
+
+def _check_search(search: object) -> str | None:
+    """The text to search for; None (no search) for None or ''. Refused: not a string, too
+    long, or holding NUL (PostgreSQL's text cannot hold it)."""
+    if search is None or search == "":
+        return None
+    if not isinstance(search, str):
+        raise ConfigurationError(f"search must be a string, got {search!r}")
+    if len(search) > MAX_SEARCH:
+        raise ConfigurationError(f"search must be at most {MAX_SEARCH} characters, got {len(search)}")
+    if "\x00" in search:
+        raise ConfigurationError("search must not contain the NUL character (\\x00)")
+    return search
 
 
 def _check_id(job_id: object) -> int:

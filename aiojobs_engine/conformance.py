@@ -607,6 +607,30 @@ class BackendConformance:
         assert [r.id for r in await backend.job_list(JobFilter(limit=2, before_id=ids[2]))] == [ids[1], ids[0]]
         assert await backend.job_list(JobFilter(states=[JobState.FAILED])) == []
 
+    async def test_list_searches_values_inside_arguments_and_meta(self, backend: Backend) -> None:
+        a, b, c, d = await backend.job_insert_many([
+            insert(args=[42, "Alice@Example.com"], meta={"tags": ["vip", {"tenant": "acme"}]}),
+            insert(kwargs={"note": 'say "hi" 50% off_'}, meta={}),
+            insert(name="c", args=[1420], meta={"tenant": "Globex"}),
+            insert(args=[True, None], kwargs={"acme_key": False}, meta={}),  # keys, booleans, nulls: not searched
+        ], now=T0)
+
+        async def found(text: str, **where: Any) -> list[int]:
+            return [r.id for r in await backend.job_list(JobFilter(search=text, **where))]
+
+        assert await found("alice@example") == [a.id]  # case ignored, a part of the value is enough
+        assert await found("ACME") == [a.id]  # at any depth of meta
+        assert await found("vip") == [a.id]
+        assert await found("42") == [c.id, a.id]  # numbers as text: 1420 holds 42 too
+        assert await found('"hi" 50%') == [b.id]  # quotes and LIKE wildcards are plain text
+        assert await found("%") == [b.id] and await found("_") == [b.id]
+        assert await found("true") == [] and await found("acme_key") == [] and await found("null") == []
+        assert await found("globex", names=["c"]) == [c.id]
+        assert await found("globex", names=["job"]) == []
+        assert await found("4", limit=1) == [c.id]
+        assert await found("4", before_id=c.id) == [a.id]
+        assert await found("1") == [c.id] and d.id not in await found("e")
+
     async def test_counts_per_queue_and_state(self, backend: Backend) -> None:
         await backend.job_insert_many([insert(), insert(), insert(queue="q", delay=60)], now=T0)
         counts = await backend.job_count(now=T0)

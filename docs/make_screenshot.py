@@ -2,6 +2,8 @@
 
     .venv/bin/python docs/make_screenshot.py            # writes docs/dashboard.png
     .venv/bin/python docs/make_screenshot.py --out /tmp/overview.png --page /jobs
+    .venv/bin/python docs/make_screenshot.py --out docs/dashboard-failed.png --page "/jobs?state=failed&limit=8"
+    .venv/bin/python docs/make_screenshot.py --out docs/dashboard-phone.png --width 390
 
 It builds an hour of history in a throwaway SQLite database (a frozen clock walks through
 the last hour, enqueueing and running jobs minute by minute, some of which fail), starts an
@@ -93,7 +95,8 @@ async def build_history(engine: Engine, clock: FrozenClock, handles: dict[str, A
     clock.set(now)
 
 
-async def serve_and_shoot(engine: Engine, out: Path, page_path: str, live: Live, handles: dict[str, Any]) -> None:
+async def serve_and_shoot(engine: Engine, out: Path, page_path: str, live: Live, handles: dict[str, Any],
+                          width: int) -> None:
     listener = socket.create_server(("127.0.0.1", 0))
     server = uvicorn.Server(uvicorn.Config(dashboard(engine), log_config=None, log_level="warning", ws="none",
                                            http="h11", lifespan="on"))
@@ -109,7 +112,8 @@ async def serve_and_shoot(engine: Engine, out: Path, page_path: str, live: Live,
         url = f"http://127.0.0.1:{listener.getsockname()[1]}{page_path}"
         async with async_playwright() as playwright:
             browser = await playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-            page = await browser.new_page(viewport={"width": 1400, "height": 900}, device_scale_factor=1)
+            page = await browser.new_page(viewport={"width": width, "height": 900}, device_scale_factor=1,
+                                          is_mobile=width < 600)
             await page.goto(url)
             await page.screenshot(path=str(out), full_page=True)
             await browser.close()
@@ -119,7 +123,7 @@ async def serve_and_shoot(engine: Engine, out: Path, page_path: str, live: Live,
     listener.close()
 
 
-async def main(out: Path, page_path: str) -> None:
+async def main(out: Path, page_path: str, width: int) -> None:
     with tempfile.TemporaryDirectory() as folder:
         clock = FrozenClock(datetime.now(UTC) - timedelta(hours=1))
         engine = Engine(f"sqlite:///{Path(folder) / 'demo.db'}", clock=clock, poll_interval=0.05)
@@ -129,7 +133,7 @@ async def main(out: Path, page_path: str) -> None:
             await engine.set_queue("email", concurrency=20, priority=5)
             await engine.set_queue("reports", concurrency=2)
             await build_history(engine, clock, handles)
-            await serve_and_shoot(engine, out, page_path, live, handles)
+            await serve_and_shoot(engine, out, page_path, live, handles, width)
     print(f"wrote {out}")
 
 
@@ -137,5 +141,6 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=OUT, help=f"where to write the PNG (default: {OUT})")
     parser.add_argument("--page", default="/", help="which page to shoot (default: the overview)")
+    parser.add_argument("--width", type=int, default=1400, help="the window's width in pixels (390: a phone)")
     options = parser.parse_args()
-    asyncio.run(main(options.out, options.page))
+    asyncio.run(main(options.out, options.page, options.width))

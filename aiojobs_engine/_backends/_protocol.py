@@ -158,13 +158,21 @@ class JobOutcome:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class JobFilter:
-    """Which jobs to list: newest first, ``before_id`` for the next page (keyset)."""
+    """Which jobs to list: newest first, ``before_id`` for the next page (keyset).
+
+    ``search``: only jobs with a string or number, at any depth of their args, kwargs,
+    constructor args or meta, that contains this text, ignoring case (ASCII letters at
+    least: SQLite's ``lower()`` folds no other). Values, not the JSON text, so that both
+    dialects match alike whatever their JSON spacing and escaping; not indexed: a scan,
+    stopped at ``limit`` matches.
+    """
 
     states: Sequence[JobState] = ()
     queues: Sequence[str] = ()
     names: Sequence[str] = ()
     limit: int = 100
     before_id: int | None = None
+    search: str | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

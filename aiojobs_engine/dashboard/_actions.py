@@ -3,7 +3,8 @@
 Each one calls the public ``Engine`` API and answers with a 303 redirect back to the page
 the form came from (its ``next`` field, when it is a page of this dashboard) carrying a
 notice code, so a reload never repeats an action. Actions on every failed job of a queue
-need ``confirm=yes``, which only their confirmation page sends.
+need ``confirm=yes``, which only their confirmation page sends; so does deleting the jobs
+ticked in a list (the script's prompt sends it, else a confirmation page asks).
 """
 
 from __future__ import annotations
@@ -15,11 +16,13 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
 from .. import JobState, UniqueConflictError
+from . import _selection as selection
 from ._csrf import COOKIE, FIELD, HEADER
-from ._render import READ_ONLY, PageError, Site, Urls, prefix_of
+from ._render import READ_ONLY, PageError, Site, Urls, prefix_of, render
 from ._views import BULK_ACTIONS, parse_int
 
 FORM_LIMIT: Final = 16 * 1024  # bytes: our forms hold a token, a path and a number
+SELECTION_LIMIT: Final = 32 * 1024  # bytes: a token, a path and up to 500 ids of 19 digits
 FORM_TYPE: Final = "application/x-www-form-urlencoded"
 RETRY_BATCH: Final = 200  # failed jobs read per page while retrying a whole queue
 
@@ -77,6 +80,27 @@ class Actions:
             return _back(request, form, urls("/jobs"), "deleted", job_id)
         return _back(request, form, urls.job(job_id), "not-deleted", job_id)
 
+    # -- the jobs ticked in a list --------------------------------------------------------
+
+    async def selected_jobs(self, request: Request) -> Response:
+        """Retry, cancel or delete each job ticked in a list; deleting asks first."""
+        fields = await self._fields(request, max_fields=selection.MAX_SELECTED + 8, limit=SELECTION_LIMIT)
+        form = {key: values[0] for key, values in fields.items()}
+        action = form.get("action", "")
+        if action not in selection.ACTIONS:
+            raise PageError(400, f"Unknown action {action!r} on the selected jobs: retry, cancel or delete.")
+        ids = _selected_ids(fields.get("id", []))
+        urls = Urls(prefix_of(request))
+        if not ids:
+            return _back(request, form, urls("/jobs"), "selection-empty")
+        if action == "delete" and form.get("confirm") != "yes":
+            back = form.get("next", "")
+            return render(self.site, request, "confirm_selection.html", {
+                "page": "jobs", "ids": ids, "next": back if urls.is_own(back) else urls("/jobs"),
+            })
+        outcome = await selection.apply(self.site.engine, action, ids)
+        return _back_to(request, form, urls("/jobs"), {"notice": "selection", **outcome.query()})
+
     # -- queues -------------------------------------------------------------------------
 
     async def pause_queue(self, request: Request) -> Response:
@@ -131,35 +155,49 @@ class Actions:
     # -- what every action checks first ---------------------------------------------------
 
     async def _form(self, request: Request) -> dict[str, str]:
-        """The submitted fields, once read-only mode and the CSRF token allow the action."""
+        """The submitted fields (the first value of each), once read-only mode and the CSRF
+        token allow the action."""
+        return {key: values[0] for key, values in (await self._fields(request)).items()}
+
+    async def _fields(self, request: Request, *, max_fields: int = 32,
+                      limit: int = FORM_LIMIT) -> dict[str, list[str]]:
+        """Every value of every submitted field, once read-only mode and the CSRF token allow
+        the action."""
         if self.site.read_only:
             raise PageError(403, READ_ONLY)
-        fields: dict[str, str] = {}
+        fields: dict[str, list[str]] = {}
         content_type = request.headers.get("content-type", "").partition(";")[0].strip().lower()
         if content_type == FORM_TYPE:
-            body = await _read(request)
+            body = await _read(request, limit)
             try:
-                parsed = parse_qs(body.decode("utf-8", "replace"), keep_blank_values=True, max_num_fields=32)
+                fields = parse_qs(body.decode("utf-8", "replace"), keep_blank_values=True, max_num_fields=max_fields)
             except ValueError:
                 raise PageError(400, "Too many form fields.") from None
-            fields = {key: values[0] for key, values in parsed.items()}
-        submitted = fields.get(FIELD) or request.headers.get(HEADER)
+        submitted = fields.get(FIELD, [""])[0] or request.headers.get(HEADER)
         if not self.site.csrf.check(request.cookies.get(COOKIE), submitted):
             raise PageError(403, "The form's security token is missing or does not match (CSRF check): reload the "
                                "page and try again.")
         return fields
 
 
-async def _read(request: Request) -> bytes:
+async def _read(request: Request, limit: int) -> bytes:
     declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > FORM_LIMIT:
+    if declared.isdigit() and int(declared) > limit:
         raise PageError(413, "The form is too large.")
     body = bytearray()
     async for chunk in request.stream():
         body += chunk
-        if len(body) > FORM_LIMIT:
+        if len(body) > limit:
             raise PageError(413, "The form is too large.")
     return bytes(body)
+
+
+def _selected_ids(values: list[str]) -> list[int]:
+    """The ticked job ids, each once, in page order; a 400 for one that is not an id, or too many."""
+    ids = list(dict.fromkeys(parse_int(value.strip(), "job id", 1) for value in values))
+    if len(ids) > selection.MAX_SELECTED:
+        raise PageError(400, f"At most {selection.MAX_SELECTED} jobs can be acted on at once, got {len(ids)}.")
+    return ids
 
 
 def _job_id(request: Request) -> int:
@@ -172,10 +210,14 @@ def _queue(request: Request) -> str:
 
 def _back(request: Request, form: dict[str, str], default: str, code: str, number: int | None = None) -> Response:
     """303 to the form's ``next`` page (when it is one of ours), else ``default``, with a notice."""
+    query = {"notice": code} if number is None else {"notice": code, "n": str(number)}
+    return _back_to(request, form, default, query)
+
+
+def _back_to(request: Request, form: dict[str, str], default: str, query: dict[str, str]) -> Response:
     urls = Urls(prefix_of(request))
     target = form.get("next", "")
     if not urls.is_own(target):
         target = default
-    query = {"notice": code} if number is None else {"notice": code, "n": str(number)}
     separator = "&" if "?" in target else "?"
     return RedirectResponse(f"{target}{separator}{urlencode(query)}", status_code=303)

@@ -45,7 +45,8 @@ SECURITY_HEADERS: Final = (
 
 def dashboard(engine: Engine, *, read_only: bool = False, basic_auth: tuple[str, str] | None = None,
               auth: AuthCheck | None = None, secret_key: str | bytes | None = None,
-              title: str = "aiojobs", allowed_hosts: Iterable[str] | None = None) -> Starlette:
+              title: str = "aiojobs", allowed_hosts: Iterable[str] | None = None,
+              refresh_interval: float = 5.0) -> Starlette:
     """The web dashboard of ``engine``, as an ASGI app (Starlette).
 
     Serve it (``aiojobs dashboard``, or uvicorn: its lifespan opens the engine), or mount it
@@ -58,19 +59,24 @@ def dashboard(engine: Engine, *, read_only: bool = False, basic_auth: tuple[str,
     any port), any other ``Host`` getting a 400 and an action posted from another host a 403,
     against DNS rebinding; by default no check, as the app it is mounted in decides how it
     is reached (``aiojobs dashboard`` on a loopback address allows only the loopback names).
+    ``refresh_interval``: seconds between two refreshes of an open page's counts and lists
+    (fetched and swapped in place by the page's script; paused while the tab is hidden, a
+    field has focus or a job is ticked); 0 turns live refresh off.
     """
     if not isinstance(engine, Engine):
         raise ConfigurationError(f"dashboard() takes an aiojobs_engine.Engine, got {engine!r}")
     if not isinstance(read_only, bool):
         raise ConfigurationError(f"read_only must be True or False, got {read_only!r}")
+    refresh_ms = _refresh_ms(refresh_interval)
     access = Access(basic_auth=basic_auth, auth=auth)
     hosts = None if allowed_hosts is None else HostCheck(allowed_hosts)
     site = Site(engine=engine, read_only=read_only, title=str(title), csrf=CsrfSigner(secret_key),
-                templates=make_templates())
+                templates=make_templates(), refresh_ms=refresh_ms)
     views, actions = Views(site), Actions(site)
     routes = [
         Route("/", views.overview),
         Route("/jobs", views.jobs),
+        Route("/jobs/selected", actions.selected_jobs, methods=["POST"]),
         Route("/jobs/{job_id}", views.job),
         Route("/jobs/{job_id}/retry", actions.retry_job, methods=["POST"]),
         Route("/jobs/{job_id}/cancel", actions.cancel_job, methods=["POST"]),
@@ -118,6 +124,14 @@ def dashboard(engine: Engine, *, read_only: bool = False, basic_auth: tuple[str,
                             EngineStateError: on_unavailable, BackendError: on_unavailable, HTTPException: on_http},
         lifespan=lifespan,
     )
+
+
+def _refresh_ms(seconds: object) -> int:
+    """The live refresh period in milliseconds: 0 (off), or between 0.1 s and an hour."""
+    if isinstance(seconds, bool) or not isinstance(seconds, int | float) or not (
+            seconds == 0 or 0.1 <= seconds <= 3600):
+        raise ConfigurationError(f"refresh_interval must be 0 (off) or between 0.1 and 3600 seconds, got {seconds!r}")
+    return round(seconds * 1000)
 
 
 class _Guard:

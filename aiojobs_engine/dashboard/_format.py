@@ -53,6 +53,12 @@ def short_json(value: Any, limit: int = 80) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
+def clip(text: object, limit: int = 120) -> str:
+    """One line of text, cut to ``limit`` characters (an error message in a table cell)."""
+    line = " ".join(str(text).split())
+    return line if len(line) <= limit else line[: limit - 1] + "…"
+
+
 def call_preview(args: list[Any], kwargs: dict[str, Any], limit: int = 80) -> str:
     """``(42, user="x")``-like text for the arguments of a job, cut to ``limit``."""
     parts = [short_json(a, limit) for a in args] + [f"{k}={short_json(v, limit)}" for k, v in kwargs.items()]
@@ -85,6 +91,7 @@ _NOTICES: Final[dict[str, tuple[str, str]]] = {
     "paused": ("ok", "The queue is paused: engines claim none of its jobs until it is resumed."),
     "resumed": ("ok", "The queue is resumed."),
     "concurrency": ("ok", "The queue's concurrency is now {n} per engine."),
+    "selection-empty": ("warn", "No job was selected: tick the jobs to act on, then choose the action."),
 }
 
 

@@ -19,7 +19,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse
 
 from .. import Engine, JobState, __version__
-from . import _format
+from . import _format, _selection
 from ._csrf import COOKIE, FIELD, CsrfSigner
 
 # States in the order the pages show them: from pending to finished.
@@ -79,6 +79,7 @@ class Site:
     title: str
     csrf: CsrfSigner
     templates: jinja2.Environment
+    refresh_ms: int  # how often open pages fetch their live parts again; 0: never
 
 
 def make_templates() -> jinja2.Environment:
@@ -90,7 +91,7 @@ def make_templates() -> jinja2.Environment:
         lstrip_blocks=True,
     )
     env.filters.update(when=_format.when, json=_format.pretty_json, short_json=_format.short_json,
-                       arguments=_format.call_preview, duration=_format.duration)
+                       arguments=_format.call_preview, duration=_format.duration, clip=_format.clip)
     return env
 
 
@@ -116,6 +117,9 @@ def render(site: Site, request: Request, template: str, context: Mapping[str, An
         "states": STATES,
         "here": _here(request),
         "notice": _format.notice(request.query_params.get("notice"), request.query_params.get("n")),
+        "outcomes": _selection.notices(request.query_params) if request.query_params.get("notice") == "selection"
+        else [],
+        "refresh_ms": site.refresh_ms,
         **context,
     })
     response = HTMLResponse(html, status_code=status, headers={"Cache-Control": "no-store"})
@@ -126,8 +130,9 @@ def render(site: Site, request: Request, template: str, context: Mapping[str, An
 
 
 def _here(request: Request) -> str:
-    """This page's own path and query (without a notice): where its actions come back to."""
-    query = [(k, v) for k, v in request.query_params.multi_items() if k not in ("notice", "n")]
+    """This page's own path and query (without notices): where its actions come back to."""
+    query = [(k, v) for k, v in request.query_params.multi_items()
+             if k not in ("notice", "n") and k not in _selection.QUERY_KEYS]
     return request.url.path + (f"?{urlencode(query)}" if query else "")
 
 

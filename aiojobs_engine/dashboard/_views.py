@@ -107,18 +107,22 @@ class Views:
             raise ConfigurationError(f"unknown job state {state!r}; accepted: {', '.join(STATES)}")
         queue = params.get("queue") or None
         name = params.get("name", "").strip() or None
+        search = params.get("q", "").strip() or None
         limit = parse_int(params.get("limit") or str(PAGE_SIZE), "limit", 1, MAX_PAGE_SIZE)
         before = params.get("before_id")
         before_id = parse_int(before, "before_id", 1) if before else None
         engine = self.site.engine
-        page = await engine.list_jobs(state=state, queue=queue, name=name, limit=limit + 1, before_id=before_id)
+        page = await engine.list_jobs(state=state, queue=queue, name=name, limit=limit + 1, before_id=before_id,
+                                      search=search)
         queues = sorted({q.name for q in await engine.list_queues()} | ({queue} if queue else set()))
         jobs = page[:limit]
         older = jobs[-1].id if len(page) > limit and jobs else None
         return render(self.site, request, "jobs.html", {
             "page": "jobs", "jobs": jobs, "queues": queues, "state": state or "", "queue": queue or "",
-            "name": name or "", "limit": limit if limit != PAGE_SIZE else None, "before_id": before_id,
-            "older": older,
+            "name": name or "", "q": search or "", "limit": limit if limit != PAGE_SIZE else None,
+            "before_id": before_id, "older": older,
+            # The last error of each job, as a column, once a job of the page has one.
+            "show_errors": any(job.errors for job in jobs),
         })
 
     async def job(self, request: Request) -> Response:

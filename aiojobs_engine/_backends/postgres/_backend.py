@@ -244,6 +244,7 @@ class PostgresBackend:
             "names": _text_array(where.names),
             "before_id": where.before_id,
             "limit": where.limit,
+            "search": where.search,
         })
         return [_job(row) for row in rows]
 

@@ -150,6 +150,10 @@ WHERE (:states::text[] IS NULL OR state = ANY(:states::text[]))
   AND (:queues::text[] IS NULL OR queue = ANY(:queues::text[]))
   AND (:names::text[] IS NULL OR name = ANY(:names::text[]))
   AND (:before_id::bigint IS NULL OR id < :before_id::bigint)
+  -- strict: lax mode would also yield each array's elements a second time, unwrapped.
+  AND (:search::text IS NULL OR EXISTS (
+      SELECT 1 FROM jsonb_path_query(jsonb_build_array(args, kwargs, constructor_args, meta), 'strict $.**') AS v
+      WHERE jsonb_typeof(v) IN ('string', 'number') AND strpos(lower(v #>> '{}'), lower(:search::text)) > 0))
 ORDER BY id DESC
 LIMIT :limit::integer;
 

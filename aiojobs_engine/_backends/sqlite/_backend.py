@@ -316,6 +316,7 @@ class SQLiteBackend:
             "names": _json_list(where.names),
             "before_id": where.before_id,
             "limit": where.limit,
+            "search": where.search,
         })
         return [_job(row) for row in rows]
 

@@ -88,6 +88,10 @@ WHERE (:states IS NULL OR state IN (SELECT value FROM json_each(:states)))
   AND (:queues IS NULL OR queue IN (SELECT value FROM json_each(:queues)))
   AND (:names IS NULL OR name IN (SELECT value FROM json_each(:names)))
   AND (:before_id IS NULL OR id < :before_id)
+  -- json_tree walks every value; json() turns the stored text back into JSON for json_array.
+  AND (:search IS NULL OR EXISTS (
+      SELECT 1 FROM json_tree(json_array(json(args), json(kwargs), json(constructor_args), json(meta)))
+      WHERE type IN ('text', 'integer', 'real') AND instr(lower(atom), lower(:search)) > 0))
 ORDER BY id DESC
 LIMIT :limit;
 
