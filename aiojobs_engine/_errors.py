@@ -14,6 +14,7 @@
     ├── EngineStateError              (RuntimeError) the call does not fit the engine's state
     │   └── EngineIdInUseError        another live engine heartbeats under this worker id
     ├── SchemaError                   (RuntimeError) the database schema does not fit
+    ├── MissingExtraError             (ModuleNotFoundError) an integration's extra is not installed
     └── BackendError                  the database failed; the driver's error is __cause__
         └── BackendUnavailableError   the database cannot be reached right now
 
@@ -89,6 +90,19 @@ class EngineIdInUseError(EngineStateError):
 
 class SchemaError(AiojobsError, RuntimeError):
     """The database schema is missing, behind (and auto-migration is off) or newer than known."""
+
+
+class MissingExtraError(AiojobsError, ModuleNotFoundError):
+    """An optional module (``contrib.prometheus``, the dashboard, …) was imported without the
+    library its extra installs; the message names the ``pip install`` to run.
+
+    ``name`` is the module that could not be imported (as on any ``ImportError``, so tools
+    that read it keep working) and ``extra`` the aiojobs_engine extra that installs it.
+    """
+
+    def __init__(self, message: str, *, name: str | None, extra: str) -> None:
+        super().__init__(message, name=name)
+        self.extra = extra
 
 
 class BackendError(AiojobsError):

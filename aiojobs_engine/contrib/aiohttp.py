@@ -21,9 +21,13 @@ from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager
 from typing import Final
 
-from aiohttp import web
-
 from .. import ConfigurationError, Engine
+from .._extras import missing_extra
+
+try:
+    from aiohttp import web
+except ImportError as exc:
+    missing_extra(exc, module=__name__, extra="aiohttp", packages={"aiohttp"})
 
 __all__ = ["ENGINE_KEY", "setup"]
 
