@@ -23,6 +23,7 @@ from ._backends import Backend, make_backend
 from ._backends._protocol import ActivityBucket, CronSchedule, EngineRegistration, JobFilter, QueueChange
 from ._bridge import SyncBridge
 from ._clock import Clock, SystemClock
+from ._console import DEFAULT_LOG_LEVEL, LogLevel, check_log_level, console_logging
 from ._context import _current as _current_job_var
 from ._cron import Schedule, check_expression, next_tick, zone
 from ._definitions import Registry, make_definition
@@ -775,15 +776,20 @@ class Engine:
 
     # -- working --------------------------------------------------------------------------
 
-    async def run(self, *, handle_signals: bool = False) -> None:
+    async def run(self, *, handle_signals: bool = False, log_level: LogLevel = DEFAULT_LOG_LEVEL) -> None:
         """Work jobs until ``stop()`` (or cancellation). Opens a closed engine and closes it after.
 
         With ``handle_signals=True`` (what the CLI does), SIGINT/SIGTERM stop gracefully and
         a second signal stops at once; the previous handlers are restored afterwards.
-        """
-        await self._work(drain=False, signals=handle_signals)
 
-    async def workoff(self, *, handle_signals: bool = False) -> int:
+        ``log_level`` (``"info"``, ``"warning"``, … or ``None``): if the application has
+        configured no logging handler, the engine's records at this level and above go to
+        stderr while it runs (docs/logging.md); ``None`` never does.
+        """
+        with console_logging(log_level):
+            await self._work(drain=False, signals=handle_signals)
+
+    async def workoff(self, *, handle_signals: bool = False, log_level: LogLevel = DEFAULT_LOG_LEVEL) -> int:
         """Run every due job of every queue that is not paused, until none is left.
 
         Includes jobs that come due or are enqueued meanwhile, and jobs of engines that died
@@ -794,8 +800,11 @@ class Engine:
         ``aiojobs workoff`` does), SIGINT/SIGTERM do so too: the first stops claiming and lets
         running jobs finish within ``shutdown_grace``, a second hands them back at once; the
         previous handlers are restored afterwards.
+
+        ``log_level``: as for ``run()``.
         """
-        return await self._work(drain=True, signals=handle_signals)
+        with console_logging(log_level):
+            return await self._work(drain=True, signals=handle_signals)
 
     async def _work(self, *, drain: bool, signals: bool) -> int:
         if self._runtime is not None:
@@ -843,9 +852,11 @@ class Engine:
         await finished.wait()
 
     @asynccontextmanager
-    async def running(self) -> AsyncIterator[Engine]:
-        """Run the engine in the background of a service: ``async with engine.running(): ...``."""
-        task = asyncio.create_task(self.run(), name="aiojobs-engine-run")
+    async def running(self, *, log_level: LogLevel = DEFAULT_LOG_LEVEL) -> AsyncIterator[Engine]:
+        """Run the engine in the background of a service: ``async with engine.running(): ...``
+        (``log_level``: as for ``run()``)."""
+        check_log_level(log_level)  # a bad value fails here, not in the background task
+        task = asyncio.create_task(self.run(log_level=log_level), name="aiojobs-engine-run")
         try:
             while self._runtime is None or not self._runtime.started.is_set():
                 if task.done():

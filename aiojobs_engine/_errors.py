@@ -15,6 +15,7 @@
     │   └── EngineIdInUseError        another live engine heartbeats under this worker id
     ├── QueueNotEmptyError            (RuntimeError) jobs are stored in the queue to delete
     ├── SchemaError                   (RuntimeError) the database schema does not fit
+    ├── MissingExtraError             (ModuleNotFoundError) an integration's extra is not installed
     └── BackendError                  the database failed; the driver's error is __cause__
         └── BackendUnavailableError   the database cannot be reached right now
 
@@ -100,6 +101,19 @@ class QueueNotEmptyError(AiojobsError, RuntimeError):
 
 class SchemaError(AiojobsError, RuntimeError):
     """The database schema is missing, behind (and auto-migration is off) or newer than known."""
+
+
+class MissingExtraError(AiojobsError, ModuleNotFoundError):
+    """An optional module (``contrib.prometheus``, the dashboard, …) was imported without the
+    library its extra installs; the message names the ``pip install`` to run.
+
+    ``name`` is the module that could not be imported (as on any ``ImportError``, so tools
+    that read it keep working) and ``extra`` the aiojobs_engine extra that installs it.
+    """
+
+    def __init__(self, message: str, *, name: str | None, extra: str) -> None:
+        super().__init__(message, name=name)
+        self.extra = extra
 
 
 class BackendError(AiojobsError):

@@ -17,7 +17,10 @@ runs the engine on that ``FrozenClock``.
 Fixtures: ``aiojobs_engine_app``, ``aiojobs_database_url``, ``aiojobs_settings``,
 ``aiojobs_clock``, ``aiojobs_engine_factory``, ``aiojobs_test_engine``. The helpers to use in
 tests are in ``aiojobs_engine.testing``. Async fixtures are pytest-asyncio fixtures when
-pytest-asyncio is installed (any mode), else plain pytest fixtures (for anyio's plugin).
+pytest-asyncio is installed (any mode), else plain pytest fixtures (for anyio's plugin). In
+pytest-asyncio's strict mode, an async test that uses one of these fixtures and has no
+``asyncio`` (or ``anyio``) marker gets ``asyncio``: such a test can only mean to run on a
+loop, and left unmarked pytest would not run it at all.
 
 For suites that choose their databases themselves (several backends in one run, say), the
 pieces under the fixtures are public too: ``sqlite_test_url(folder)``,
@@ -29,10 +32,11 @@ from __future__ import annotations
 
 import asyncio
 import importlib
+import inspect
 import os
 import re
 import secrets
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterator, Generator, Iterator, Mapping
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -57,6 +61,9 @@ __all__ = ["EngineFactory", "postgres_test_database", "postgres_test_schema", "s
 POSTGRES_ENV: Final = "AIOJOBS_PYTEST_POSTGRES"
 APP_INI: Final = "aiojobs_engine_app"
 
+_FIXTURES: Final = frozenset({"aiojobs_engine_app", "aiojobs_postgres_database", "aiojobs_database_url",
+                              "aiojobs_settings", "aiojobs_clock", "aiojobs_engine_factory", "aiojobs_test_engine"})
+
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("aiojobs_engine", "aiojobs_engine test databases")
@@ -67,6 +74,32 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
     parser.addini(APP_INI, "module:attribute of the application's aiojobs_engine.Engine (for aiojobs_test_engine)",
                   default="")
+
+
+# trylast: the innermost of the wrappers of this hook, so the marker is there when
+# pytest-asyncio's own wrapper (outside it) decides which items it runs.
+@pytest.hookimpl(hookwrapper=True, trylast=True)
+def pytest_pycollect_makeitem(collector: pytest.Module | pytest.Class, name: str,
+                              obj: object) -> Generator[None, Any, None]:
+    outcome = yield
+    if not _strict_asyncio(collector.config):
+        return
+    made = outcome.get_result()
+    for item in made if isinstance(made, list) else [made]:
+        if (isinstance(item, pytest.Function) and inspect.iscoroutinefunction(item.obj)
+                and item.get_closest_marker("asyncio") is None and item.get_closest_marker("anyio") is None
+                and any(fixture in _FIXTURES for fixture in item.fixturenames)):
+            item.add_marker(pytest.mark.asyncio)
+
+
+def _strict_asyncio(config: pytest.Config) -> bool:
+    """pytest-asyncio is active and in strict mode (in auto mode it marks every async test)."""
+    if not config.pluginmanager.hasplugin("asyncio"):
+        return False
+    try:
+        return str(config.getini("asyncio_mode") or "strict") == "strict"
+    except ValueError:  # pragma: no cover - an asyncio plugin that is not pytest-asyncio
+        return False
 
 
 def pytest_report_header(config: pytest.Config) -> str | None:

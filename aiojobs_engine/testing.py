@@ -17,32 +17,43 @@
   it to the next cron tick, enqueues the tick's job and runs it.
 - **Inline mode**: inside ``with inline(engine):`` every ``enqueue()`` runs the due jobs
   before it returns.
+- **One body, here and now**: ``await run_job(send_welcome, 42)`` runs the job's body once,
+  as an attempt would run (its arguments through JSON, ``current_job()`` set, its timeout),
+  and returns its result or raises what it raised; nothing is stored.
 
 The pytest plugin (``aiojobs_engine.pytest_plugin``, loaded by pytest when aiojobs_engine is
 installed) adds fixtures that put the application's engine on a throwaway database.
-This module uses the public API only, apart from the two places marked below.
+This module uses the public API only, apart from the three places marked below.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+import asyncio
+import contextvars
+import threading
+from collections.abc import Callable, Coroutine, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timedelta
-from typing import Any, Final, TypeAlias
+from typing import Any, Final, ParamSpec, TypeAlias, TypeVar, overload
 
 from . import (
     ClassJobHandle,
+    Complete,
     ConfigurationError,
     Engine,
     EngineStateError,
     FrozenClock,
     Job,
+    JobContext,
     JobHandle,
     JobRecord,
     JobRequest,
     JobState,
+    JobTimeoutError,
+    _json,
     current_job,
 )
+from ._context import set_current_job
 
 __all__ = [
     "FAST_SETTINGS",
@@ -54,6 +65,7 @@ __all__ = [
     "drain",
     "inline",
     "refute_enqueued",
+    "run_job",
     "tick",
     "workoff",
 ]
@@ -75,7 +87,13 @@ FAST_SETTINGS: Final[Mapping[str, float]] = {
 }
 """Engine settings for tests: short intervals, so polling and recovery happen within a test."""
 
+RUN_JOB_ENGINE_ID: Final = "aiojobs_engine.testing"
+"""``current_job().engine_id`` (and the record's ``claimed_by``) inside ``run_job``."""
+
 _PAGE: Final = 1000
+
+P = ParamSpec("P")
+T = TypeVar("T")
 
 
 # -- what was enqueued ------------------------------------------------------------------------
@@ -110,13 +128,12 @@ async def assert_enqueued(job: JobRef | None = None, *, engine: Engine | None = 
     found = await all_enqueued(job, engine=engine, queue=queue, args=args, kwargs=kwargs, meta=meta, state=state)
     if (count is None and found) or (count is not None and len(found) == count):
         return found
-    expected = "at least one job" if count is None else f"{count} job(s)"
-    what = _describe_filter(job, queue, args, kwargs, meta, state)
-    others = await all_enqueued(job, engine=_engine_for(job, engine), state=state)
-    raise AssertionError(
-        f"expected {expected} {what}, found {len(found)}"
-        + _listing("matching", found) + _listing("with the same job and state" if job else "in that state", others)
-    )
+    expected = "at least one" if count is None else "no" if count == 0 else f"exactly {count}"
+    what = _describe_filter(job, queue, args, kwargs, meta, state, plural=count is not None and count > 1)
+    message = f"expected {expected} {what}; found {len(found) or 'none'}"
+    if found:
+        raise AssertionError(message + _listing("matching", found))
+    raise AssertionError(message + await _what_is_there(job, _engine_for(job, engine), state))
 
 
 async def refute_enqueued(job: JobRef | None = None, *, engine: Engine | None = None, queue: str | None = None,
@@ -126,7 +143,7 @@ async def refute_enqueued(job: JobRef | None = None, *, engine: Engine | None = 
     found = await all_enqueued(job, engine=engine, queue=queue, args=args, kwargs=kwargs, meta=meta, state=state)
     if found:
         what = _describe_filter(job, queue, args, kwargs, meta, state)
-        raise AssertionError(f"expected no job {what}, found {len(found)}" + _listing("matching", found))
+        raise AssertionError(f"expected no {what}; found {len(found)}" + _listing("matching", found))
 
 
 # -- running jobs, moving time ------------------------------------------------------------------
@@ -243,6 +260,116 @@ def _frozen_clock(engine: Engine, what: str) -> FrozenClock:
             f"engine.configure(clock=FrozenClock(...)); this engine's clock is a {type(clock).__name__}"
         )
     return clock
+
+
+# -- one body, here and now ------------------------------------------------------------------
+
+
+@overload
+async def run_job(job: JobHandle[P, Coroutine[Any, Any, T]], /, *args: P.args, **kwargs: P.kwargs) -> T: ...
+@overload
+async def run_job(job: JobHandle[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T: ...
+@overload
+async def run_job(job: ClassJobHandle[P, Coroutine[Any, Any, T]], /, *args: P.args, **kwargs: P.kwargs) -> T: ...
+@overload
+async def run_job(job: ClassJobHandle[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T: ...
+@overload
+async def run_job(job: type[Job], /, *args: object, **kwargs: object) -> object: ...
+async def run_job(job: object, /, *args: object, **kwargs: object) -> object:
+    """Run one attempt of ``job``'s body in this task's loop and return its result.
+
+    The body runs as an engine runs it, not as a plain call: the arguments are validated
+    and encoded as ``enqueue()`` would, and the body gets them back from JSON (tuples as
+    lists); ``current_job()`` gives a ``JobRecord`` built from the request (state
+    ``running``, attempt 1, id 0: it is not stored, and the engine's database is not
+    touched); a ``Job`` class is instantiated with its ``constructor_args``
+    (``MyJob.options(constructor_args=[...])``); an async body runs under the job's
+    ``timeout`` (``JobTimeoutError``), a blocking or CPU-bound one on a thread of its own.
+    ``Complete(result)`` returns ``result``; any other signal (``Retry``, ``Snooze``,
+    ``Fail``, ``Cancel``, ``Delete``) and any error are raised to the caller, as they
+    left the body. A result that is not JSON raises ``SerializationError`` (the engine
+    would fail the job). Hooks and context hooks do not run.
+    """
+    request = _request_for(job, args, kwargs)
+    definition = request.definition
+    if definition is None:  # pragma: no cover - handles and classes always carry theirs
+        raise ConfigurationError(f"job {request.name!r} is not declared on an engine")
+    engine = _engine_for(job, None)
+    record = _running_record(request, engine.clock.now())
+    context = contextvars.copy_context()
+    # Private: the engine's own way of setting current_job(); set in a copy of the
+    # caller's context, so the test's own code never sees it.
+    context.run(set_current_job, JobContext(record, RUN_JOB_ENGINE_ID))
+    target: Any = definition.target
+
+    def call() -> Any:  # in the job's context, constructor included, as the engine calls it
+        body = target(*record.constructor_args).run if definition.is_class else target
+        return body(*record.args, **record.kwargs)
+
+    deadline = asyncio.timeout(record.timeout)
+    try:
+        async with deadline:
+            if definition.mode == "inline":
+                result = await asyncio.create_task(_awaited(call), context=context)
+            else:
+                result = await _on_a_thread(context, call, record.name)
+    except Complete as signal:
+        result = signal.result
+    except TimeoutError:
+        if not deadline.expired():
+            raise  # the body's own TimeoutError, not its deadline
+        raise JobTimeoutError(f"job {record.name!r} timed out after {record.timeout}s") from None
+    _json.dumps(result, f"the result of job {record.name!r}")  # private: the engine's own check
+    return result
+
+
+async def _awaited(call: Callable[[], Any]) -> Any:
+    return await call()
+
+
+def _request_for(job: object, args: tuple[object, ...], kwargs: dict[str, object]) -> JobRequest:
+    if isinstance(job, JobHandle | ClassJobHandle):
+        return job.new(*args, **kwargs)
+    if isinstance(job, type) and issubclass(job, Job):
+        return job.new(*args, **kwargs)
+    raise ConfigurationError(f"run_job() takes a job handle or a Job class, got {job!r}")
+
+
+def _running_record(request: JobRequest, now: datetime) -> JobRecord:
+    """The record of the attempt, as the engine's claim would return it (but id 0)."""
+    return JobRecord(
+        id=0, queue=request.queue, name=request.name, args=_json.loads(request.args_json),
+        kwargs=_json.loads(request.kwargs_json), constructor_args=_json.loads(request.constructor_args_json),
+        state=JobState.RUNNING, priority=request.priority, attempt=1, max_attempts=request.max_attempts,
+        timeout=request.timeout, inserted_at=now, available_at=now, claimed_at=now, attempted_at=now,
+        claimed_by=RUN_JOB_ENGINE_ID, meta=_json.loads(request.meta_json),
+    )
+
+
+async def _on_a_thread(context: contextvars.Context, call: Callable[[], Any], name: str) -> Any:
+    """A blocking body on a daemon thread of its own (as the engine runs one): one that
+    outlives its timeout cannot hold the test process at exit, as an executor's would."""
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[Any] = loop.create_future()
+
+    def settle(result: Any, error: BaseException | None) -> None:
+        if future.done():
+            return
+        if error is None:
+            future.set_result(result)
+        else:
+            future.set_exception(error)
+
+    def main() -> None:
+        try:
+            result = context.run(call)
+        except BaseException as exc:
+            loop.call_soon_threadsafe(settle, None, exc)
+        else:
+            loop.call_soon_threadsafe(settle, result, None)
+
+    threading.Thread(target=main, name=f"aiojobs-run-job-{name}", daemon=True).start()
+    return await future
 
 
 # -- inline mode --------------------------------------------------------------------------------
@@ -382,10 +509,34 @@ def _plain(value: object) -> object:
     return value
 
 
+async def _what_is_there(job: JobRef | None, engine: Engine, state: StateFilter) -> str:
+    """For a failed assertion that found nothing: the nearest jobs that are there (the same
+    job in the states asked for; else any job in them; else how many jobs are in which state)."""
+    states = _states(state)
+    where = "in any state" if states is None else f"in state {'/'.join(s.value for s in states)}"
+    if job is not None:
+        same = await all_enqueued(job, engine=engine, state=state)
+        if same:
+            return _listing(f"{_name_of(job)} jobs {where}", same)
+    others = await all_enqueued(engine=engine, state=state)
+    if others:
+        subject = f"no {_name_of(job)} job is" if job is not None else "jobs"
+        return _listing(f"{subject} {where}; the jobs that are", others)
+    async with engine:
+        counts: dict[str, int] = {}
+        for (_, counted_state), number in (await engine.count_jobs()).items():
+            counts[counted_state.value] = counts.get(counted_state.value, 0) + number
+    if not counts:
+        return "\nthe database holds no job at all (was the job enqueued on this engine, on this database?)"
+    held = ", ".join(f"{number} {name}" for name, number in sorted(counts.items()))
+    return f"\nno job at all is {where}; the database holds: {held}"
+
+
 def _describe_filter(job: JobRef | None, queue: str | None, args: Sequence[object] | None,
                      kwargs: Mapping[str, object] | None, meta: Mapping[str, object] | None,
-                     state: StateFilter) -> str:
-    parts = [f"of job {_name_of(job)!r}" if job is not None else "of any job"]
+                     state: StateFilter, *, plural: bool = False) -> str:
+    noun = "jobs" if plural else "job"
+    parts = [f"{_name_of(job)} {noun}" if job is not None else noun]
     if args is not None:
         parts.append(f"with args {_plain(list(args))!r}")
     if kwargs is not None:

@@ -28,6 +28,7 @@ async def send_welcome(user_id: int) -> dict:
 
 
 # Opens the database, works jobs in the background, and stops cleanly at shut-down.
+# With no logging configured, failed jobs are printed on stderr (log_level="info": every job).
 app = FastAPI(lifespan=engine_lifespan(engine))
 
 

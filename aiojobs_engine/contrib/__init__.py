@@ -9,5 +9,7 @@
 - ``aiojobs_engine.contrib.aiohttp``: ``setup(app, engine)`` for an ``aiohttp.web`` app.
 
 Nothing here is imported by the engine: importing ``aiojobs_engine`` never imports these
-libraries. See docs/observability.md and docs/integrations.md.
+libraries. Importing one of these modules without its library raises ``MissingExtraError``
+(a ``ModuleNotFoundError``, ``name`` kept) whose message names the extra to install.
+See docs/observability.md and docs/integrations.md.
 """

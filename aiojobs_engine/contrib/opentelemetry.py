@@ -27,13 +27,17 @@ import weakref
 from collections.abc import Mapping
 from typing import Final
 
-from opentelemetry import context as otel_context
-from opentelemetry import trace
-from opentelemetry.trace import Link, Span, SpanKind, Status, StatusCode, TracerProvider
-from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
-from opentelemetry.util.types import AttributeValue
-
 from .. import ConfigurationError, Engine, EventKind, JobEvent, JobRecord, JobRequest, __version__
+from .._extras import missing_extra
+
+try:
+    from opentelemetry import context as otel_context
+    from opentelemetry import trace
+    from opentelemetry.trace import Link, Span, SpanKind, Status, StatusCode, TracerProvider
+    from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+    from opentelemetry.util.types import AttributeValue
+except ImportError as exc:
+    missing_extra(exc, module=__name__, extra="otel", packages={"opentelemetry"})
 
 __all__ = ["TRACE_META_KEYS", "Instrumentation", "instrument"]
 

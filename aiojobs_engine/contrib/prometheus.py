@@ -33,12 +33,16 @@ import weakref
 from collections.abc import Iterable, Sequence
 from typing import Final
 
-from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram
-from prometheus_client.core import GaugeMetricFamily
-from prometheus_client.metrics_core import Metric
-from prometheus_client.registry import Collector
-
 from .. import ConfigurationError, Engine, EventKind, JobEvent, JobState
+from .._extras import missing_extra
+
+try:
+    from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram
+    from prometheus_client.core import GaugeMetricFamily
+    from prometheus_client.metrics_core import Metric
+    from prometheus_client.registry import Collector
+except ImportError as exc:
+    missing_extra(exc, module=__name__, extra="prometheus", packages={"prometheus_client"})
 
 __all__ = ["DEFAULT_BUCKETS", "PrometheusInstrumentation", "instrument"]
 

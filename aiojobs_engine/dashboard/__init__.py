@@ -13,13 +13,11 @@ set a queue's concurrency), all through the public ``Engine`` API. See docs/dash
 
 from __future__ import annotations
 
+from .._extras import missing_extra
+
 try:
     from ._app import dashboard
-except ImportError as exc:  # pragma: no cover - depends on what is installed
-    if (exc.name or "").partition(".")[0] in {"starlette", "jinja2", "markupsafe"}:
-        raise ImportError(
-            f"the aiojobs dashboard needs {exc.name}: pip install 'aiojobs_engine[dashboard]'"
-        ) from exc
-    raise
+except ImportError as exc:
+    missing_extra(exc, module=__name__, extra="dashboard", packages={"starlette", "jinja2", "markupsafe"})
 
 __all__ = ["dashboard"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -84,22 +85,46 @@ async def test_pending_by_default_any_state_on_request(make_engine) -> None:
 
 async def test_failures_say_what_was_expected_and_what_is_there(make_engine) -> None:
     engine = make_engine()
-    send_welcome, _ = declare(engine)
+    send_welcome, export = declare(engine)
     async with engine:
-        await send_welcome.enqueue(1)
-        with pytest.raises(AssertionError) as missing:
+        with pytest.raises(AssertionError) as nothing:
             await assert_enqueued(send_welcome, args=[2])
-        message = str(missing.value)
-        assert ("expected at least one job of job 'send_welcome' with args [2] in state waiting/snoozed, "
-                "found 0") in message
-        assert "with the same job and state (1):" in message and "args=[1]" in message
+        assert str(nothing.value) == (
+            "expected at least one send_welcome job with args [2] in state waiting/snoozed; found none\n"
+            "the database holds no job at all (was the job enqueued on this engine, on this database?)"
+        )
 
-        with pytest.raises(AssertionError, match=r"expected 2 job\(s\) of job 'send_welcome' .* found 1"):
+        await send_welcome.enqueue(1)
+        with pytest.raises(AssertionError) as other_args:
+            await assert_enqueued(send_welcome, args=[2])
+        lines = str(other_args.value).splitlines()
+        assert lines[0] == "expected at least one send_welcome job with args [2] in state waiting/snoozed; found none"
+        assert lines[1] == "send_welcome jobs in state waiting/snoozed (1):"
+        assert re.fullmatch(r"  #\d+ send_welcome args=\[1\] kwargs=\{\} queue='email' state=waiting "
+                            r"available_at=\S+", lines[2]), lines
+
+        # Not the job asked for at all: the jobs that are there, whatever their name.
+        with pytest.raises(AssertionError) as other_job:
+            await assert_enqueued(export, args=["2030-01"])
+        lines = str(other_job.value).splitlines()
+        assert lines[0] == "expected at least one Export job with args ['2030-01'] in state waiting/snoozed; found none"
+        assert lines[1] == "no Export job is in state waiting/snoozed; the jobs that are (1):"
+        assert "send_welcome args=[1]" in lines[2]
+
+        with pytest.raises(AssertionError, match=r"^expected exactly 2 send_welcome jobs in state waiting/snoozed; "
+                                                 r"found 1\nmatching \(1\):\n  #\d+ send_welcome args=\[1\]"):
             await assert_enqueued(send_welcome, count=2)
-        with pytest.raises(AssertionError, match=r"expected no job of job 'send_welcome' in state waiting/snoozed, "
+        with pytest.raises(AssertionError, match=r"^expected no send_welcome job in state waiting/snoozed; "
                                                  r"found 1\nmatching \(1\):\n  #\d+ send_welcome args=\[1\]"):
             await refute_enqueued(send_welcome)
         await assert_enqueued(send_welcome, args=[2], count=0)  # count=0 is a refutation
+
+        # It ran, so nothing is pending: say where the jobs went.
+        assert await engine.workoff() == 1
+        with pytest.raises(AssertionError) as ran:
+            await assert_enqueued(send_welcome, args=[1])
+        assert str(ran.value).splitlines()[1:] == [
+            "no job at all is in state waiting/snoozed; the database holds: 1 completed"]
 
 
 async def test_helpers_reject_what_they_cannot_use(make_engine) -> None:

@@ -163,9 +163,9 @@ def test_a_user_suite_runs_against_its_own_throwaway_databases(pytester: pytest.
     result = pytester.runpytest("-p", "no:cacheprovider")
     result.assert_outcomes(passed=7, failed=1)
     result.stdout.fnmatch_lines([
-        "*AssertionError: expected at least one job of job 'send_welcome' with args [[]2[]] in state "
-        "waiting/snoozed, found 0",
-        "*with the same job and state (1):",
+        "*AssertionError: expected at least one send_welcome job with args [[]2[]] in state "
+        "waiting/snoozed; found none",
+        "*send_welcome jobs in state waiting/snoozed (1):",
         "*send_welcome args=[[]1[]] *queue='email' state=waiting*",
     ])
 

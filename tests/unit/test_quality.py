@@ -23,7 +23,7 @@ EXPORTS = {
     "PolynomialBackoff", "QueueConfig", "QueueRecord", "Retry", "SchemaError", "SerializationError", "Snooze",
     "SystemClock", "UnknownJobError", "WorkerCrashedError", "__version__", "current_job", "CronRecord",
     "RetentionDict", "UniqueConfig", "EventKind", "JobEvent", "WorkerGroup", "JobStateError",
-    "UniqueConflictError", "QueueNotEmptyError",
+    "UniqueConflictError", "QueueNotEmptyError", "MissingExtraError",
 }
 
 
