@@ -411,6 +411,11 @@ class Engine:
             await backend.migrate()
             return
         version = await backend.schema_version()
+        if version == 0:
+            raise SchemaError(
+                "this database holds no aiojobs_engine tables yet (auto_migrate is off): create them with "
+                "`aiojobs migrate`, or by opening an engine with auto_migrate=True"
+            )
         if version < backend.latest_version:
             raise SchemaError(
                 f"the database schema is at version {version}, this engine needs {backend.latest_version}; "

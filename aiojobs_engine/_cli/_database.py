@@ -41,13 +41,17 @@ def command_name(args: Namespace) -> str:
 
 
 def require_existing(engine: Engine, args: Namespace, *, named: bool) -> None:
-    """Refuse, before anything is opened, a command that would create its database.
+    """Refuse, before anything is opened, a command that would create its database, and
+    make the engine's opening check the schema rather than migrate it.
 
     ``named``: an application, a URL (option or config file) or the environment variable
     says which database this is; otherwise the engine falls back to the default file.
     """
     if getattr(args, "database", Database.EXISTING) is not Database.EXISTING:
         return
+    # Nor does it create or upgrade the tables: an empty or outdated schema is refused,
+    # naming `aiojobs migrate` (an upgrade is for the operator to run, not a side effect).
+    engine.configure(auto_migrate=False)
     path = missing_file(engine)
     if path is None:
         return

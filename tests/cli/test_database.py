@@ -84,3 +84,19 @@ def test_a_real_process_exits_2_and_creates_nothing(tmp_path: Path) -> None:
     assert result.returncode == 2, result.stdout
     assert "jobs list needs a database and none is named" in result.stderr
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("argv", [("jobs", "list"), ("queues", "set", "email", "--priority", "1", "--create")],
+                         ids=" ".join)
+def test_a_database_without_the_tables_is_refused_and_left_as_it_was(cli: Cli, db_url: str, tmp_path: Path,
+                                                                      argv: tuple[str, ...]) -> None:
+    """An empty PostgreSQL schema, or a SQLite file that exists but holds no tables: the
+    command neither creates nor upgrades the schema; it names `aiojobs migrate`."""
+    if db_url.startswith("sqlite"):
+        db_url = f"sqlite:///{tmp_path / 'empty.db'}"
+        (tmp_path / "empty.db").touch()
+    result = cli(*argv, "--url", db_url)
+    assert result.code == 1, result.out + result.err
+    assert "holds no aiojobs_engine tables yet" in result.err and "`aiojobs migrate`" in result.err
+    assert cli("migrate", "--url", db_url).code == 0
+    assert cli(*argv, "--url", db_url).code == 0
