@@ -40,3 +40,16 @@ def test_cpu_per_job_benchmark_runs(tmp_path) -> None:
                             cwd=tmp_path, check=False)
     assert result.returncode == 0, result.stderr
     assert "jobs/s" in result.stdout and "us CPU/job" in result.stdout
+
+
+def test_sync_enqueue_benchmark_runs(tmp_path) -> None:
+    """benchmarks/sync_enqueue.py, as its docstring runs it (a subprocess, tiny numbers)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    result = subprocess.run([sys.executable, str(root / "benchmarks" / "sync_enqueue.py"), "--backend", "sqlite",
+                             "--jobs", "32"], capture_output=True, text=True, timeout=120, cwd=tmp_path, check=False)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.count("jobs/s") == 4 and "engine running" in result.stdout
