@@ -543,7 +543,7 @@ class Engine:
         limit = self._settings.max_arguments_bytes
         if limit is not None:
             for request in admitted:
-                if request is not None:
+                if request is not None and 4 * request.encoded_chars > limit:  # UTF-8: at most 4 bytes a char
                     check_size(request, limit)
         kept = [i for i, request in enumerate(admitted) if request is not None]
         results: list[JobRecord | None] = [None] * len(requests)

@@ -79,6 +79,11 @@ class JobRequest:
     def constructor_args(self) -> tuple[object, ...]:
         return self.options.constructor_args or ()
 
+    @property
+    def encoded_chars(self) -> int:
+        """Characters of the encoded arguments, constructor arguments and meta."""
+        return len(self.args_json) + len(self.kwargs_json) + len(self.constructor_args_json) + len(self.meta_json)
+
 
 def build_request(
     name: str,
@@ -110,10 +115,10 @@ def build_request(
 
 
 def check_size(request: JobRequest, limit: int) -> None:
-    """Refuse a request whose encoded arguments and meta take more than ``limit`` bytes."""
+    """Refuse a request whose encoded arguments and meta take more than ``limit`` bytes
+    (worth calling once ``4 * request.encoded_chars`` exceeds it: UTF-8 takes at most 4 bytes
+    a character)."""
     texts = (request.args_json, request.kwargs_json, request.constructor_args_json, request.meta_json)
-    if sum(map(len, texts)) * 4 <= limit:  # UTF-8 takes at most 4 bytes a character: surely under
-        return
     size = sum(len(text.encode("utf-8")) for text in texts)
     if size > limit:
         raise SerializationError(

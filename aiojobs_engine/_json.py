@@ -61,8 +61,9 @@ def dumps(value: object, what: str, *, check_keys: bool = True) -> str:
         raise SerializationError(
             f"{what} must be JSON-serialisable (dict, list, str, int, float, bool, None): {exc}"
         ) from None
-    # Fewer brackets in all than the limit (strings' brackets included): it cannot be too deep.
-    if check_keys and text.count("[") + text.count("{") >= MAX_DEPTH:
+    # Too deep takes two characters a level, and a bracket a level (strings' brackets count
+    # too): most documents are ruled out by their length, the rest by a count, before a walk.
+    if check_keys and len(text) > 2 * MAX_DEPTH and text.count("[") + text.count("{") > MAX_DEPTH:
         _check_depth(value, what)
     # Without a "{" there is no dict to look at; "{}" is the usual empty kwargs.
     if check_keys and "{" in text and text != "{}":
