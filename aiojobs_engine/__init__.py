@@ -1,15 +1,20 @@
 """aiojobs_engine: an asyncio-native background job engine backed by SQLite or PostgreSQL.
 
+    import asyncio
+
     from aiojobs_engine import Engine
 
     engine = Engine("sqlite:///jobs.db")
 
     @engine.job(queue="email", max_attempts=5, timeout=30)
-    async def send_welcome(user_id: int) -> dict: ...
+    async def send_welcome(user_id: int) -> None: ...
 
-    async with engine:
-        await send_welcome.enqueue(42)
-        await engine.workoff()
+    async def main() -> None:
+        async with engine:
+            await send_welcome.enqueue(42)
+            await engine.workoff()
+
+    asyncio.run(main())
 """
 
 from ._clock import Clock, FrozenClock, SystemClock
@@ -44,7 +49,7 @@ from ._records import CronRecord, EngineRecord, JobErrorInfo, JobRecord, JobStat
 from ._retry import ConstantBackoff, ExponentialBackoff, LinearBackoff, PolynomialBackoff
 from ._settings import EngineSettings
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 __all__ = [
     "AiojobsError",

@@ -101,8 +101,7 @@ class TcpProxy:
     async def close(self) -> None:
         """Stop listening and reset every connection; safe twice."""
         self._closed = True
-        await self._stop_listening()
-        await self._end_links(reset=True)
+        await self._stop_listening(reset=True)
 
     async def __aenter__(self) -> TcpProxy:
         await self.start()
@@ -138,9 +137,9 @@ class TcpProxy:
             self._flowing.clear()
             return
         if mode is CutMode.REFUSE:
-            await self._stop_listening()
-        else:
-            await self._listen()  # from REFUSE: accept again, to reset or close
+            await self._stop_listening(reset=True)
+            return
+        await self._listen()  # from REFUSE: accept again, to reset or close
         await self._end_links(reset=mode is not CutMode.CLOSE)
 
     async def restore(self) -> None:
@@ -162,10 +161,17 @@ class TcpProxy:
         )
         self.port = self._server.sockets[0].getsockname()[1]
 
-    async def _stop_listening(self) -> None:
+    async def _stop_listening(self, *, reset: bool) -> None:
+        """Stop accepting, end the open connections, then wait for the server to close.
+
+        In that order: since Python 3.12.1, ``Server.wait_closed()`` also waits for the
+        connections the server accepted, so awaited before they end it never returns.
+        """
         server, self._server = self._server, None
         if server is not None:
             server.close()
+        await self._end_links(reset=reset)
+        if server is not None:
             await server.wait_closed()
 
     async def _end_links(self, *, reset: bool) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -24,7 +25,7 @@ async def opened(path: Path) -> SQLiteBackend:
 async def test_wal_mode_and_busy_timeout(tmp_path: Path) -> None:
     backend = await opened(tmp_path / "jobs.db")
     try:
-        with sqlite3.connect(tmp_path / "jobs.db") as raw:
+        with closing(sqlite3.connect(tmp_path / "jobs.db")) as raw, raw:
             assert raw.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     finally:
         await backend.close()
@@ -44,7 +45,7 @@ async def test_cancelling_a_transaction_never_leaves_the_connection_inside_it(tm
             await backend.job_insert_many([insert()], now=T0)
     finally:
         await backend.close()
-    with sqlite3.connect(tmp_path / "jobs.db") as raw:
+    with closing(sqlite3.connect(tmp_path / "jobs.db")) as raw, raw:
         assert raw.execute("SELECT count(*) FROM aiojobs_jobs").fetchone()[0] == 60
 
 
@@ -57,7 +58,7 @@ async def test_a_missing_folder_is_a_clear_error(tmp_path: Path) -> None:
 async def test_a_newer_schema_is_refused(tmp_path: Path) -> None:
     backend = await opened(tmp_path / "jobs.db")
     await backend.close()
-    with sqlite3.connect(tmp_path / "jobs.db") as raw:
+    with closing(sqlite3.connect(tmp_path / "jobs.db")) as raw, raw:
         raw.execute("INSERT INTO aiojobs_schema (version, name, applied_at) VALUES (999, 'future', 0)")
     backend = SQLiteBackend(str(tmp_path / "jobs.db"))
     await backend.open()

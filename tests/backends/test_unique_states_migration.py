@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import AsyncIterator
+from contextlib import closing
 from dataclasses import replace
 
 import asyncpg
@@ -38,7 +39,7 @@ async def _forget_versions_from_3(db_url: str) -> None:
     """As if the schema were at version 2 (later migrations are applied again after 0003)."""
     url = parse_url(db_url)
     if url.dsn is None:  # SQLite
-        with sqlite3.connect(db_url.removeprefix("sqlite:///")) as raw:
+        with closing(sqlite3.connect(db_url.removeprefix("sqlite:///"))) as raw, raw:
             raw.execute("DELETE FROM aiojobs_schema WHERE version >= 3")
         return
     conn = await asyncpg.connect(url.dsn)

@@ -6,6 +6,7 @@ import io
 import json
 import sqlite3
 from collections.abc import Callable
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -44,7 +45,7 @@ def test_migrate(cli: Cli, tmp_path: Path) -> None:
 def test_prune(cli: Cli, finished: Finished) -> None:
     kept = cli("prune", "--url", finished.url)  # default retention: completed 7 days, failed for ever
     assert (kept.code, kept.out) == (0, "pruned 0 jobs past their retention\n")
-    with sqlite3.connect(finished.url.removeprefix("sqlite:///")) as raw:  # eight days later…
+    with closing(sqlite3.connect(finished.url.removeprefix("sqlite:///"))) as raw, raw:  # eight days later…
         raw.execute("UPDATE aiojobs_jobs SET expires_at = expires_at - 8 * 86400 * 1000000")
     pruned = cli("prune", "--json", "--url", finished.url)
     assert (pruned.code, json.loads(pruned.out)) == (0, {"deleted": 1})

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+from contextlib import closing
 from datetime import UTC, datetime
 from typing import Any
 
@@ -152,7 +153,7 @@ async def test_a_malformed_stored_row_fails_that_job_only(sqlite_url: str) -> No
         bad = await hello.enqueue(1)
         good = [await hello.enqueue(i) for i in range(3)]
     assert bad
-    with sqlite3.connect(sqlite_url.removeprefix("sqlite:///")) as raw:
+    with closing(sqlite3.connect(sqlite_url.removeprefix("sqlite:///"))) as raw, raw:
         raw.execute("UPDATE aiojobs_jobs SET kwargs = '[\"not an object\"]' WHERE id = ?", (bad.id,))
     async with engine:
         await engine.workoff()

@@ -1,0 +1,68 @@
+"""User code that type-checks against aiojobs_engine as installed, outside this repository.
+
+Shared by the tests (the README's editable install) and by .ci/release-check (a built wheel
+in a fresh virtualenv), which loads this file by its path. ``BAD_LINE`` is the line of
+``bad.py`` that a checker must report.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+GOOD = '''\
+import asyncio
+from datetime import timedelta
+
+from aiojobs_engine import Engine, JobRecord, JobState, current_job
+
+engine = Engine("sqlite:///:memory:")
+
+
+@engine.job(queue="email", max_attempts=3)
+async def send_welcome(user_id: int, *, greeting: str = "hello") -> dict[str, str]:
+    return {"to": str(user_id), "greeting": greeting, "attempt": str(current_job().attempt)}
+
+
+@engine.job()
+def resize_avatar(user_id: int, size: int = 128) -> str:
+    return f"avatar-{user_id}-{size}.png"
+
+
+async def main() -> list[JobRecord]:
+    async with engine:
+        first = await send_welcome.enqueue(42, greeting="hi")
+        later = await send_welcome.options(delay=timedelta(seconds=5), priority=1).enqueue(7)
+        resized = await resize_avatar.enqueue(42, size=256)
+        batch = await engine.enqueue_many([send_welcome.new(i) for i in range(3)])
+        await engine.workoff()
+        done = [r for r in (first, later, resized, *batch) if r is not None]
+        assert all(r.state in (JobState.WAITING, JobState.COMPLETED) for r in done)
+        return done
+
+
+asyncio.run(main())
+'''
+
+BAD = '''\
+from aiojobs_engine import Engine
+
+engine = Engine("sqlite:///:memory:")
+
+
+@engine.job()
+async def send_welcome(user_id: int) -> None: ...
+
+
+async def main() -> None:
+    await send_welcome.enqueue("not an int")
+'''
+
+BAD_LINE = 11
+
+
+def write(directory: Path) -> tuple[Path, Path]:
+    """Write good.py and bad.py into ``directory``; return their paths."""
+    good, bad = directory / "good.py", directory / "bad.py"
+    good.write_text(GOOD)
+    bad.write_text(BAD)
+    return good, bad
