@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-import threading
 from collections.abc import Callable, Coroutine, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timedelta
@@ -54,6 +53,7 @@ from . import (
     current_job,
 )
 from ._context import set_current_job
+from ._daemon import on_daemon_thread
 
 __all__ = [
     "FAST_SETTINGS",
@@ -312,7 +312,7 @@ async def run_job(job: object, /, *args: object, **kwargs: object) -> object:
             if definition.mode == "inline":
                 result = await asyncio.create_task(_awaited(call), context=context)
             else:
-                result = await _on_a_thread(context, call, record.name)
+                result = await on_daemon_thread(call, name=f"aiojobs-run-job-{record.name}", context=context)
     except Complete as signal:
         result = signal.result
     except TimeoutError:
@@ -344,32 +344,6 @@ def _running_record(request: JobRequest, now: datetime) -> JobRecord:
         timeout=request.timeout, inserted_at=now, available_at=now, claimed_at=now, attempted_at=now,
         claimed_by=RUN_JOB_ENGINE_ID, meta=_json.loads(request.meta_json),
     )
-
-
-async def _on_a_thread(context: contextvars.Context, call: Callable[[], Any], name: str) -> Any:
-    """A blocking body on a daemon thread of its own (as the engine runs one): one that
-    outlives its timeout cannot hold the test process at exit, as an executor's would."""
-    loop = asyncio.get_running_loop()
-    future: asyncio.Future[Any] = loop.create_future()
-
-    def settle(result: Any, error: BaseException | None) -> None:
-        if future.done():
-            return
-        if error is None:
-            future.set_result(result)
-        else:
-            future.set_exception(error)
-
-    def main() -> None:
-        try:
-            result = context.run(call)
-        except BaseException as exc:
-            loop.call_soon_threadsafe(settle, None, exc)
-        else:
-            loop.call_soon_threadsafe(settle, result, None)
-
-    threading.Thread(target=main, name=f"aiojobs-run-job-{name}", daemon=True).start()
-    return await future
 
 
 # -- inline mode --------------------------------------------------------------------------------

@@ -4,22 +4,18 @@ worker process of the supervised pool.
 Owns: calling the user's function or ``Job`` class, and the message a worker process gets.
 It decides nothing (``_outcomes`` does) and writes nothing (the run does).
 
-Blocking bodies run on a daemon thread each, not in a ``ThreadPoolExecutor`` (nor anyio's
-worker threads): those threads are joined when the interpreter exits, so one body that never
-returns would hold the process after shutdown, past Docker's and Kubernetes' kill timeouts.
-How many run at once is bounded by the runner's thread slots.
+Blocking bodies run on a daemon thread each (``_daemon``: one that never returns cannot hold
+the process at exit); how many run at once is bounded by the runner's thread slots.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import contextvars
-import threading
-from collections.abc import Callable
+import functools
 from typing import Any
 
 from .. import _json
+from .._daemon import on_daemon_thread
 from .._definitions import JobDefinition
 from .._records import JobRecord
 from ._pool_worker import record_to_json
@@ -49,34 +45,7 @@ def call_blocking(definition: JobDefinition, record: JobRecord) -> Any:
 def start_thread(definition: JobDefinition, record: JobRecord) -> asyncio.Future[Any]:
     """Start a blocking body on a new daemon thread, in a copy of the caller's context; a
     future (on the current loop) for its result."""
-    loop = asyncio.get_running_loop()
-    future: asyncio.Future[Any] = loop.create_future()
-    context = contextvars.copy_context()
-
-    def settle(result: Any, error: BaseException | None) -> None:
-        if future.done():
-            return
-        if error is None:
-            future.set_result(result)
-        else:
-            future.set_exception(error)
-
-    def main() -> None:
-        try:
-            result = context.run(call_blocking, definition, record)
-        except BaseException as exc:
-            _deliver(loop, settle, None, exc)
-        else:
-            _deliver(loop, settle, result, None)
-
-    threading.Thread(target=main, name=f"aiojobs-job-{record.id}", daemon=True).start()
-    return future
-
-
-def _deliver(loop: asyncio.AbstractEventLoop, settle: Callable[[Any, BaseException | None], None],
-             result: Any, error: BaseException | None) -> None:
-    with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits for this body any more
-        loop.call_soon_threadsafe(settle, result, error)
+    return on_daemon_thread(functools.partial(call_blocking, definition, record), name=f"aiojobs-job-{record.id}")
 
 
 def process_task(definition: JobDefinition, record: JobRecord, engine_id: str) -> dict[str, Any]:
