@@ -6,6 +6,7 @@ import asyncio
 import json
 import sqlite3
 import sys
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -47,16 +48,16 @@ async def test_a_schema_behind_or_ahead_is_4_and_never_migrated(tmp_path: Path) 
     path = tmp_path / "jobs.db"
     url = f"sqlite:///{path}"
     await Engine(url).migrate()
-    with sqlite3.connect(path) as raw:
+    with closing(sqlite3.connect(path)) as raw, raw:
         raw.execute("INSERT INTO aiojobs_schema (version, name, applied_at) SELECT max(version) + 1, 'future', 0 "
                     "FROM aiojobs_schema")
     code, out = await healthcheck("--url", url)
     assert code == 4 and "newer than this aiojobs_engine knows" in out
-    with sqlite3.connect(path) as raw:
+    with closing(sqlite3.connect(path)) as raw, raw:
         raw.execute("DELETE FROM aiojobs_schema WHERE version > 1")
     code, out = await healthcheck("--url", url, "--json")
     assert code == 4 and "run `aiojobs migrate`" in json.loads(out)["problem"]
-    with sqlite3.connect(path) as raw:
+    with closing(sqlite3.connect(path)) as raw, raw:
         assert raw.execute("SELECT max(version) FROM aiojobs_schema").fetchone() == (1,)  # not migrated
 
 

@@ -9,6 +9,7 @@ import sqlite3
 import subprocess
 import sys
 import uuid
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -63,9 +64,8 @@ def processes_marked(marker: str) -> list[int]:
 
 
 def jobs(tmp_path: Path) -> list[tuple[str, int]]:
-    with sqlite3.connect(tmp_path / "jobs.db") as connection:
-        rows = connection.execute("SELECT state, attempt FROM aiojobs_jobs").fetchall()
-    connection.close()
+    with closing(sqlite3.connect(tmp_path / "jobs.db")) as connection:
+        rows: list[tuple[str, int]] = connection.execute("SELECT state, attempt FROM aiojobs_jobs").fetchall()
     return rows
 
 
