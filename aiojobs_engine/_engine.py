@@ -9,9 +9,11 @@ it is opened.
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import re
 import socket
+import weakref
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import replace
@@ -40,6 +42,7 @@ from ._events import EventBus, EventKind, JobEvent
 from ._groups import WorkerGroup, check_groups, max_attempts_default
 from ._handles import ClassJobHandle, Job, JobHandle, JobRequest, NamedEnqueuer, check_size, with_added_meta
 from ._hooks import HOOK_NAMES, Hook, Hooks, check_hook, hooks_from, run_hooks
+from ._log import logger
 from ._options import (
     JobOptions,
     OptionsDict,
@@ -125,6 +128,7 @@ class Engine:
         if url is not None:
             parse_url(url)
         new_queues = self._queues if queues is None else _normalise_queues(queues)
+        self.close_sync()  # sync callers' connections were opened with what changes now
         self._groups, self._queues, self._settings = new_groups, new_queues, new_settings
         if url is not None:
             self._configured_url = url
@@ -387,12 +391,19 @@ class Engine:
     def _check_loop(self) -> None:
         """Refuse use from an event loop other than the one the engine was opened on: its
         connections belong to that loop, and would fail or hang on another."""
-        if self._loop is not None and self._backend is not None and asyncio.get_running_loop() is not self._loop:
+        if self._loop is None or self._backend is None or asyncio.get_running_loop() is self._loop:
+            return
+        if self._loop.is_closed():
             raise EngineStateError(
-                "this engine is open on another event loop (another thread, or an earlier asyncio.run()); "
-                "use it from that loop, close it there first, or, from a thread that cannot await, "
-                "call enqueue_sync()"
+                "this engine was left open when the event loop it was opened on ended (an asyncio.run() or a "
+                "test's loop that finished without closing it): `await engine.close()`, then open it again; "
+                "under pytest-asyncio, give a fixture that opens an engine the loop_scope of the tests using it"
             )
+        raise EngineStateError(
+            "this engine is open on another event loop (another thread's): use it from that loop, or close it "
+            "there first; from a thread that cannot await, call enqueue_sync(); under pytest-asyncio, give a "
+            "fixture that opens an engine the loop_scope of the tests using it"
+        )
 
     async def _write_queue_configuration(self, backend: Backend) -> None:
         """The settings given in ``queues=`` (only those given) are stored when the engine opens."""
@@ -433,6 +444,12 @@ class Engine:
             return
         self._opened -= 1
         if self._opened > 0:
+            return
+        if self._loop is not None and self._loop.is_closed():
+            # Its connections belong to a loop that has ended: they cannot be closed from here.
+            logger.warning("engine closed after its event loop ended: its connections were left to the "
+                           "garbage collector")
+            self._backend = self._loop = self._runtime = None
             return
         if self._runtime is not None:
             await self.stop()
@@ -510,25 +527,36 @@ class Engine:
                 "connection= (enqueue in the caller's transaction) needs `await enqueue()` on that "
                 "connection's event loop; a sync enqueue stores the job in a transaction of its own"
             )
-        loop = self._loop
-        if self._backend is not None and loop is not None and loop.is_running():
-            return asyncio.run_coroutine_threadsafe(self.enqueue_requests(requests), loop).result()
+        self._check_sizes(requests)  # before any I/O: a database that is down must not hide it
         if self._bridge is None:
-            self._bridge = SyncBridge(self._connected_backend)
+            url = parse_url(resolve_url(self._configured_url, self._given_url))
+            if url.is_memory:
+                raise ConfigurationError(
+                    "enqueue_sync() opens connections of its own, and an in-memory SQLite database exists "
+                    "only inside one connection: use a database file (or PostgreSQL), or `await enqueue()`"
+                )
+            bridge = self._bridge = SyncBridge(functools.partial(_connect_for_bridge, weakref.ref(self)))
+            weakref.finalize(self, bridge.close)  # at exit, or when this engine is collected
         return self._bridge.call(lambda backend: self._insert(backend, requests, runtime=None))
 
     def close_sync(self) -> None:
-        """Close the connections sync enqueues opened (the interpreter's exit does it too)."""
+        """Close the connections sync enqueues opened: calls in flight get a few seconds to
+        finish (the rest raise ``EngineStateError``). The next sync call opens them again;
+        ``configure()`` and the interpreter's exit close them too."""
         if self._bridge is not None:
             self._bridge.close()
 
-    async def _connected_backend(self) -> Backend:
-        refuse_in_worker_bootstrap()
-        return (await self._connect())[1]
+    def _check_sizes(self, requests: Sequence[JobRequest | None]) -> None:
+        limit = self._settings.max_arguments_bytes
+        if limit is not None:
+            for request in requests:
+                if request is not None and 4 * request.encoded_chars > limit:  # UTF-8: at most 4 bytes a char
+                    check_size(request, limit)
 
     async def enqueue_requests(self, requests: Sequence[JobRequest]) -> list[JobRecord | None]:
         backend = self._require_open()
         self._check_loop()
+        self._check_sizes(requests)
         return await self._insert(backend, requests, runtime=self._runtime)
 
     async def _insert(self, backend: Backend, requests: Sequence[JobRequest],
@@ -538,13 +566,9 @@ class Engine:
             raise ConfigurationError("all requests of one enqueue_many must use the same connection=")
         if self._hooks.on_before_add or any(r.definition and r.definition.hooks.on_before_add for r in requests):
             admitted = [await self._admit(request) for request in requests]
+            self._check_sizes([a for a, r in zip(admitted, requests, strict=True) if a is not r])  # meta added
         else:
             admitted = list(requests)  # no hook to ask: not a coroutine per job of a bulk enqueue
-        limit = self._settings.max_arguments_bytes
-        if limit is not None:
-            for request in admitted:
-                if request is not None and 4 * request.encoded_chars > limit:  # UTF-8: at most 4 bytes a char
-                    check_size(request, limit)
         kept = [i for i, request in enumerate(admitted) if request is not None]
         results: list[JobRecord | None] = [None] * len(requests)
         if not kept:
@@ -886,6 +910,16 @@ def _checked_requests(requests: object, method: str) -> Sequence[JobRequest]:
         if not isinstance(request, JobRequest):
             raise ConfigurationError(f"{method} takes requests built with job.new(...), got {request!r}")
     return requests
+
+
+async def _connect_for_bridge(engine: weakref.ref[Engine]) -> Backend:
+    """A backend for the sync bridge of ``engine`` (weakly held: the bridge must not keep
+    its engine alive, since the engine's collection is what closes the bridge)."""
+    refuse_in_worker_bootstrap()
+    alive = engine()
+    if alive is None:
+        raise EngineStateError("the engine of this sync enqueue no longer exists")
+    return (await alive._connect())[1]
 
 
 def _running_loop() -> asyncio.AbstractEventLoop | None:

@@ -270,6 +270,13 @@ class _ViaHandle:
         self._name = name
 
     def _bound(self, owner: type[Job]) -> Any:
+        if owner.__dict__.get("_aiojobs_handle") is None:
+            # Not declared (or a subclass of a declared job): the attribute exists, as any method
+            # does (hasattr, inspect and mocks look it up), and calling it says what is wrong.
+            def undeclared(*args: object, **kwargs: object) -> Any:
+                return owner._handle()  # raises ConfigurationError
+
+            return undeclared
         return getattr(owner._handle(), self._name)
 
 

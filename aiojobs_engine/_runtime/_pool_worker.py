@@ -36,13 +36,13 @@ _targets: dict[tuple[str, str], Any] = {}
 def worker_main(conn: Connection, parent_pid: int, preload: list[str]) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     threading.Thread(target=_exit_with_parent, args=(parent_pid,), daemon=True, name="aiojobs-orphan-watch").start()
-    _reimport.preloading = True  # an engine opened by these imports is refused
     for module in preload:  # import the jobs' modules now, so no job's timeout pays for it
+        _reimport.preloading = module  # an engine opened by this import is refused
         try:
             importlib.import_module(module)
         except Exception:
             traceback.print_exc()  # the job itself will fail with the same error, where it is seen
-    _reimport.preloading = False
+    _reimport.preloading = None
     conn.send_bytes(b'{"kind": "ready"}')
     while True:
         try:

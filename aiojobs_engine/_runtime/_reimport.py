@@ -17,7 +17,7 @@ import os
 import sys
 
 WORKER_PROCESS_NAME = "aiojobs-cpu-worker"
-REIMPORT_EXIT_CODE = 78  # EX_CONFIG: the program is set up wrong, not a crash
+REIMPORT_EXIT_CODE = 87  # a code of its own: what else would exit with it while importing?
 
 MESSAGE = (
     "a CPU-bound job's worker process opened an engine or enqueued a job while importing your code "
@@ -27,7 +27,7 @@ MESSAGE = (
     "declarations."
 )
 
-preloading = False  # set by the worker while it imports the job modules
+preloading: str | None = None  # the job module the worker is importing, if it is
 
 
 def main_script() -> str:
@@ -44,7 +44,7 @@ def in_worker_bootstrap() -> bool:
     current = process_module.current_process()
     if current.name != WORKER_PROCESS_NAME:
         return False
-    return preloading or bool(getattr(current, "_inheriting", False))
+    return preloading is not None or bool(getattr(current, "_inheriting", False))
 
 
 def refuse_in_worker_bootstrap() -> None:
@@ -53,5 +53,7 @@ def refuse_in_worker_bootstrap() -> None:
     An exit, not an exception: the script may catch exceptions, and the parent must learn
     the cause from the exit code (the worker cannot reach its pipe while importing)."""
     if in_worker_bootstrap():
-        print(f"aiojobs_engine: {MESSAGE.format(script=main_script())}", file=sys.stderr, flush=True)
+        what = f"job module {preloading!r}" if preloading is not None else f"main script {main_script()}"
+        print(f"aiojobs_engine: a CPU worker process opened an engine or enqueued a job while importing the "
+              f"{what}. {MESSAGE.format(script=main_script())}", file=sys.stderr, flush=True)
         os._exit(REIMPORT_EXIT_CODE)

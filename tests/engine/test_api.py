@@ -301,6 +301,10 @@ def test_job_declaration_errors() -> None:
 
     with pytest.raises(ConfigurationError, match="not declared as a job"):
         Undeclared.new()
+    with pytest.raises(ConfigurationError, match="not declared as a job"):
+        Undeclared.enqueue_sync()
+    # Looking the methods up is fine (hasattr, inspect, mocks do): only calling them is refused.
+    assert all(hasattr(Undeclared, name) for name in ("options", "new", "enqueue", "enqueue_sync"))
 
 
 async def test_database_url_precedence(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -8,15 +8,18 @@ has a deadline and fails with what was still pending.
 from __future__ import annotations
 
 import asyncio
+import gc
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
 
 from aiojobs_engine import (
     ArgumentsError,
+    BackendUnavailableError,
     ConfigurationError,
     Engine,
     EngineStateError,
@@ -25,6 +28,7 @@ from aiojobs_engine import (
     JobState,
     SerializationError,
 )
+from tests._waiting import eventually
 from tests.conftest import FAST
 
 T = TypeVar("T")
@@ -196,7 +200,7 @@ async def test_a_thread_that_runs_an_event_loop_is_told_to_await(engine: Engine)
         send.enqueue_sync(1)
 
 
-def test_sync_callers_go_through_an_engine_running_in_another_thread(engine: Engine) -> None:
+def test_an_engine_running_in_another_thread_runs_what_sync_callers_enqueue(engine: Engine) -> None:
     ran: list[int] = []
     all_ran = threading.Event()
     total = THREADS * 5
@@ -211,8 +215,6 @@ def test_sync_callers_go_through_an_engine_running_in_another_thread(engine: Eng
         records = on_threads(THREADS, lambda t: [note.enqueue_sync(t * 10 + i) for i in range(5)])
         assert all_ran.wait(DEADLINE), f"{len(ran)} of {total} jobs ran"
     assert sorted(ran) == sorted(r.args[0] for batch in records for r in batch if r is not None)
-    # They went through the running engine's own connections: no loop was made for sync callers.
-    assert engine._bridge is None
 
 
 def test_an_engine_open_on_another_loop_is_refused_rather_than_hanging(engine: Engine) -> None:
@@ -235,3 +237,84 @@ def test_close_sync_closes_and_the_next_call_opens_again(engine: Engine) -> None
     engine.close_sync()  # twice is fine
     second = send.enqueue_sync(2)
     assert first is not None and second is not None and second.id > first.id
+
+
+def test_configure_points_sync_callers_at_the_new_database(engine: Engine, tmp_path: Path) -> None:
+    send = declare(engine)
+    first = send.enqueue_sync(1)
+    elsewhere = f"sqlite:///{tmp_path / 'elsewhere.db'}"
+    engine.configure(url=elsewhere)
+    second = send.enqueue_sync(2)
+    assert first is not None and second is not None
+
+    async def ids(engine: Engine) -> list[int]:
+        return [job.args[0] for job in await engine.list_jobs()]
+
+    assert on_engine(engine, ids) == [2]
+
+
+def test_an_in_memory_database_is_refused_with_why() -> None:
+    engine = Engine("sqlite:///:memory:")
+    send = declare(engine)
+    with pytest.raises(ConfigurationError, match="in-memory SQLite database exists only inside one connection"):
+        send.enqueue_sync(1)
+
+
+def test_close_sync_while_threads_enqueue_ends_every_call(engine: Engine) -> None:
+    send = declare(engine)
+    send.enqueue_sync(0)
+    stored: list[int] = []
+    refused: list[str] = []
+    closing = threading.Event()
+
+    def enqueue_until_closed(thread: int) -> None:
+        for i in range(10_000):
+            try:
+                record = send.enqueue_sync(thread * 100_000 + i)
+            except EngineStateError as exc:
+                refused.append(str(exc))
+            else:
+                assert record is not None
+                stored.append(record.id)
+            if closing.is_set() and i % 10 == 9:
+                return
+
+    with ThreadPoolExecutor(THREADS) as pool:
+        futures = [pool.submit(enqueue_until_closed, t) for t in range(THREADS)]
+        while len(stored) < 50:  # every thread under way, most of them mid-call
+            assert not any(f.done() for f in futures), [f.exception() for f in futures if f.done()]
+            threading.Event().wait(0.001)
+        engine.close_sync()  # calls in flight finish or are refused; later calls open it again
+        closing.set()
+        for future in futures:
+            future.result(timeout=DEADLINE)  # none hangs
+    assert all("may or may not have been stored" in message for message in refused)
+
+    async def ids(engine: Engine) -> set[int]:
+        return {job.id for job in await engine.list_jobs(limit=10_000)}
+
+    assert set(stored) <= on_engine(engine, ids)
+
+
+def test_limits_are_checked_before_any_connection(tmp_path: Path) -> None:
+    engine = Engine("postgresql://nobody@127.0.0.1:1/nothing", max_arguments_bytes=100)
+    send = declare(engine)
+    with pytest.raises(SerializationError, match="over the limit"):
+        send.enqueue_sync(1, lang="x" * 200)
+    with pytest.raises(BackendUnavailableError):  # and then the database's own error, clearly
+        send.enqueue_sync(1)
+    engine.close_sync()
+
+
+def test_an_engine_collected_closes_its_sync_connections(tmp_path: Path) -> None:
+    def bridges() -> int:
+        return sum(thread.name == "aiojobs-sync-enqueue" for thread in threading.enumerate())
+
+    before = bridges()
+    engine: Engine | None = Engine(f"sqlite:///{tmp_path / 'gc.db'}")
+    send = declare(engine)
+    assert send.enqueue_sync(1) is not None
+    assert bridges() == before + 1
+    del engine, send
+    gc.collect()
+    asyncio.run(eventually(lambda: bridges() == before, timeout=10, message="the bridge thread ended"))

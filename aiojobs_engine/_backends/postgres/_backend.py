@@ -27,6 +27,7 @@ Needs PostgreSQL 13 or newer (``gen_random_uuid()`` built in).
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
@@ -36,7 +37,7 @@ from urllib.parse import urlsplit, urlunsplit
 import asyncpg  # type: ignore[import-untyped]
 
 from ... import _json
-from ..._errors import ConfigurationError, SchemaError
+from ..._errors import BackendError, ConfigurationError, SchemaError
 from ..._log import Event, logger
 from ..._records import CronRecord, EngineRecord, JobRecord, JobState, QueueRecord
 from .._protocol import (
@@ -75,6 +76,9 @@ from ._connections import Connections, Transaction
 from ._failures import DRIVER_ERRORS, translate
 from ._listener import PostgresListener
 from ._sql import MIGRATIONS, channel_for, queries_for, quote_ident, render
+
+_QUEUE_DELETE_TRIES: Final = 5
+_QUEUE_DELETE_PAUSE: Final = 0.2  # seconds between tries
 
 _STARTS_ONLY: Final = Retention(completed=None, failed=None, canceled=None)  # a write of starts keeps nothing
 
@@ -412,10 +416,22 @@ class PostgresBackend:
         return {row[0]: row[1] for row in rows}
 
     async def queue_delete(self, name: str) -> bool:
-        async with self._db.transaction("queue_delete") as tx:
-            await tx.fetch("queue_delete_lock", {})
-            await tx.fetch("queue_delete_table_lock", {})
-            return bool(await tx.fetch("queue_delete", {"name": name}))
+        # The table lock (queries.sql) holds writers back while it waits: a short wait, tried
+        # again a few times, rather than one long stall of every claim and enqueue.
+        for _ in range(_QUEUE_DELETE_TRIES):
+            try:
+                async with self._db.transaction("queue_delete") as tx:
+                    await tx.fetch("queue_delete_lock", {})
+                    await tx.fetch("queue_delete_table_lock", {})
+                    return bool(await tx.fetch("queue_delete", {"name": name}))
+            except BackendError as exc:
+                if not isinstance(exc.__cause__, asyncpg.exceptions.LockNotAvailableError):
+                    raise
+            await asyncio.sleep(_QUEUE_DELETE_PAUSE)
+        raise BackendError(
+            f"queue {name!r} was not deleted: writes to the jobs table (or a vacuum) kept it busy for "
+            f"{_QUEUE_DELETE_TRIES} tries; try again"
+        )
 
     # -- engines --------------------------------------------------------------------------
 

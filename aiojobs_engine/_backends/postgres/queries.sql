@@ -495,8 +495,8 @@ GROUP BY queue;
 -- check below cannot see a job not yet committed: its transaction would then commit a job
 -- whose queue has no row, which an engine working every queue never learns of. SHARE mode
 -- waits for the writes in flight to commit and holds new ones back until this transaction
--- ends; the wait is bounded, since writers queue up behind it (a rare operator's act).
-SELECT set_config('lock_timeout', '1000', true);
+-- ends; the wait is short (writers queue up behind it), and tried again by the caller.
+SELECT set_config('lock_timeout', '200', true);
 
 -- name: queue_delete_table_lock
 LOCK TABLE __schema__.aiojobs_jobs IN SHARE MODE;
