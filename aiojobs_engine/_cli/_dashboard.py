@@ -45,6 +45,9 @@ def add_options(parser: argparse.ArgumentParser) -> None:
                              "127.0.0.1, [::1]; else any)")
     parser.add_argument("--root-path", default="", metavar="PATH",
                         help="the path prefix a reverse proxy serves the dashboard under, e.g. /jobs")
+    parser.add_argument("--refresh", type=float, default=5.0, metavar="SECONDS",
+                        help="seconds between live refreshes of an open page's counts and lists; 0 turns them "
+                             "off (default 5)")
     parser.add_argument("--log-level", choices=("debug", "info", "warning", "error"), default="info",
                         help="default: info")
     parser.set_defaults(opens_itself=True, precheck=prepare)
@@ -61,6 +64,8 @@ def prepare(engine: Engine, args: argparse.Namespace) -> None:
                          "pip install 'aiojobs_engine[dashboard]'") from exc
     if not 0 <= args.port <= 65535:
         raise UsageError(f"--port must be between 0 and 65535, got {args.port}")
+    if not (args.refresh == 0 or 0.1 <= args.refresh <= 3600):
+        raise UsageError(f"--refresh must be 0 (off) or between 0.1 and 3600 seconds, got {args.refresh:g}")
     credentials = args.basic_auth or os.environ.get(BASIC_AUTH_ENV) or None
     if credentials is not None:
         user, sep, password = credentials.partition(":")
@@ -115,7 +120,7 @@ async def serve(engine: Engine, args: argparse.Namespace) -> int:
     async with engine:  # a bad URL, an unreachable database, a newer schema: fail here, clearly
         pass
     app = dashboard(engine, read_only=args.read_only, basic_auth=args.basic_auth, secret_key=args.secret_key,
-                    allowed_hosts=args.allowed_hosts)
+                    allowed_hosts=args.allowed_hosts, refresh_interval=args.refresh)
     listener = _listen(args.host, args.port)
     host, port = listener.getsockname()[:2]
     shown = f"[{host}]" if ":" in host else host

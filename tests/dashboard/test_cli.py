@@ -71,6 +71,8 @@ def test_on_loopback_only_the_loopback_names_are_answered_unless_told_otherwise(
     (["--basic-auth", ":pw"], "must look like user:password"),
     (["--port", "70000"], "--port must be between"),
     (["--root-path", "jobs"], "--root-path must start with '/'"),
+    (["--refresh", "0.01"], "--refresh must be 0 (off) or between 0.1 and 3600 seconds, got 0.01"),
+    (["--refresh", "-1"], "--refresh must be 0 (off)"),
 ])
 def test_bad_options_are_usage_errors(argv: list[str], message: str, sqlite_url: str,
                                       capsys: pytest.CaptureFixture[str]) -> None:
@@ -111,7 +113,7 @@ def test_the_command_serves_on_loopback_with_basic_auth(sqlite_url: str) -> None
     env.pop("AIOJOBS_APP", None)
     process = subprocess.Popen(
         [sys.executable, "-m", "aiojobs_engine", "dashboard", "--url", sqlite_url, "--port", str(port), "--read-only",
-         "--log-level", "warning"],
+         "--log-level", "warning", "--refresh", "2.5"],
         cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
     try:
@@ -121,6 +123,7 @@ def test_the_command_serves_on_loopback_with_basic_auth(sqlite_url: str) -> None
         auth = {"Authorization": "Basic " + base64.b64encode(b"ops:pw").decode()}
         page = httpx.get(f"http://127.0.0.1:{port}/", headers=auth, timeout=5)
         assert page.status_code == 200 and "read-only" in page.text
+        assert 'data-refresh="2500"' in page.text  # --refresh 2.5
         refused = httpx.post(f"http://127.0.0.1:{port}/queues/default/pause", headers=auth, timeout=5)
         assert refused.status_code == 403
     finally:
