@@ -25,6 +25,7 @@ from argparse import Namespace
 from typing import Final
 
 from .. import AiojobsError, Engine, QueueConfig
+from .._console import CONSOLE_FORMAT, ContextFormatter
 from .._validation import check_name
 from ._banner import announce_when_started
 from ._errors import EXIT_OK, UsageError
@@ -36,7 +37,7 @@ from ._progress import ProgressBar
 from ._supervisor import Supervisor
 
 PROGRESS_POLL: Final = 0.2
-LOG_FORMAT: Final = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+LOG_FORMAT: Final = CONSOLE_FORMAT
 
 
 def configure_queues(engine: Engine, args: Namespace) -> None:
@@ -79,7 +80,11 @@ def prepare_work(engine: Engine, args: Namespace) -> None:
 
 
 def configure_logging(args: Namespace) -> None:
-    logging.basicConfig(level=args.log_level.upper(), format=LOG_FORMAT, stream=sys.stderr)
+    """The root logger to stderr, each line with its job's context (``[event=job.failed
+    job_id=7 job=send queue=email attempt=2]``), as an embedded engine's console has it."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(ContextFormatter(LOG_FORMAT))
+    logging.basicConfig(level=args.log_level.upper(), handlers=[handler])
 
 
 async def work(engine: Engine, args: Namespace) -> int:

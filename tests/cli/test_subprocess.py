@@ -95,3 +95,14 @@ def test_work_finishes_the_running_job_on_sigterm(tmp_path: Path) -> None:
     assert " working every queue; 5 jobs: add, boom, loop_kind, slow, stop_worker\n" in err  # the start line
     record = get(url, job.id)
     assert (record.state, record.attempt, record.result) == (JobState.COMPLETED, 1, 1.0)
+
+
+def test_the_command_line_logs_each_line_with_its_job(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'jobs.db'}"
+    job = enqueue(url, "boom")  # by name: the default max_attempts applies, so it is retried later
+    result = aiojobs("workoff", "--app", APP, "--url", url, timeout=60)
+    assert result.returncode == 0, result.stderr
+    failed = [line for line in result.stderr.splitlines() if "[event=job.retrying" in line]
+    assert len(failed) == 1, result.stderr
+    assert " WARNING aiojobs_engine: job " in failed[0]
+    assert failed[0].endswith(f"[event=job.retrying job_id={job.id} job=boom queue=default attempt=1]"), failed[0]
