@@ -44,12 +44,15 @@ from ._handles import ClassJobHandle, Job, JobHandle, JobRequest, NamedEnqueuer,
 from ._hooks import HOOK_NAMES, Hook, Hooks, check_hook, hooks_from, run_hooks
 from ._log import logger
 from ._options import (
+    UNCHANGED,
     JobOptions,
     OptionsDict,
     QueueConfig,
     RetentionDict,
+    Unchanged,
     check_no_unknown_settings,
     check_queue_settings,
+    check_rate_limit,
     check_retention,
     make_options,
 )
@@ -73,7 +76,7 @@ T = TypeVar("T")
 QueuesArg = Mapping[str, QueueConfig] | Sequence[str] | None
 
 _SET_QUEUE_SETTINGS: Final = ("concurrency", "priority", "global_concurrency", "clear_global_concurrency",
-                              "retention", "clear_retention")
+                              "retention", "clear_retention", "rate_limit")
 
 
 class JobDecorator(Protocol):
@@ -410,7 +413,7 @@ class Engine:
         for name, config in (self._queues or {}).items():
             await backend.queue_upsert(
                 QueueChange(name=name, concurrency=config.concurrency, priority=config.priority,
-                            global_concurrency=config.global_concurrency,
+                            global_concurrency=config.global_concurrency, rate_limit=config.rate_limit,
                             retention=None if config.retention is None else check_retention(config.retention)),
                 now=self._clock.for_database(),
             )
@@ -759,20 +762,25 @@ class Engine:
     async def set_queue(self, name: str, *, concurrency: int | None = None, priority: int | None = None,
                         global_concurrency: int | None = None, clear_global_concurrency: bool = False,
                         retention: RetentionDict | None = None, clear_retention: bool = False,
+                        rate_limit: tuple[int, float | timedelta] | Unchanged | None = UNCHANGED,
                         **unknown: Never) -> QueueRecord:
         """Store a queue's settings; every engine working it follows within a poll interval.
 
         ``retention``: seconds to keep the queue's completed/failed/canceled jobs (None: for
-        ever); ``clear_retention=True`` makes them follow the engine's settings again. Any
-        other keyword raises ConfigurationError.
+        ever); ``clear_retention=True`` makes them follow the engine's settings again.
+        ``rate_limit=(20, 1.0)``: at most 20 job starts in any window of 1.0 s, counted across
+        every engine; ``None`` removes the limit (left out: unchanged). Any other keyword
+        raises ConfigurationError.
         """
         check_no_unknown_settings(unknown, "queue setting", _SET_QUEUE_SETTINGS)
         check_queue_settings(concurrency=concurrency, priority=priority, global_concurrency=global_concurrency)
+        rate = None if rate_limit is UNCHANGED or rate_limit is None else check_rate_limit(rate_limit)
         return await self._change_queue(QueueChange(
             name=check_name(name, "queue"), concurrency=concurrency, priority=priority,
             global_concurrency=global_concurrency, clear_global_concurrency=clear_global_concurrency,
             retention=None if retention is None else check_retention(retention, "queue retention"),
             clear_retention=check_bool(clear_retention, "clear_retention"),
+            rate_limit=rate, clear_rate_limit=rate_limit is None,
         ))
 
     async def delete_queue(self, name: str) -> bool:

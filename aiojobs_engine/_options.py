@@ -6,6 +6,8 @@ declaration ← ``.options(...)``) is a merge of set fields, resolved once per e
 
 from __future__ import annotations
 
+import enum
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, fields, replace
 from datetime import UTC, datetime, timedelta
@@ -283,7 +285,59 @@ _CHECKS: dict[str, Callable[[object], object]] = {
 }
 
 
-QUEUE_SETTINGS: Final = ("concurrency", "priority", "global_concurrency", "retention")
+QUEUE_SETTINGS: Final = ("concurrency", "priority", "global_concurrency", "retention", "rate_limit")
+
+class Unchanged(enum.Enum):
+    """A setting left out of a call that changes settings (where ``None`` means "remove")."""
+
+    UNCHANGED = "unchanged"
+
+
+UNCHANGED: Final = Unchanged.UNCHANGED
+
+# A window keeps one start time per allowed start (one row per queue, rewritten by each
+# limited claim): a bound that keeps that row small. A larger quota fits a shorter window
+# (1,000 a second rather than 60,000 a minute).
+MAX_RATE_STARTS: Final = 10_000
+MAX_RATE_PERIOD: Final = 86_400.0
+
+
+def check_rate_limit(value: object, what: str = "rate_limit") -> tuple[int, float]:
+    """``(starts, seconds)``: at most ``starts`` job starts in any window of ``seconds``."""
+    if not isinstance(value, tuple | list) or len(value) != 2:
+        raise ConfigurationError(f"{what} must be (starts, seconds), e.g. (20, 1.0) for 20 a second, got {value!r}")
+    starts = check_int(value[0], f"{what}'s starts", minimum=1, maximum=MAX_RATE_STARTS)
+    seconds = seconds_from(value[1], f"{what}'s window", allow_zero=False, maximum=MAX_RATE_PERIOD)
+    if seconds < 0.001:
+        raise ConfigurationError(f"{what}'s window must be at least 0.001 seconds, got {value[1]!r}")
+    return starts, seconds
+
+
+_RATE_TEXT: Final = re.compile(r"(?P<starts>\d+)/(?P<count>\d+(?:\.\d+)?)?(?P<unit>ms|s|m|h)")
+_UNIT_SECONDS: Final = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def parse_rate_limit(text: str, what: str = "rate limit") -> tuple[int, float] | None:
+    """A rate limit as people write it: ``20/1s`` → (20, 1.0), ``100/m`` → (100, 60.0),
+    ``5/500ms`` → (5, 0.5); ``none`` (or ``off``) → None, no limit."""
+    if text.strip().lower() in ("none", "off"):
+        return None
+    match = _RATE_TEXT.fullmatch(text.strip())
+    if match is None:
+        raise ConfigurationError(f"{what} takes N/WINDOW, e.g. 20/1s, 100/1m, 5/500ms (or 'none'), got {text!r}")
+    seconds = float(match["count"] or 1) * _UNIT_SECONDS[match["unit"]]
+    return check_rate_limit((int(match["starts"]), seconds), what)
+
+
+def format_rate(rate: tuple[int, float]) -> str:
+    """(20, 1.0) → ``20/1s``; (5, 0.5) → ``5/500ms``; (100, 60.0) → ``100/1m``."""
+    starts, seconds = rate
+    for unit, size in (("h", 3600.0), ("m", 60.0), ("s", 1.0)):
+        if seconds >= size and (seconds / size).is_integer():
+            return f"{starts}/{seconds / size:g}{unit}"
+    if seconds >= 1:
+        return f"{starts}/{seconds:g}s"
+    return f"{starts}/{seconds * 1000:g}ms"
 
 
 def check_no_unknown_settings(unknown: Mapping[str, object], what: str, accepted: Sequence[str]) -> None:
@@ -307,17 +361,20 @@ class QueueConfig:
     priority: int | None
     global_concurrency: int | None
     retention: Mapping[str, float | timedelta | None] | None
+    rate_limit: tuple[int, float] | None
 
     # ``**unknown: Never``: type checkers refuse any other keyword; at run time it gets a
     # ConfigurationError naming the accepted settings instead of Python's own TypeError.
     def __init__(self, *, concurrency: int | None = None, priority: int | None = None,
                  global_concurrency: int | None = None,
-                 retention: Mapping[str, float | timedelta | None] | None = None, **unknown: Never) -> None:
+                 retention: Mapping[str, float | timedelta | None] | None = None,
+                 rate_limit: tuple[int, float | timedelta] | None = None, **unknown: Never) -> None:
         check_no_unknown_settings(unknown, "queue setting", QUEUE_SETTINGS)
         object.__setattr__(self, "concurrency", concurrency)
         object.__setattr__(self, "priority", priority)
         object.__setattr__(self, "global_concurrency", global_concurrency)
         object.__setattr__(self, "retention", retention)
+        object.__setattr__(self, "rate_limit", None if rate_limit is None else check_rate_limit(rate_limit))
         self.__post_init__()
 
     def __post_init__(self) -> None:

@@ -115,6 +115,8 @@ class QueueRecord:
     # Retention set on this queue, in seconds (None: kept for ever); a state not listed
     # follows the engine's settings.
     retention: dict[str, float | None] = field(default_factory=dict)
+    # At most this many starts in any window of this many seconds, across all engines.
+    rate_limit: tuple[int, float] | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

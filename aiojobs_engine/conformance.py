@@ -348,6 +348,50 @@ class BackendConformance:
         second = await backend.job_claim(JobClaim(engine_id="e2", demands=[QueueDemand("default", 10, 3)], now=T0))
         assert len(first) == 2 and len(second) == 1
 
+    async def test_claim_respects_rate_limit_in_any_window(self, backend: Backend) -> None:
+        """At most 3 starts in any 10 s: each claim takes what the window leaves, starts it at
+        once (the claim is the start the limit counts), and the window slides."""
+        await backend.job_insert_many([insert("api") for _ in range(10)], now=T0)
+
+        async def take(engine: str, at: datetime, limit: int = 10) -> list[JobRecord]:
+            return await backend.job_claim(JobClaim(engine_id=engine, demands=[
+                QueueDemand("api", limit, rate_limit=(3, 10.0))], now=at))
+
+        first = await take("e1", T0, limit=2)
+        assert len(first) == 2 and {j.state for j in first} == {JobState.RUNNING}
+        assert {(j.attempt, j.attempted_at) for j in first} == {(1, T0)}
+        assert len(await take("e2", T0 + timedelta(seconds=4))) == 1  # another engine: one left
+        assert await take("e1", T0 + timedelta(seconds=9)) == []
+        assert len(await take("e2", T0 + timedelta(seconds=10, milliseconds=1))) == 2  # T0's two left it
+        assert await take("e1", T0 + timedelta(seconds=13)) == []
+        assert len(await take("e1", T0 + timedelta(seconds=14, milliseconds=1))) == 1
+        # A demand without the limit is not held back by the window: the limit is the queue's setting.
+        assert len(await backend.job_claim(claim("e3", ("api", 10), at=T0 + timedelta(seconds=15)))) == 4
+
+    async def test_a_claim_says_when_a_full_window_opens(self, backend: Backend) -> None:
+        limit = (2, 10.0)
+        await backend.job_insert_many([insert("api") for _ in range(3)], now=T0)
+
+        async def take(at: datetime, count: int) -> JobClaim:
+            claim = JobClaim(engine_id="e1", demands=[QueueDemand("api", count, rate_limit=limit)], now=at)
+            await backend.job_claim(claim)
+            return claim
+
+        assert (await take(T0, 1)).rate_waits == {}  # one start of two: not full
+        assert (await take(T0 + timedelta(seconds=4), 5)).rate_waits == {"api": pytest.approx(6.0)}  # T0's leaves
+        assert (await take(T0 + timedelta(seconds=5), 5)).rate_waits == {"api": pytest.approx(5.0)}  # still full
+        assert (await backend.job_claim(claim("e1", ("api", 5), at=T0 + timedelta(seconds=5)))) != []  # no limit
+        assert (await take(T0 + timedelta(seconds=10, milliseconds=1), 5)).rate_waits == {}  # open, and empty
+
+    async def test_rate_limit_and_global_limit_together(self, backend: Backend) -> None:
+        await backend.job_insert_many([insert("api") for _ in range(6)], now=T0)
+        got = await backend.job_claim(JobClaim(engine_id="e1", demands=[
+            QueueDemand("api", 10, global_limit=2, rate_limit=(5, 1.0))], now=T0))
+        assert len(got) == 2  # the cap is the tighter
+        got = await backend.job_claim(JobClaim(engine_id="e1", demands=[
+            QueueDemand("api", 10, global_limit=10, rate_limit=(5, 1.0))], now=T0))
+        assert len(got) == 3  # now the window: 5 starts in the second
+
     async def test_concurrent_claims_never_share_a_job(self, backend: Backend, second_backend: Backend) -> None:
         await backend.job_insert_many([insert() for _ in range(200)], now=T0)
         rounds = [backend.job_claim(claim("e1", ("default", 7))) for _ in range(20)]
@@ -773,7 +817,13 @@ class BackendConformance:
         changed = await backend.queue_upsert(QueueChange(name="mail", concurrency=3, global_concurrency=7), now=T0)
         assert (changed.concurrency, changed.priority, changed.paused, changed.global_concurrency) == (3, 5, True, 7)
         cleared = await backend.queue_upsert(QueueChange(name="mail", clear_global_concurrency=True), now=T0)
-        assert cleared.global_concurrency is None
+        assert cleared.global_concurrency is None and cleared.rate_limit is None
+        limited = await backend.queue_upsert(QueueChange(name="mail", rate_limit=(20, 1.5)), now=T0)
+        assert limited.rate_limit == (20, 1.5) and limited.concurrency == 3
+        kept = await backend.queue_upsert(QueueChange(name="mail", priority=6), now=T0)
+        assert kept.rate_limit == (20, 1.5) and [q.rate_limit for q in await backend.queue_list()] == [(20, 1.5)]
+        unlimited = await backend.queue_upsert(QueueChange(name="mail", clear_rate_limit=True), now=T0)
+        assert unlimited.rate_limit is None
         await backend.queue_upsert(QueueChange(name="alpha", priority=1), now=T0)
         assert [q.name for q in await backend.queue_list()] == ["alpha", "mail"]
 

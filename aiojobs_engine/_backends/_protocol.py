@@ -61,11 +61,15 @@ class JobInsert:
 @dataclass(frozen=True, slots=True)
 class QueueDemand:
     """Claim at most ``limit`` jobs from ``queue``, and no more than leaves ``global_limit``
-    jobs of the queue claimed or running across all engines (checked inside the claim)."""
+    jobs of the queue claimed or running across all engines, nor more than ``rate_limit``
+    allows (both checked inside the claim)."""
 
     queue: str
     limit: int
     global_limit: int | None = None
+    # At most rate_limit[0] starts in any window of rate_limit[1] seconds, across all
+    # engines: the claim counts the window's starts and starts what it picks at once.
+    rate_limit: tuple[int, float] | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -83,6 +87,10 @@ class JobClaim:
     # anything): they are claimed straight into ``running``, their attempt counted, saving
     # the start's round trip. The others are ``claimed`` and started with job_start_many.
     start_now: Sequence[str] = ()
+    # Filled by the claim (an answer, not a request): for each rate-limited demand whose
+    # window is full once the claim's starts are counted, the seconds until it allows a start
+    # again, by the clock the claim used. The engine claims for that queue again then.
+    rate_waits: dict[str, float] = field(default_factory=dict, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -207,6 +215,8 @@ class QueueChange:
     clear_global_concurrency: bool = False
     retention: Mapping[str, float | None] | None = None
     clear_retention: bool = False
+    rate_limit: tuple[int, float] | None = None  # (starts, seconds)
+    clear_rate_limit: bool = False
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

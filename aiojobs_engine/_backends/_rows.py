@@ -177,6 +177,7 @@ def queue_from_row(row: Mapping[str, Any], read_time: TimeReader) -> QueueRecord
         global_concurrency=row["global_concurrency"],
         updated_at=read_time(row["updated_at"]),
         retention=retention,
+        rate_limit=None if row["rate_limit"] is None else (int(row["rate_limit"]), float(row["rate_period"])),
     )
 
 

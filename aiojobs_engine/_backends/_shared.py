@@ -114,6 +114,12 @@ def keep_defaults(retention: Retention) -> dict[str, float]:
     }
 
 
+def queue_rate_params(change: QueueChange) -> dict[str, object]:
+    """A queue's rate limit change as statement parameters (NULLs keep the stored one)."""
+    starts, seconds = change.rate_limit or (None, None)
+    return {"rate_limit": starts, "rate_period": seconds, "clear_rate": change.clear_rate_limit}
+
+
 def queue_keep_params(change: QueueChange) -> dict[str, object]:
     """A queue's retention change as statement parameters (set_keep_*: write it or not)."""
     given = dict(change.retention or {})

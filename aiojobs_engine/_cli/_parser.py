@@ -125,12 +125,15 @@ def build_parser() -> argparse.ArgumentParser:
     _command(queues, "list", "queues with their settings and job counts", _queues.list_queues)
     pause = _command(queues, "pause", "stop claiming jobs of a queue", _queues.pause_queue)
     resume = _command(queues, "resume", "claim jobs of a paused queue again", _queues.resume_queue)
-    setting = _command(queues, "set", "store a queue's concurrency or priority", _queues.set_queue)
+    setting = _command(queues, "set", "store a queue's concurrency, priority or rate limit", _queues.set_queue)
     for changing in (pause, resume, setting):
         changing.add_argument("queue", metavar="Q")
         _add_create(changing)
     setting.add_argument("--concurrency", type=int, help="jobs of this queue each engine runs at once")
     setting.add_argument("--priority", type=int, help="queue priority (lower is claimed first)")
+    setting.add_argument("--rate", type=_queues.parse_rate, metavar="N/WINDOW",
+                         help="at most N job starts in any WINDOW across all engines, e.g. 20/1s, 100/1m, 5/500ms; "
+                              "'none' removes the limit")
     _command(queues, "delete", "delete the stored settings of a queue that holds no job",
              _queues.delete_queue).add_argument("queue", metavar="Q")
 

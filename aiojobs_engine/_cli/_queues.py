@@ -7,11 +7,12 @@ a queue that holds no job.
 
 from __future__ import annotations
 
-from argparse import Namespace
-from typing import Any
+from argparse import ArgumentTypeError, Namespace
+from typing import Any, Final
 
 from .. import Engine, JobState, QueueRecord
-from .._options import DEFAULT_CONCURRENCY, DEFAULT_PRIORITY
+from .._errors import ConfigurationError
+from .._options import DEFAULT_CONCURRENCY, DEFAULT_PRIORITY, UNCHANGED, Unchanged, format_rate, parse_rate_limit
 from .._validation import check_name
 from ._errors import EXIT_OK, CommandFailed, UsageError
 from ._known import require_known, suggestion
@@ -34,12 +35,13 @@ async def list_queues(engine: Engine, args: Namespace) -> int:
     else:
         states = [str(s).upper() for s in JobState]
         rows: list[list[Any]] = [
-            [q.name, q.priority, q.concurrency, q.global_concurrency, "paused" if q.paused else "active",
+            [q.name, q.priority, q.concurrency, q.global_concurrency,
+             format_rate(q.rate_limit) if q.rate_limit else None, "paused" if q.paused else "active",
              *per_queue[q.name].values()]
             for q in ordered
         ]
-        emit(table(["QUEUE", "PRIORITY", "CONCURRENCY", "GLOBAL", "STATUS", *states], rows,
-                   right=["PRIORITY", "CONCURRENCY", "GLOBAL", *states]))
+        emit(table(["QUEUE", "PRIORITY", "CONCURRENCY", "GLOBAL", "RATE", "STATUS", *states], rows,
+                   right=["PRIORITY", "CONCURRENCY", "GLOBAL", "RATE", *states]))
     return EXIT_OK
 
 
@@ -56,12 +58,28 @@ async def resume_queue(engine: Engine, args: Namespace) -> int:
 
 
 async def set_queue(engine: Engine, args: Namespace) -> int:
-    if args.concurrency is None and args.priority is None:
-        raise UsageError("queues set needs --concurrency and/or --priority")
+    if args.concurrency is None and args.priority is None and args.rate is None:
+        raise UsageError("queues set needs --concurrency, --priority and/or --rate")
     await _require_known(engine, args)
-    record = await engine.set_queue(args.queue, concurrency=args.concurrency, priority=args.priority)
-    _report(args, record, f"set (concurrency {record.concurrency}, priority {record.priority})")
+    rate: tuple[int, float] | Unchanged | None = (
+        UNCHANGED if args.rate is None else None if args.rate == NO_RATE else args.rate)
+    record = await engine.set_queue(args.queue, concurrency=args.concurrency, priority=args.priority,
+                                    rate_limit=rate)
+    _report(args, record, f"set (concurrency {record.concurrency}, priority {record.priority}, "
+                          f"rate {format_rate(record.rate_limit) if record.rate_limit else 'unlimited'})")
     return EXIT_OK
+
+
+NO_RATE: Final = "none"
+
+
+def parse_rate(text: str) -> tuple[int, float] | str:
+    """``--rate``: ``20/1s`` → (20, 1.0), ``none`` → NO_RATE (see ``parse_rate_limit``)."""
+    try:
+        rate = parse_rate_limit(text, "--rate")
+    except ConfigurationError as exc:
+        raise ArgumentTypeError(str(exc)) from None
+    return NO_RATE if rate is None else rate
 
 
 async def delete_queue(engine: Engine, args: Namespace) -> int:

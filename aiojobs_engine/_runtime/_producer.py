@@ -50,6 +50,7 @@ class _Queue:
     priority: int = DEFAULT_PRIORITY
     paused: bool = False
     global_concurrency: int | None = None
+    rate_limit: tuple[int, float] | None = None
     held: int = 0  # slots held by runs
     maybe_more: bool = True  # the last claim filled its demand (or someone said more came)
     marks: int = 0  # times someone said "more may be waiting" (enqueues, notifications)
@@ -89,6 +90,7 @@ class Producer:
         self._start_now: list[str] = []
         self._start_now_for = -1  # registry size when _start_now was computed
         self._asked_database = False  # this round reached the database
+        self._window_waits: dict[str, asyncio.TimerHandle] = {}  # rate-limited queues: claim when they open
         self.rounds = 0
         settings = services.settings
         # Claim only while this engine's heartbeat is fresh enough that no other engine can
@@ -137,6 +139,9 @@ class Producer:
         return entry is not None and entry.global_concurrency is not None
 
     def stop(self) -> None:
+        for handle in self._window_waits.values():
+            handle.cancel()
+        self._window_waits.clear()
         self._stopping = True
         self._stop_asked.set()
         self._wake.set()
@@ -160,6 +165,7 @@ class Producer:
         queue.priority = record.priority
         queue.paused = record.paused
         queue.global_concurrency = record.global_concurrency
+        queue.rate_limit = record.rate_limit
 
     # -- the loop -----------------------------------------------------------------------------------
 
@@ -198,8 +204,8 @@ class Producer:
             failures = 0
             if self._asked_database:  # a whole round went through: any outage is over
                 self._outage.succeeded("claims")
-            if self._drain and not claimed and idle_before:
-                return
+            if self._drain and not claimed and idle_before and not self._window_waits:
+                return  # (a rate-limited queue's window about to open still has due jobs for it)
             if claimed and self._demands(include_idle=False):
                 continue  # full batches and free slots: claim again at once
             await self._sleep(poll if self._drain else max(0.0, next_poll - loop.time()))
@@ -218,16 +224,28 @@ class Producer:
         if not demands:
             return 0
         self.rounds += 1
-        records = await self._s.backend.job_claim(JobClaim(
-            engine_id=self._s.engine_id, demands=demands, now=self._s.clock.for_database(),
-            start_now=self._names_started_by_claim(), **self._guard,
-        ))
+        claim = JobClaim(engine_id=self._s.engine_id, demands=demands, now=self._s.clock.for_database(),
+                         start_now=self._names_started_by_claim(), **self._guard)
+        records = await self._s.backend.job_claim(claim)
         self._asked_database = True
         self._note_claimed(demands, records)
         for record in records:
             self._take_slot(record.queue)
             self._links.start_run(record)
+        self._wake_when_windows_open(claim.rate_waits)
         return len(records)
+
+    def _wake_when_windows_open(self, waits: Mapping[str, float]) -> None:
+        """A rate-limited queue whose window the claim left full: claim for it again as soon
+        as the window allows a start (not a poll later)."""
+        loop = asyncio.get_running_loop()
+        for queue, wait in waits.items():
+            if queue not in self._window_waits:
+                self._window_waits[queue] = loop.call_later(wait, self._window_opened, queue)
+
+    def _window_opened(self, queue: str) -> None:
+        self._window_waits.pop(queue, None)
+        self.jobs_enqueued([queue])
 
     def _demands(self, *, include_idle: bool) -> list[QueueDemand]:
         """What to claim now, in queue-priority order: the free slots of queues not paused.
@@ -243,7 +261,7 @@ class Producer:
             limit = min(q.free, batch)
             if limit > 0:
                 q.marks_asked = q.marks
-                demands.append(QueueDemand(q.name, limit, q.global_concurrency))
+                demands.append(QueueDemand(q.name, limit, q.global_concurrency, q.rate_limit))
         return demands
 
     def _note_claimed(self, demands: Sequence[QueueDemand], records: Sequence[JobRecord]) -> None:

@@ -173,7 +173,10 @@ class Run:
             # A body of this job still runs here (its claim was taken away, then the job came
             # back to this engine): never two at once. It returns after a short wait, attempt unused.
             return Decision.deferred(STOP_GRACE)
-        if not self.attempt_counted:
+        # A claim starts a job itself when nothing stands before its body, and every job of
+        # a rate-limited queue (there the claim is the start its limit counts): the gates
+        # then still come first, and no start is written after them.
+        if not self.attempt_counted or not self._runner.starts_at_once(definition):
             defer = await self._ask_okay_to_run()
             if self._told() is not None:
                 return self._after_cancellation()  # (a hook that swallowed the stop)
@@ -181,7 +184,7 @@ class Run:
                 return Decision.deferred(defer)
             if definition.mode is not RunMode.INLINE:
                 return await self._off_the_loop(definition)
-            if not await self._start():
+            if not self.attempt_counted and not await self._start():
                 return None
         await self._before_body()
         if self._told() is not None:
@@ -243,7 +246,7 @@ class Run:
                 body = pool.run(worker, process_task(definition, self.record, self._runner.engine_id))
                 return body.future, body.stop, decision_for_reply
         try:
-            if not await self._start():
+            if not self.attempt_counted and not await self._start():  # (a limited claim started it)
                 return None
             await self._before_body()
             if self._told() is not None:

@@ -16,6 +16,7 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
 from .. import JobState, UniqueConflictError
+from .._options import parse_rate_limit
 from . import _selection as selection
 from ._csrf import COOKIE, FIELD, HEADER
 from ._render import READ_ONLY, PageError, Site, Urls, prefix_of, render
@@ -118,6 +119,14 @@ class Actions:
         concurrency = parse_int(form.get("concurrency", "").strip(), "concurrency", 1, 1_000_000)
         record = await self.site.engine.set_queue(_queue(request), concurrency=concurrency)
         return _back(request, form, Urls(prefix_of(request))("/"), "concurrency", record.concurrency)
+
+    async def set_rate(self, request: Request) -> Response:
+        """Store a queue's rate limit from ``20/1s`` (or ``none``, no limit); a bad text is a
+        400 that says what is accepted."""
+        form = await self._form(request)
+        rate = parse_rate_limit(form.get("rate", ""), "rate limit")
+        await self.site.engine.set_queue(_queue(request), rate_limit=rate)
+        return _back(request, form, Urls(prefix_of(request))("/"), "rate" if rate else "rate-removed")
 
     async def failed_jobs(self, request: Request) -> Response:
         """Retry or delete every failed job of a queue, once confirmed."""

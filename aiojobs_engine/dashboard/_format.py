@@ -10,6 +10,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final
 
+from .._options import format_rate
+
 
 def when(moment: datetime | None) -> str:
     """An absolute UTC time, to the second: ``2024-05-01 12:00:03 UTC``."""
@@ -91,8 +93,15 @@ _NOTICES: Final[dict[str, tuple[str, str]]] = {
     "paused": ("ok", "The queue is paused: engines claim none of its jobs until it is resumed."),
     "resumed": ("ok", "The queue is resumed."),
     "concurrency": ("ok", "The queue's concurrency is now {n} per engine."),
+    "rate": ("ok", "The queue's rate limit is stored: every engine follows it within a poll interval."),
+    "rate-removed": ("ok", "The queue has no rate limit any more."),
     "selection-empty": ("warn", "No job was selected: tick the jobs to act on, then choose the action."),
 }
+
+
+def rate(limit: tuple[int, float] | None) -> str:
+    """A queue's rate limit as written: ``20/1s``, or ``none``."""
+    return "none" if limit is None else format_rate(limit)
 
 
 def notice(code: str | None, number: str | None) -> Notice | None:

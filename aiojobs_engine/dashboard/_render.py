@@ -91,7 +91,8 @@ def make_templates() -> jinja2.Environment:
         lstrip_blocks=True,
     )
     env.filters.update(when=_format.when, json=_format.pretty_json, short_json=_format.short_json,
-                       arguments=_format.call_preview, duration=_format.duration, clip=_format.clip)
+                       arguments=_format.call_preview, duration=_format.duration, clip=_format.clip,
+                       rate=_format.rate)
     return env
 
 

@@ -30,7 +30,7 @@ from tests._waiting import eventually
 
 pytestmark = pytest.mark.postgres
 
-TABLES = {"aiojobs_jobs", "aiojobs_queues", "aiojobs_engines", "aiojobs_schema", "aiojobs_cron"}
+TABLES = {"aiojobs_jobs", "aiojobs_queues", "aiojobs_engines", "aiojobs_schema", "aiojobs_cron", "aiojobs_rate_windows"}
 
 
 def _split(url: str) -> tuple[str, str]:
@@ -742,7 +742,7 @@ async def test_claim_uses_the_claim_index(backend: PostgresBackend, admin: async
     args = query.args({
         "engine_id": "e1", "now": T0 + timedelta(seconds=1), "queues": ["q1", "q2"], "limits": [10, 5],
         "global_limits": [None, 20], "incarnation": "i1", "fresh_within": 10.0,
-        "start_now": ["job"],
+        "start_now": ["job"], "start_queues": ["q2"],
     })
 
     def scans(plan: dict[str, Any]) -> list[tuple[str, str | None, str | None]]:

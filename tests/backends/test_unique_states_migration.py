@@ -36,11 +36,15 @@ async def backend(db_url: str) -> AsyncIterator[Backend]:
 
 
 async def _forget_versions_from_3(db_url: str) -> None:
-    """As if the schema were at version 2 (later migrations are applied again after 0003)."""
+    """As if the schema were at version 2 (later migrations are applied again after 0003:
+    PostgreSQL's can be; SQLite's 0004, whose ALTER TABLE cannot say IF NOT EXISTS, is undone)."""
     url = parse_url(db_url)
     if url.dsn is None:  # SQLite
         with closing(sqlite3.connect(db_url.removeprefix("sqlite:///"))) as raw, raw:
             raw.execute("DELETE FROM aiojobs_schema WHERE version >= 3")
+            raw.execute("ALTER TABLE aiojobs_queues DROP COLUMN rate_limit")
+            raw.execute("ALTER TABLE aiojobs_queues DROP COLUMN rate_period")
+            raw.execute("DROP TABLE aiojobs_rate_windows")
         return
     conn = await asyncpg.connect(url.dsn)
     try:

@@ -27,15 +27,16 @@ def test_list_with_counts(cli: Cli, sqlite_url: str) -> None:
     result = cli("queues", "list", "--url", sqlite_url)
     assert result.code == 0, result.err
     header, *rows = result.out.splitlines()
-    assert header.split() == ["QUEUE", "PRIORITY", "CONCURRENCY", "GLOBAL", "STATUS", *(s.upper() for s in STATES)]
+    assert header.split() == ["QUEUE", "PRIORITY", "CONCURRENCY", "GLOBAL", "RATE", "STATUS",
+                              *(s.upper() for s in STATES)]
     assert [row.split() for row in rows] == [
-        ["email", "5", "10", "-", "active", "0", "0", "0", "0", "0", "1", "0"],
-        ["default", "50", "10", "-", "active", "2", "0", "0", "0", "0", "0", "0"],
+        ["email", "5", "10", "-", "-", "active", "0", "0", "0", "0", "0", "1", "0"],
+        ["default", "50", "10", "-", "-", "active", "2", "0", "0", "0", "0", "0", "0"],
     ]
     as_json = json.loads(cli("queues", "list", "--json", "--url", sqlite_url).out)
     assert [q["name"] for q in as_json] == ["email", "default"]
     assert set(as_json[1]) == {"name", "concurrency", "priority", "paused", "global_concurrency", "updated_at",
-                               "retention", "counts"}
+                               "retention", "rate_limit", "counts"}
     assert as_json[1]["counts"] == dict.fromkeys(STATES, 0) | {"waiting": 2}
     assert as_json[1]["updated_at"].endswith("+00:00")
 
@@ -58,16 +59,36 @@ def test_pause_and_resume(cli: Cli, sqlite_url: str) -> None:
 
 def test_set(cli: Cli, sqlite_url: str) -> None:
     result = cli("queues", "set", "email", "--concurrency", "3", "--create", "--url", sqlite_url)
-    assert (result.code, result.out) == (0, "queue email set (concurrency 3, priority 50)\n")
+    assert (result.code, result.out) == (0, "queue email set (concurrency 3, priority 50, rate unlimited)\n")
     as_json = json.loads(cli("queues", "set", "email", "--priority", "1", "--json", "--url", sqlite_url).out)
     assert (as_json["concurrency"], as_json["priority"]) == (3, 1)
     stored = queues(sqlite_url)["email"]
     assert (stored.concurrency, stored.priority) == (3, 1)
 
 
+def test_set_a_rate_limit_and_remove_it(cli: Cli, sqlite_url: str) -> None:
+    result = cli("queues", "set", "api", "--rate", "20/1s", "--create", "--url", sqlite_url)
+    assert (result.code, result.out) == (0, "queue api set (concurrency 10, priority 50, rate 20/1s)\n")
+    assert queues(sqlite_url)["api"].rate_limit == (20, 1.0)
+    listed = cli("queues", "list", "--url", sqlite_url).out.splitlines()[1].split()
+    assert listed[:6] == ["api", "50", "10", "-", "20/1s", "active"]
+    as_json = json.loads(cli("queues", "set", "api", "--rate", "5/500ms", "--json", "--url", sqlite_url).out)
+    assert as_json["rate_limit"] == [5, 0.5]
+    assert json.loads(cli("queues", "list", "--json", "--url", sqlite_url).out)[0]["rate_limit"] == [5, 0.5]
+    assert cli("queues", "set", "api", "--priority", "4", "--url", sqlite_url).code == 0
+    assert queues(sqlite_url)["api"].rate_limit == (5, 0.5)  # left out: unchanged
+    assert cli("queues", "set", "api", "--rate", "none", "--url", sqlite_url).code == 0
+    assert queues(sqlite_url)["api"].rate_limit is None
+    for bad, message in (("20", "--rate takes N/WINDOW"), ("0/1s", "--rate's starts must be between 1"),
+                         ("5/0s", "--rate's window must be > 0 seconds")):
+        refused = cli("queues", "set", "api", "--rate", bad, "--url", sqlite_url)
+        assert refused.code == 2 and message in refused.err, refused.err
+
+
 def test_bad_queue_usage(cli: Cli, sqlite_url: str) -> None:
     nothing = cli("queues", "set", "email", "--url", sqlite_url)
-    assert (nothing.code, nothing.err) == (2, "aiojobs: error: queues set needs --concurrency and/or --priority\n")
+    assert (nothing.code, nothing.err) == (
+        2, "aiojobs: error: queues set needs --concurrency, --priority and/or --rate\n")
     zero = cli("queues", "set", "default", "--concurrency", "0", "--url", sqlite_url)
     assert (zero.code, zero.err) == (2, "aiojobs: error: concurrency must be between 1 and 100000, got 0\n")
     bad_name = cli("queues", "pause", "no way", "--url", sqlite_url)

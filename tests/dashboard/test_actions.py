@@ -71,6 +71,25 @@ async def test_pause_resume_and_concurrency_are_stored(env_any: Env) -> None:
     assert (await env_any.post("/queues/bad%20name/pause")).status_code == 400
 
 
+async def test_a_queue_rate_limit_is_set_shown_and_removed(env_any: Env) -> None:
+    async def email() -> object:
+        return next(q for q in await env_any.engine.list_queues() if q.name == "email")
+
+    response = await env_any.post("/queues/email/rate", rate="20/1s")
+    assert response.headers["location"] == "/?notice=rate"
+    assert (await email()).rate_limit == (20, 1.0)  # type: ignore[attr-defined]
+    page = await env_any.client.get("/")
+    assert 'name="rate" value="20/1s"' in page.text and "rate limit is stored" in (
+        await env_any.client.get("/?notice=rate")).text
+    for bad in ("20", "0/1s", "fast", "5/0s"):
+        refused = await env_any.post("/queues/email/rate", rate=bad)
+        assert refused.status_code == 400 and "rate limit" in refused.text, bad
+    assert (await email()).rate_limit == (20, 1.0)  # type: ignore[attr-defined]
+    removed = await env_any.post("/queues/email/rate", rate="none")
+    assert removed.headers["location"] == "/?notice=rate-removed"
+    assert (await email()).rate_limit is None  # type: ignore[attr-defined]
+
+
 async def test_retry_all_failed_asks_first_then_retries_every_page(env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(_actions, "RETRY_BATCH", 2)  # several pages from a few jobs
     more = [await env.jobs.boom.enqueue(str(i)) for i in range(3)]

@@ -132,10 +132,16 @@ async def test_pause_resume_and_concurrency_of_a_queue(site: Site) -> None:
     await page.wait_for_url(re.compile(r"notice=resumed"))
     assert not (await site.queue("email")).paused
     await page.fill(f"{email} input[name=concurrency]", "4")
-    await page.locator(email).get_by_role("button", name="set").click()
+    await page.locator(f"{email} form.concurrency").get_by_role("button", name="set").click()
     await page.wait_for_url(re.compile(r"notice=concurrency"))
     assert (await site.queue("email")).concurrency == 4
     assert await page.locator(f"{email} input[name=concurrency]").input_value() == "4"
+    await page.fill(f"{email} input[name=rate]", "20/1s")
+    await page.locator(f"{email} form.rate").get_by_role("button", name="set").click()
+    await page.wait_for_url(re.compile(r"notice=rate"))
+    assert (await site.queue("email")).rate_limit == (20, 1.0)
+    assert await page.locator(f"{email} input[name=rate]").input_value() == "20/1s"
+    await site.shot("queue-rate-limit")
 
 
 async def test_retry_all_failed_asks_for_confirmation(site: Site) -> None:

@@ -15,6 +15,7 @@ import sys
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -298,3 +299,29 @@ async def test_four_engine_processes_on_postgres_run_10000_jobs_exactly_once(pos
         assert len(per_process) == 4, per_process
     finally:
         workers.stop_all()
+
+
+async def test_three_processes_never_pass_a_queue_rate_limit(workers: Workers, client: Engine) -> None:
+    """From outside: three engine processes on a queue limited to 5 starts in any 0.5 s; the
+    start times read from the job records never hold more than 5 in one window."""
+    await client.set_queue("default", rate_limit=(5, 0.5))
+    for _ in range(3):
+        workers.start()
+
+    async def all_up() -> bool:
+        return len(await client.list_engines()) == 3
+
+    await until(all_up, what="3 engines registered")
+    records = await client.enqueue_many([worker_app.record.new(i) for i in range(30)])
+
+    async def all_done() -> bool:
+        counts = await client.count_jobs()
+        return counts.get(("default", JobState.COMPLETED), 0) == 30
+
+    await until(all_done, timeout=30, what="30 jobs completed")
+    jobs = [await client.get_job(r.id) for r in records if r]
+    starts = sorted(j.attempted_at for j in jobs if j and j.attempted_at)
+    assert len(starts) == 30 and {j.attempt for j in jobs if j} == {1}
+    assert max(sum(1 for s in starts if t - timedelta(seconds=0.5) < s <= t) for t in starts) <= 5
+    assert (starts[-1] - starts[0]).total_seconds() >= 2.5  # 30 starts, 5 a window: 6 windows
+    assert len({pid for _e, _j, _a, pid in ledger_lines(workers)}) > 1, "only one process did the work"

@@ -455,13 +455,14 @@ async def test_unknown_queue_settings_are_configuration_errors(make_engine) -> N
         QueueConfig(concurrency=2, **bogus)
     assert isinstance(caught.value, ValueError)
     assert str(caught.value) == ("unknown queue setting(s) 'bogus'; accepted: concurrency, priority, "
-                                 "global_concurrency, retention")
+                                 "global_concurrency, retention, rate_limit")
     engine = make_engine()
     async with engine:
         with pytest.raises(ConfigurationError) as caught:
             await engine.set_queue("email", concurrency=2, **bogus)
         assert str(caught.value) == ("unknown queue setting(s) 'bogus'; accepted: concurrency, priority, "
-                                     "global_concurrency, clear_global_concurrency, retention, clear_retention")
+                                     "global_concurrency, clear_global_concurrency, retention, clear_retention, "
+                                     "rate_limit")
         assert await engine.list_queues() == []  # refused before anything was stored
 
 

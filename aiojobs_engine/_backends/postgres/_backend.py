@@ -68,6 +68,7 @@ from .._shared import (
     keep_defaults,
     keep_value,
     queue_keep_params,
+    queue_rate_params,
     retry_conflict,
     states_text,
 )
@@ -77,6 +78,7 @@ from ._failures import DRIVER_ERRORS, translate
 from ._listener import PostgresListener
 from ._sql import MIGRATIONS, channel_for, queries_for, quote_ident, render
 
+_UNUSED_TIME: Final = datetime.min  # the time of a claim with no rate-limited demand: never read
 _QUEUE_DELETE_TRIES: Final = 5
 _QUEUE_DELETE_PAUSE: Final = 0.2  # seconds between tries
 
@@ -265,14 +267,46 @@ class PostgresBackend:
             "incarnation": claim.incarnation,
             "fresh_within": claim.fresh_within,
             "start_now": list(claim.start_now),
+            "start_queues": [],
         }
-        capped = sorted({d.queue for d in demands if d.global_limit is not None})
-        async with self._db.claims("job_claim", transaction=bool(capped)) as tx:
-            if capped:
-                keys = [f"aiojobs_engine:claim:{self._schema}:{queue}" for queue in capped]
+        limited: dict[str, tuple[int, float]] = {d.queue: d.rate_limit for d in demands if d.rate_limit is not None}
+        locked = sorted({d.queue for d in demands if d.global_limit is not None} | set(limited))
+        async with self._db.claims("job_claim", transaction=bool(locked)) as tx:
+            if locked:
+                keys = [f"aiojobs_engine:claim:{self._schema}:{queue}" for queue in locked]
                 await tx.fetch("queue_lock_claims", {"keys": keys})
+            moment, windows = (await self._rate_windows(tx, limited, params, claim.now) if limited
+                               else (_UNUSED_TIME, {}))
             rows = await tx.fetch("job_claim", params)
+            for row in rows:
+                if row["queue"] in windows:
+                    windows[row["queue"]].append(row["attempted_at"])
+            for queue, starts in windows.items():
+                await tx.fetch("rate_window_write", {"queue": queue, "starts": starts})
+                limit, seconds = limited[queue]
+                if len(starts) >= limit:  # full: it opens as the oldest start that counts leaves
+                    opens = sorted(starts)[len(starts) - limit] + timedelta(seconds=seconds)
+                    claim.rate_waits[queue] = max(0.0, (opens - moment).total_seconds())
         return [_job(row) for row in rows]
+
+    async def _rate_windows(self, tx: Transaction, limited: Mapping[str, tuple[int, float]],
+                            params: dict[str, Any], now: datetime | None) -> tuple[datetime, dict[str, list[datetime]]]:
+        """Cut each rate-limited demand of ``params`` to what its window allows (read under
+        its claim lock), make its picks start at once, and return the windows' starts still
+        open, to which the claim's starts are added, with the time the claim is to use."""
+        rows = await tx.fetch("rate_windows", {"queues": list(limited), "now": now})
+        moment: datetime = rows[0]["now"]
+        params["now"] = moment
+        stored = {row["queue"]: row["starts"] for row in rows if row["queue"] is not None}
+        windows: dict[str, list[datetime]] = {}
+        for i, queue in enumerate(params["queues"]):
+            if queue in limited:
+                starts, seconds = limited[queue]
+                opened = moment - timedelta(seconds=seconds)
+                windows[queue] = kept = [s for s in stored.get(queue) or () if s > opened]
+                params["limits"][i] = min(params["limits"][i], max(0, starts - len(kept)))
+        params["start_queues"] = list(windows)
+        return moment, windows
 
     async def job_start_many(self, starts: Sequence[JobStart], *, now: datetime | None = None) -> list[StartedJob]:
         if not starts:
@@ -408,6 +442,7 @@ class PostgresBackend:
             "clear_global": change.clear_global_concurrency,
             "now": now,
             **queue_keep_params(change),
+            **queue_rate_params(change),
         })
         return queue_from_row(rows[0], _same)
 

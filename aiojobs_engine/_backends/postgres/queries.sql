@@ -163,12 +163,13 @@ LIMIT :limit::integer;
 -- engines hold. A capped demand (global_limit) also leaves room for the queue's jobs held
 -- anywhere: its caller has taken queue_lock_claims in the same transaction, so this count,
 -- read by a later statement than the lock, sees every claim committed before it.
--- Picks whose job is named in start_now start at once ('running', attempt counted); the
--- others are 'claimed', to be started by job_write_many. The picks are materialised once,
+-- Picks whose job is named in start_now start at once ('running', attempt counted), and so
+-- does every pick of a queue in start_queues (a rate-limited queue: the claim is the start
+-- its limit counts); the others are 'claimed', to be started by job_write_many. The picks are materialised once,
 -- then updated by primary key (= ANY(ARRAY(...)) is evaluated once, so the planner never
 -- weighs a join); rows come back in demand order, then job order.
 WITH picked AS MATERIALIZED (
-    SELECT p.id, p.name = ANY(:start_now::text[]) AS starts
+    SELECT p.id, p.name = ANY(:start_now::text[]) OR d.queue = ANY(:start_queues::text[]) AS starts
     FROM (
         SELECT d.queue,
                CASE WHEN d.global_limit IS NULL THEN d.lim
@@ -218,6 +219,19 @@ claimed AS (
 )
 SELECT * FROM claimed
 ORDER BY array_position(:queues::text[], queue), priority, available_at, id;
+
+-- name: rate_windows
+-- Read under the queues' claim locks: the time (clock_timestamp(), not now(), which is when
+-- the transaction began, possibly before another claim took and left the lock: so the time
+-- of limited claims only grows, lock holder after lock holder) and their windows' starts.
+SELECT coalesce(:now::timestamptz, clock_timestamp()) AS now, w.queue, w.starts
+FROM (SELECT 1) AS one
+LEFT JOIN __schema__.aiojobs_rate_windows AS w ON w.key = '' AND w.queue = ANY(:queues::text[]);
+
+-- name: rate_window_write
+INSERT INTO __schema__.aiojobs_rate_windows (queue, key, starts)
+VALUES (:queue::text, '', :starts::timestamptz[])
+ON CONFLICT (queue, key) DO UPDATE SET starts = excluded.starts;
 
 -- name: queue_lock_claims
 -- Serialises claims of capped queues across engines until the transaction ends. Keys come
@@ -464,13 +478,17 @@ SELECT * FROM __schema__.aiojobs_queues ORDER BY priority, name COLLATE "C";
 WITH upserted AS (
     INSERT INTO __schema__.aiojobs_queues AS q (name, concurrency, priority, paused,
                                                 global_concurrency, updated_at, keep_completed,
-                                                keep_failed, keep_canceled)
+                                                keep_failed, keep_canceled, rate_limit, rate_period)
     VALUES (:name::text, coalesce(:concurrency::integer, 10), coalesce(:priority::integer, 50),
             coalesce(:paused::boolean, false), :global_concurrency::integer,
             coalesce(:now::timestamptz, now()), :keep_completed::float8, :keep_failed::float8,
-            :keep_canceled::float8)
+            :keep_canceled::float8, :rate_limit::integer, :rate_period::float8)
     ON CONFLICT (name) DO UPDATE
     SET concurrency = coalesce(:concurrency::integer, q.concurrency),
+        rate_limit = CASE WHEN :clear_rate::boolean THEN NULL
+                          ELSE coalesce(:rate_limit::integer, q.rate_limit) END,
+        rate_period = CASE WHEN :clear_rate::boolean THEN NULL
+                           ELSE coalesce(:rate_period::float8, q.rate_period) END,
         priority = coalesce(:priority::integer, q.priority),
         paused = coalesce(:paused::boolean, q.paused),
         global_concurrency = CASE WHEN :clear_global::boolean THEN NULL

@@ -24,6 +24,7 @@ import os
 import sqlite3
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
@@ -48,6 +49,7 @@ from .._protocol import (
     JobStart,
     Listener,
     QueueChange,
+    QueueDemand,
     RescueResult,
     Retention,
     StartedJob,
@@ -61,6 +63,7 @@ from .._shared import (
     keep_defaults,
     keep_value,
     queue_keep_params,
+    queue_rate_params,
     retry_conflict,
     states_text,
 )
@@ -324,7 +327,15 @@ class SQLiteBackend:
         demands = claim.demands
         if not demands:
             return []
-        now_us = _now_us(claim.now)
+        if any(d.rate_limit is not None for d in demands):
+            async with self._write() as conn:  # the windows' read, the claim and their write: one writer
+                rows = await self._claim_limited(conn, claim)
+        else:
+            rows = await self._fetch(_claim_sql(len(demands)), self._claim_params(claim, demands, _now_us(claim.now)))
+        order = {demand.queue: n for n, demand in enumerate(demands)}
+        return sorted((_job(row) for row in rows), key=lambda r: (order.get(r.queue, 0), *_claim_order(r)))
+
+    def _claim_params(self, claim: JobClaim, demands: Sequence[QueueDemand], now_us: int) -> dict[str, Any]:
         params: dict[str, Any] = {
             "engine_id": claim.engine_id,
             "now": now_us,
@@ -335,9 +346,40 @@ class SQLiteBackend:
         for n, demand in enumerate(demands):
             limit = max(demand.limit, 0)
             params |= {f"queue_{n}": demand.queue, f"limit_{n}": limit, f"global_{n}": demand.global_limit}
-        rows = await self._fetch(_claim_sql(len(demands)), params)
-        order = {demand.queue: n for n, demand in enumerate(demands)}
-        return sorted((_job(row) for row in rows), key=lambda r: (order.get(r.queue, 0), *_claim_order(r)))
+        return params
+
+    async def _claim_limited(self, conn: aiosqlite.Connection, claim: JobClaim) -> list[sqlite3.Row]:
+        """A claim with rate-limited demands, in a write transaction: the time is read once the
+        write lock is held (so it only grows from one limited claim to the next), each limited
+        demand is cut to what its window allows, and the window gets the starts claimed."""
+        now_us = _now_us(claim.now)
+        limited = [d for d in claim.demands if d.rate_limit is not None]
+        stored = {row[0]: _json.loads(row[1]) for row in await conn.execute_fetchall(
+            _Q["rate_windows"], {"queues": _json.dumps([d.queue for d in limited], "queues")})}
+        windows: dict[str, list[int]] = {}
+        demands = []
+        for demand in claim.demands:
+            if demand.rate_limit is not None:
+                starts, seconds = demand.rate_limit
+                open_since = now_us - int(seconds * _US)
+                windows[demand.queue] = kept = [s for s in stored.get(demand.queue, []) if s > open_since]
+                demand = replace(demand, limit=min(demand.limit, max(0, starts - len(kept))))
+            demands.append(demand)
+        params = self._claim_params(claim, demands, now_us)
+        params["start_queues"] = _json.dumps(list(windows), "start_queues")
+        rows = list(await conn.execute_fetchall(_claim_sql(len(demands), limited=True), params))
+        for row in rows:
+            if row["queue"] in windows:
+                windows[row["queue"]].append(now_us)
+        for demand in limited:
+            starts_kept = windows[demand.queue]
+            await conn.execute(_Q["rate_window_write"], {"queue": demand.queue,
+                                                         "starts": _json.dumps(starts_kept, "starts")})
+            starts, seconds = demand.rate_limit or (0, 0.0)
+            if len(starts_kept) >= starts:  # full: it opens as the oldest start that counts leaves
+                opens = starts_kept[len(starts_kept) - starts] + int(seconds * _US)
+                claim.rate_waits[demand.queue] = max(0.0, (opens - now_us) / _US)
+        return rows
 
     async def job_start_many(self, starts: Sequence[JobStart], *, now: datetime | None = None) -> list[StartedJob]:
         if not starts:
@@ -471,6 +513,7 @@ class SQLiteBackend:
             "clear_global": int(change.clear_global_concurrency),
             "now": _now_us(now),
             **queue_keep_params(change),
+            **queue_rate_params(change),
         })
         return queue_from_row(rows[0], from_us)  # type: ignore[arg-type]
 
@@ -588,12 +631,17 @@ def _now_us(now: datetime | None) -> int:
     return to_us(now if now is not None else datetime.now(UTC))
 
 
+_STARTS_NAMED: Final = "name IN (SELECT value FROM json_each(:start_now))"
+_STARTS_LIMITED: Final = f"({_STARTS_NAMED} OR queue IN (SELECT value FROM json_each(:start_queues)))"
+
+
 @functools.cache
-def _claim_sql(demands: int) -> str:
-    """The claim statement for this many demands (cached: a handful of shapes in practice)."""
+def _claim_sql(demands: int, limited: bool = False) -> str:
+    """The claim statement for this many demands (cached: a handful of shapes in practice);
+    ``limited``: some are rate-limited, and every job of theirs starts at once."""
     pick = _Q["job_claim_pick"]
     picks = " UNION ALL ".join(pick.replace("{n}", str(n)) for n in range(demands))
-    return _Q["job_claim"].replace("{picks}", picks)
+    return _Q["job_claim"].replace("{picks}", picks).replace("{starts}", _STARTS_LIMITED if limited else _STARTS_NAMED)
 
 
 def _claim_order(record: JobRecord) -> tuple[int, datetime, int]:

@@ -97,14 +97,16 @@ LIMIT :limit;
 
 -- name: job_claim
 -- One statement for every demand: the picks placeholder becomes one job_claim_pick per
--- demand, joined with UNION ALL. Picks whose job is named in start_now start at once
--- ('running', attempt counted); the others are 'claimed', to be started by
--- job_start_many. Claims only while this engine's row (this incarnation) has a fresh
--- heartbeat, so an engine that others may already consider dead takes nothing new.
+-- demand, joined with UNION ALL. Picks for which {starts} holds start at once ('running',
+-- attempt counted): a job named in start_now, and (in a claim of a rate-limited queue, where
+-- the claim is the start the limit counts) every job of a queue in start_queues. The others
+-- are 'claimed', to be started by job_start_many. Claims only while this engine's row (this
+-- incarnation) has a fresh heartbeat, so an engine that others may already consider dead
+-- takes nothing new.
 UPDATE aiojobs_jobs
-SET state = CASE WHEN name IN (SELECT value FROM json_each(:start_now)) THEN 'running' ELSE 'claimed' END,
-    attempt = attempt + (name IN (SELECT value FROM json_each(:start_now))),
-    attempted_at = CASE WHEN name IN (SELECT value FROM json_each(:start_now)) THEN :now ELSE attempted_at END,
+SET state = CASE WHEN {starts} THEN 'running' ELSE 'claimed' END,
+    attempt = attempt + ({starts}),
+    attempted_at = CASE WHEN {starts} THEN :now ELSE attempted_at END,
     claimed_by = :engine_id,
     claimed_at = :now,
     claim_token = lower(hex(randomblob(16)))
@@ -294,11 +296,13 @@ SELECT * FROM aiojobs_queues ORDER BY priority, name;
 -- name: queue_upsert
 -- keep_*: :set_keep_* says whether to write the value (NULL then means "use the engine's").
 INSERT INTO aiojobs_queues (name, concurrency, priority, paused, global_concurrency, updated_at,
-                            keep_completed, keep_failed, keep_canceled)
+                            keep_completed, keep_failed, keep_canceled, rate_limit, rate_period)
 VALUES (:name, coalesce(:concurrency, 10), coalesce(:priority, 50), coalesce(:paused, 0),
-        :global_concurrency, :now, :keep_completed, :keep_failed, :keep_canceled)
+        :global_concurrency, :now, :keep_completed, :keep_failed, :keep_canceled, :rate_limit, :rate_period)
 ON CONFLICT (name) DO UPDATE
 SET concurrency = coalesce(:concurrency, concurrency),
+    rate_limit = CASE WHEN :clear_rate THEN NULL ELSE coalesce(:rate_limit, rate_limit) END,
+    rate_period = CASE WHEN :clear_rate THEN NULL ELSE coalesce(:rate_period, rate_period) END,
     priority = coalesce(:priority, priority),
     paused = coalesce(:paused, paused),
     global_concurrency = CASE WHEN :clear_global THEN NULL
@@ -308,6 +312,13 @@ SET concurrency = coalesce(:concurrency, concurrency),
     keep_canceled = CASE WHEN :set_keep_canceled THEN :keep_canceled ELSE keep_canceled END,
     updated_at = :now
 RETURNING *;
+
+-- name: rate_windows
+SELECT queue, starts FROM aiojobs_rate_windows WHERE key = '' AND queue IN (SELECT value FROM json_each(:queues));
+
+-- name: rate_window_write
+INSERT INTO aiojobs_rate_windows (queue, key, starts) VALUES (:queue, '', :starts)
+ON CONFLICT (queue, key) DO UPDATE SET starts = excluded.starts;
 
 -- name: queue_running_counts
 SELECT queue, count(*) AS n FROM aiojobs_jobs
