@@ -307,9 +307,10 @@ def check_rate_limit(value: object, what: str = "rate_limit") -> tuple[int, floa
     if not isinstance(value, tuple | list) or len(value) != 2:
         raise ConfigurationError(f"{what} must be (starts, seconds), e.g. (20, 1.0) for 20 a second, got {value!r}")
     starts = check_int(value[0], f"{what}'s starts", minimum=1, maximum=MAX_RATE_STARTS)
-    seconds = seconds_from(value[1], f"{what}'s window", allow_zero=False, maximum=MAX_RATE_PERIOD)
-    if seconds < 0.001:
-        raise ConfigurationError(f"{what}'s window must be at least 0.001 seconds, got {value[1]!r}")
+    seconds = seconds_from(value[1], f"{what}'s window", allow_zero=False)
+    if not 0.001 <= seconds <= MAX_RATE_PERIOD:
+        raise ConfigurationError(f"{what}'s window must be between 0.001 and {MAX_RATE_PERIOD:g} seconds "
+                                 f"(a day), got {value[1]!r}")
     return starts, seconds
 
 
@@ -322,7 +323,7 @@ def parse_rate_limit(text: str, what: str = "rate limit") -> tuple[int, float] |
     ``5/500ms`` → (5, 0.5); ``none`` (or ``off``) → None, no limit."""
     if text.strip().lower() in ("none", "off"):
         return None
-    match = _RATE_TEXT.fullmatch(text.strip())
+    match = _RATE_TEXT.fullmatch(text.strip().lower())
     if match is None:
         raise ConfigurationError(f"{what} takes N/WINDOW, e.g. 20/1s, 100/1m, 5/500ms (or 'none'), got {text!r}")
     seconds = float(match["count"] or 1) * _UNIT_SECONDS[match["unit"]]
@@ -336,8 +337,8 @@ def format_rate(rate: tuple[int, float]) -> str:
         if seconds >= size and (seconds / size).is_integer():
             return f"{starts}/{seconds / size:g}{unit}"
     if seconds >= 1:
-        return f"{starts}/{seconds:g}s"
-    return f"{starts}/{seconds * 1000:g}ms"
+        return f"{starts}/{seconds!r}s"  # every digit: the text reads back as the same limit
+    return f"{starts}/{int(seconds * 1000)}ms" if (seconds * 1000).is_integer() else f"{starts}/{seconds!r}s"
 
 
 def check_no_unknown_settings(unknown: Mapping[str, object], what: str, accepted: Sequence[str]) -> None:

@@ -383,6 +383,29 @@ class BackendConformance:
         assert (await backend.job_claim(claim("e1", ("api", 5), at=T0 + timedelta(seconds=5)))) != []  # no limit
         assert (await take(T0 + timedelta(seconds=10, milliseconds=1), 5)).rate_waits == {}  # open, and empty
 
+    async def test_a_window_counts_the_newest_starts_when_made_longer(self, backend: Backend) -> None:
+        await backend.job_insert_many([insert("api") for _ in range(5)], now=T0)
+
+        async def take(at: datetime, limit: tuple[int, float]) -> int:
+            return len(await backend.job_claim(JobClaim(engine_id="e1", demands=[
+                QueueDemand("api", 10, rate_limit=limit)], now=at)))
+
+        assert await take(T0, (2, 1.0)) == 2
+        # A minute-long window now: the two starts of a few seconds ago still count.
+        assert await take(T0 + timedelta(seconds=5), (3, 60.0)) == 1
+        assert await take(T0 + timedelta(seconds=61), (3, 60.0)) == 2
+
+    async def test_a_window_goes_with_its_limit_and_its_queue(self, backend: Backend) -> None:
+        await backend.queue_upsert(QueueChange(name="api", rate_limit=(1, 60.0)), now=T0)
+        await backend.job_insert_many([insert("api") for _ in range(2)], now=T0)
+        assert len(await backend.job_claim(JobClaim(engine_id="e1", demands=[
+            QueueDemand("api", 5, rate_limit=(1, 60.0))], now=T0))) == 1
+        await backend.queue_upsert(QueueChange(name="api", clear_rate_limit=True), now=T0)
+        await backend.queue_upsert(QueueChange(name="api", rate_limit=(1, 60.0)), now=T0)
+        # The window went with the old limit: the new one starts empty.
+        assert len(await backend.job_claim(JobClaim(engine_id="e1", demands=[
+            QueueDemand("api", 5, rate_limit=(1, 60.0))], now=T0 + timedelta(seconds=1)))) == 1
+
     async def test_rate_limit_and_global_limit_together(self, backend: Backend) -> None:
         await backend.job_insert_many([insert("api") for _ in range(6)], now=T0)
         got = await backend.job_claim(JobClaim(engine_id="e1", demands=[

@@ -4,9 +4,10 @@ and what a statement that ran into the unique-key index means to the caller."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from .. import _json
 from .._errors import BackendError, UniqueConflictError
@@ -112,6 +113,38 @@ def keep_defaults(retention: Retention) -> dict[str, float]:
         "keep_failed": default_keep(retention.failed),
         "keep_canceled": default_keep(retention.canceled),
     }
+
+
+Moment = TypeVar("Moment", int, datetime)  # microseconds (SQLite) or a timestamp (PostgreSQL)
+
+
+@dataclass(slots=True)
+class RateWindow(Generic[Moment]):
+    """A rate-limited queue's window, as one claim sees it under the queue's claim lock.
+
+    It keeps the newest ``limit`` starts, not only those still in the window: a window made
+    longer later must still count the starts it now covers (at most ``limit`` are ever needed).
+    """
+
+    limit: int
+    opened_after: Moment  # starts later than this count: the claim's time minus the window
+    starts: list[Moment]
+
+    @classmethod
+    def read(cls, stored: Iterable[Moment], limit: int, opened_after: Moment) -> RateWindow[Moment]:
+        return cls(limit, opened_after, sorted(stored)[-limit:])
+
+    def room(self) -> int:
+        """Starts the window allows now."""
+        return max(0, self.limit - sum(1 for s in self.starts if s > self.opened_after))
+
+    def add(self, moment: Moment, count: int) -> None:
+        merged: list[Moment] = self.starts + [moment] * count
+        self.starts = sorted(merged)[-self.limit:]
+
+    def oldest_counted(self) -> Moment | None:
+        """When full, the start whose leaving opens it again; None when it has room."""
+        return self.starts[0] if self.room() == 0 else None
 
 
 def queue_rate_params(change: QueueChange) -> dict[str, object]:

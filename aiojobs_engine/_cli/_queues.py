@@ -76,7 +76,7 @@ NO_RATE: Final = "none"
 def parse_rate(text: str) -> tuple[int, float] | str:
     """``--rate``: ``20/1s`` → (20, 1.0), ``none`` → NO_RATE (see ``parse_rate_limit``)."""
     try:
-        rate = parse_rate_limit(text, "--rate")
+        rate = parse_rate_limit(text, "rate limit")
     except ConfigurationError as exc:
         raise ArgumentTypeError(str(exc)) from None
     return NO_RATE if rate is None else rate

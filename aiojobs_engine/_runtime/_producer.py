@@ -165,6 +165,9 @@ class Producer:
         queue.priority = record.priority
         queue.paused = record.paused
         queue.global_concurrency = record.global_concurrency
+        if record.rate_limit != queue.rate_limit:  # a wait worked out under the old limit no longer holds
+            self._forget_window(record.name)
+            queue.maybe_more = True
         queue.rate_limit = record.rate_limit
 
     # -- the loop -----------------------------------------------------------------------------------
@@ -204,8 +207,8 @@ class Producer:
             failures = 0
             if self._asked_database:  # a whole round went through: any outage is over
                 self._outage.succeeded("claims")
-            if self._drain and not claimed and idle_before and not self._window_waits:
-                return  # (a rate-limited queue's window about to open still has due jobs for it)
+            if self._drain and not claimed and idle_before and not self._waiting_for_a_window():
+                return
             if claimed and self._demands(include_idle=False):
                 continue  # full batches and free slots: claim again at once
             await self._sleep(poll if self._drain else max(0.0, next_poll - loop.time()))
@@ -236,12 +239,26 @@ class Producer:
         return len(records)
 
     def _wake_when_windows_open(self, waits: Mapping[str, float]) -> None:
-        """A rate-limited queue whose window the claim left full: claim for it again as soon
-        as the window allows a start (not a poll later)."""
+        """A rate-limited queue whose window held jobs back: claim for it again as soon as the
+        window allows a start (not a poll later). The earliest wait of a queue wins."""
         loop = asyncio.get_running_loop()
         for queue, wait in waits.items():
-            if queue not in self._window_waits:
-                self._window_waits[queue] = loop.call_later(wait, self._window_opened, queue)
+            pending = self._window_waits.get(queue)
+            if pending is not None and pending.when() <= loop.time() + wait:
+                continue
+            if pending is not None:
+                pending.cancel()
+            self._window_waits[queue] = loop.call_later(wait, self._window_opened, queue)
+
+    def _waiting_for_a_window(self) -> bool:
+        """Does a window about to open still hold due jobs back? (A drain waits for it, unless
+        the clock is a test's: frozen time never opens a window.)"""
+        return bool(self._window_waits) and self._s.clock.for_database() is None
+
+    def _forget_window(self, queue: str) -> None:
+        pending = self._window_waits.pop(queue, None)
+        if pending is not None:
+            pending.cancel()
 
     def _window_opened(self, queue: str) -> None:
         self._window_waits.pop(queue, None)

@@ -853,3 +853,22 @@ async def test_a_queue_is_not_deleted_under_an_enqueue_in_flight(
         await tx.rollback()
     finally:
         await conn.close()
+
+
+async def test_a_rate_limited_claim_takes_its_time_once_it_holds_the_queue_lock(
+    backend: PostgresBackend, admin: asyncpg.Connection
+) -> None:
+    """The claim's time (its jobs' attempted_at) is read after the queue's claim lock is
+    taken, not when its transaction began: a claim that waited for the lock never records
+    starts earlier than those of the claim it waited for."""
+    await backend.job_insert_many([insert("api") for _ in range(3)])
+    key = f"aiojobs_engine:claim:{backend.schema}:api"
+    await admin.execute("SELECT pg_advisory_lock(hashtextextended($1, 0))", key)
+    claiming = asyncio.create_task(backend.job_claim(JobClaim(
+        engine_id="e1", demands=[QueueDemand("api", 3, rate_limit=(10, 1.0))])))
+    await eventually(lambda: admin.fetchval("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' "
+                                            "AND NOT granted"), timeout=5, message="the claim waits for the lock")
+    released = await admin.fetchval("SELECT clock_timestamp()")
+    await admin.execute("SELECT pg_advisory_unlock(hashtextextended($1, 0))", key)
+    claimed = await claiming
+    assert len(claimed) == 3 and all(j.attempted_at is not None and j.attempted_at > released for j in claimed)

@@ -79,8 +79,9 @@ def test_set_a_rate_limit_and_remove_it(cli: Cli, sqlite_url: str) -> None:
     assert queues(sqlite_url)["api"].rate_limit == (5, 0.5)  # left out: unchanged
     assert cli("queues", "set", "api", "--rate", "none", "--url", sqlite_url).code == 0
     assert queues(sqlite_url)["api"].rate_limit is None
-    for bad, message in (("20", "--rate takes N/WINDOW"), ("0/1s", "--rate's starts must be between 1"),
-                         ("5/0s", "--rate's window must be > 0 seconds")):
+    for bad, message in (("20", "argument --rate: rate limit takes N/WINDOW"),
+                         ("0/1s", "argument --rate: rate limit's starts must be between 1"),
+                         ("5/0s", "argument --rate: rate limit's window must be > 0 seconds")):
         refused = cli("queues", "set", "api", "--rate", bad, "--url", sqlite_url)
         assert refused.code == 2 and message in refused.err, refused.err
 

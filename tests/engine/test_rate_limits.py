@@ -106,7 +106,8 @@ async def test_set_queue_changes_and_removes_the_limit_while_engines_run(make_en
     ((0, 1.0), "rate_limit's starts must be between 1 and 10000"),
     ((20_000, 1.0), "rate_limit's starts must be between 1 and 10000"),
     ((5, 0), "rate_limit's window must be > 0 seconds"),
-    ((5, 0.0001), "at least 0.001 seconds"),
+    ((5, 0.0001), "between 0.001 and 86400 seconds"),
+    ((5, 100_000), r"between 0.001 and 86400 seconds \(a day\)"),
     ((5,), r"rate_limit must be \(starts, seconds\)"),
     ("20/1s", r"rate_limit must be \(starts, seconds\)"),
 ])
@@ -144,3 +145,49 @@ async def test_blocking_jobs_of_a_limited_queue_start_once_each(make_engine) -> 
     assert {(j.state, j.attempt) for j in jobs} == {(JobState.COMPLETED, 1)}
     assert len(gate_calls) == 3
     assert most_in_any_window([j.attempted_at for j in jobs if j.attempted_at], 0.3) <= 3
+
+
+async def test_workoff_does_not_wait_out_a_window_its_last_jobs_filled(make_engine) -> None:
+    engine = make_engine(queues={"api": QueueConfig(rate_limit=(2, 30.0))})
+
+    @engine.job(queue="api")
+    async def call() -> None: ...
+
+    async with engine:
+        await engine.enqueue_many([call.new(), call.new()])
+        began = asyncio.get_running_loop().time()
+        assert await engine.workoff() == 2
+        assert asyncio.get_running_loop().time() - began < 10  # not the 30 s window: nothing was held back
+
+
+async def test_workoff_under_a_frozen_clock_leaves_what_the_window_holds_back(make_engine) -> None:
+    from aiojobs_engine import FrozenClock
+
+    clock = FrozenClock()
+    engine = make_engine(clock=clock, queues={"api": QueueConfig(rate_limit=(2, 1.0))})
+
+    @engine.job(queue="api")
+    async def call() -> None: ...
+
+    async with engine:
+        await engine.enqueue_many([call.new() for _ in range(3)])
+        assert await engine.workoff() == 2  # frozen time never opens the window: it returns
+        clock.advance(1.5)
+        assert await engine.workoff() == 1
+        assert {j.state for j in await engine.list_jobs()} == {JobState.COMPLETED}
+
+
+async def test_a_shorter_limit_takes_over_from_a_long_wait(make_engine) -> None:
+    engine = make_engine(queues={"api": QueueConfig(rate_limit=(1, 3600.0))})
+    starts: list[int] = []
+
+    @engine.job(queue="api")
+    async def call(n: int) -> None:
+        starts.append(n)
+
+    async with engine:
+        await engine.enqueue_many([call.new(n) for n in range(4)])
+        async with engine.running():
+            await eventually(lambda: len(starts) == 1, timeout=5, message="one start in the hour")
+            await engine.set_queue("api", rate_limit=(5, 1.0))
+            await eventually(lambda: len(starts) == 4, timeout=5, message="the rest under the new limit")

@@ -62,6 +62,7 @@ from .._protocol import (
 )
 from .._rows import cron_from_row, engine_from_row, job_from_row, queue_from_row
 from .._shared import (
+    RateWindow,
     UniqueViolation,
     default_keep,
     inserted_records,
@@ -258,11 +259,14 @@ class PostgresBackend:
         demands = claim.demands
         if not demands:
             return []
-        params = {
+        queues = [d.queue for d in demands]
+        asked = [max(d.limit, 0) for d in demands]
+        limits = list(asked)  # cut below by the rate-limited queues' windows
+        params: dict[str, Any] = {
             "engine_id": claim.engine_id,
             "now": claim.now,
-            "queues": [d.queue for d in demands],
-            "limits": [max(d.limit, 0) for d in demands],
+            "queues": queues,
+            "limits": limits,
             "global_limits": [d.global_limit for d in demands],
             "incarnation": claim.incarnation,
             "fresh_within": claim.fresh_within,
@@ -278,33 +282,37 @@ class PostgresBackend:
             moment, windows = (await self._rate_windows(tx, limited, params, claim.now) if limited
                                else (_UNUSED_TIME, {}))
             rows = await tx.fetch("job_claim", params)
-            for row in rows:
-                if row["queue"] in windows:
-                    windows[row["queue"]].append(row["attempted_at"])
-            for queue, starts in windows.items():
-                await tx.fetch("rate_window_write", {"queue": queue, "starts": starts})
-                limit, seconds = limited[queue]
-                if len(starts) >= limit:  # full: it opens as the oldest start that counts leaves
-                    opens = sorted(starts)[len(starts) - limit] + timedelta(seconds=seconds)
+            for i, queue in enumerate(queues):
+                window = windows.get(queue)
+                if window is None:
+                    continue
+                got = sum(1 for row in rows if row["queue"] == queue)
+                window.add(moment, got)
+                await tx.fetch("rate_window_write", {"queue": queue, "starts": window.starts})
+                oldest = window.oldest_counted()
+                if oldest is not None and got == limits[i] < asked[i] and (await tx.fetch(
+                        "rate_window_holds_back", {"queue": queue, "now": moment}))[0][0]:
+                    opens = oldest + timedelta(seconds=limited[queue][1])
                     claim.rate_waits[queue] = max(0.0, (opens - moment).total_seconds())
         return [_job(row) for row in rows]
 
     async def _rate_windows(self, tx: Transaction, limited: Mapping[str, tuple[int, float]],
-                            params: dict[str, Any], now: datetime | None) -> tuple[datetime, dict[str, list[datetime]]]:
+                            params: dict[str, Any], now: datetime | None
+                            ) -> tuple[datetime, dict[str, RateWindow[datetime]]]:
         """Cut each rate-limited demand of ``params`` to what its window allows (read under
-        its claim lock), make its picks start at once, and return the windows' starts still
-        open, to which the claim's starts are added, with the time the claim is to use."""
+        its claim lock) and make its picks start at once; the windows, and the time the
+        claim is to use."""
         rows = await tx.fetch("rate_windows", {"queues": list(limited), "now": now})
         moment: datetime = rows[0]["now"]
         params["now"] = moment
         stored = {row["queue"]: row["starts"] for row in rows if row["queue"] is not None}
-        windows: dict[str, list[datetime]] = {}
+        windows: dict[str, RateWindow[datetime]] = {}
         for i, queue in enumerate(params["queues"]):
             if queue in limited:
                 starts, seconds = limited[queue]
-                opened = moment - timedelta(seconds=seconds)
-                windows[queue] = kept = [s for s in stored.get(queue) or () if s > opened]
-                params["limits"][i] = min(params["limits"][i], max(0, starts - len(kept)))
+                window = windows[queue] = RateWindow.read(stored.get(queue) or (), starts,
+                                                          moment - timedelta(seconds=seconds))
+                params["limits"][i] = min(params["limits"][i], window.room())
         params["start_queues"] = list(windows)
         return moment, windows
 
@@ -444,6 +452,8 @@ class PostgresBackend:
             **queue_keep_params(change),
             **queue_rate_params(change),
         })
+        if change.clear_rate_limit:  # its window is of no use any more
+            await self._db.fetch("rate_window_delete", {"queue": change.name})
         return queue_from_row(rows[0], _same)
 
     async def queue_running_counts(self, queues: Sequence[str]) -> Mapping[str, int]:
@@ -458,7 +468,10 @@ class PostgresBackend:
                 async with self._db.transaction("queue_delete") as tx:
                     await tx.fetch("queue_delete_lock", {})
                     await tx.fetch("queue_delete_table_lock", {})
-                    return bool(await tx.fetch("queue_delete", {"name": name}))
+                    if not await tx.fetch("queue_delete", {"name": name}):
+                        return False
+                    await tx.fetch("rate_window_delete", {"queue": name})
+                    return True
             except BackendError as exc:
                 if not isinstance(exc.__cause__, asyncpg.exceptions.LockNotAvailableError):
                     raise

@@ -233,6 +233,15 @@ INSERT INTO __schema__.aiojobs_rate_windows (queue, key, starts)
 VALUES (:queue::text, '', :starts::timestamptz[])
 ON CONFLICT (queue, key) DO UPDATE SET starts = excluded.starts;
 
+-- name: rate_window_holds_back
+-- After a claim filled a queue's window: is a due job of the queue still waiting for it?
+SELECT EXISTS (SELECT FROM __schema__.aiojobs_jobs
+               WHERE queue = :queue::text AND state IN ('waiting', 'snoozed')
+                 AND available_at <= :now::timestamptz);
+
+-- name: rate_window_delete
+DELETE FROM __schema__.aiojobs_rate_windows WHERE queue = :queue::text;
+
 -- name: queue_lock_claims
 -- Serialises claims of capped queues across engines until the transaction ends. Keys come
 -- sorted, so two engines locking several queues take them in one order (no deadlock).

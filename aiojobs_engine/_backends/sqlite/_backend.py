@@ -57,6 +57,7 @@ from .._protocol import (
 )
 from .._rows import cron_from_row, engine_from_row, job_from_row, queue_from_row
 from .._shared import (
+    RateWindow,
     UniqueViolation,
     default_keep,
     inserted_records,
@@ -356,29 +357,31 @@ class SQLiteBackend:
         limited = [d for d in claim.demands if d.rate_limit is not None]
         stored = {row[0]: _json.loads(row[1]) for row in await conn.execute_fetchall(
             _Q["rate_windows"], {"queues": _json.dumps([d.queue for d in limited], "queues")})}
-        windows: dict[str, list[int]] = {}
+        windows: dict[str, RateWindow[int]] = {}
         demands = []
         for demand in claim.demands:
             if demand.rate_limit is not None:
                 starts, seconds = demand.rate_limit
-                open_since = now_us - int(seconds * _US)
-                windows[demand.queue] = kept = [s for s in stored.get(demand.queue, []) if s > open_since]
-                demand = replace(demand, limit=min(demand.limit, max(0, starts - len(kept))))
+                window = windows[demand.queue] = RateWindow.read(stored.get(demand.queue, []), starts,
+                                                                 now_us - round(seconds * _US))
+                demand = replace(demand, limit=min(demand.limit, window.room()))
             demands.append(demand)
         params = self._claim_params(claim, demands, now_us)
         params["start_queues"] = _json.dumps(list(windows), "start_queues")
         rows = list(await conn.execute_fetchall(_claim_sql(len(demands), limited=True), params))
-        for row in rows:
-            if row["queue"] in windows:
-                windows[row["queue"]].append(now_us)
-        for demand in limited:
-            starts_kept = windows[demand.queue]
-            await conn.execute(_Q["rate_window_write"], {"queue": demand.queue,
-                                                         "starts": _json.dumps(starts_kept, "starts")})
-            starts, seconds = demand.rate_limit or (0, 0.0)
-            if len(starts_kept) >= starts:  # full: it opens as the oldest start that counts leaves
-                opens = starts_kept[len(starts_kept) - starts] + int(seconds * _US)
-                claim.rate_waits[demand.queue] = max(0.0, (opens - now_us) / _US)
+        for asked, cut in zip(claim.demands, demands, strict=True):
+            if asked.rate_limit is None:
+                continue
+            limited_window = windows[asked.queue]
+            got = sum(1 for row in rows if row["queue"] == asked.queue)
+            limited_window.add(now_us, got)
+            await conn.execute(_Q["rate_window_write"], {"queue": asked.queue,
+                                                         "starts": _json.dumps(limited_window.starts, "starts")})
+            oldest = limited_window.oldest_counted()
+            if oldest is not None and got == cut.limit < max(asked.limit, 0) and next(iter(await conn.execute_fetchall(
+                    _Q["rate_window_holds_back"], {"queue": asked.queue, "now": now_us})))[0]:
+                opens = oldest + round(asked.rate_limit[1] * _US)
+                claim.rate_waits[asked.queue] = max(0.0, (opens - now_us) / _US)
         return rows
 
     async def job_start_many(self, starts: Sequence[JobStart], *, now: datetime | None = None) -> list[StartedJob]:
@@ -515,6 +518,8 @@ class SQLiteBackend:
             **queue_keep_params(change),
             **queue_rate_params(change),
         })
+        if change.clear_rate_limit:  # its window is of no use any more
+            await self._write_one("rate_window_delete", {"queue": change.name})
         return queue_from_row(rows[0], from_us)  # type: ignore[arg-type]
 
     async def queue_running_counts(self, queues: Sequence[str]) -> Mapping[str, int]:
@@ -522,7 +527,10 @@ class SQLiteBackend:
         return {row["queue"]: row["n"] for row in rows}
 
     async def queue_delete(self, name: str) -> bool:
-        return bool(await self._write_one("queue_delete", {"name": name}))
+        if not await self._write_one("queue_delete", {"name": name}):
+            return False
+        await self._write_one("rate_window_delete", {"queue": name})
+        return True
 
     # -- engines --------------------------------------------------------------------------
 

@@ -320,6 +320,14 @@ SELECT queue, starts FROM aiojobs_rate_windows WHERE key = '' AND queue IN (SELE
 INSERT INTO aiojobs_rate_windows (queue, key, starts) VALUES (:queue, '', :starts)
 ON CONFLICT (queue, key) DO UPDATE SET starts = excluded.starts;
 
+-- name: rate_window_holds_back
+-- After a claim filled a queue's window: is a due job of the queue still waiting for it?
+SELECT EXISTS (SELECT 1 FROM aiojobs_jobs
+               WHERE state IN ('waiting', 'snoozed') AND queue = :queue AND available_at <= :now);
+
+-- name: rate_window_delete
+DELETE FROM aiojobs_rate_windows WHERE queue = :queue;
+
 -- name: queue_running_counts
 SELECT queue, count(*) AS n FROM aiojobs_jobs
 WHERE state IN ('claimed', 'running') AND queue IN (SELECT value FROM json_each(:queues))
