@@ -281,9 +281,11 @@ def test_close_sync_while_threads_enqueue_ends_every_call(engine: Engine) -> Non
 
     with ThreadPoolExecutor(THREADS) as pool:
         futures = [pool.submit(enqueue_until_closed, t) for t in range(THREADS)]
-        while len(stored) < 50:  # every thread under way, most of them mid-call
+        def under_way() -> bool:  # every thread under way, most of them mid-call
             assert not any(f.done() for f in futures), [f.exception() for f in futures if f.done()]
-            threading.Event().wait(0.001)
+            return len(stored) >= 50
+
+        asyncio.run(eventually(under_way, timeout=DEADLINE, interval=0.001, message="50 jobs stored"))
         engine.close_sync()  # calls in flight finish or are refused; later calls open it again
         closing.set()
         for future in futures:
