@@ -50,6 +50,7 @@ from ._options import (
     QueueConfig,
     RetentionDict,
     Unchanged,
+    check_concurrency_per_key,
     check_no_unknown_settings,
     check_queue_settings,
     check_rate_limit,
@@ -76,7 +77,8 @@ T = TypeVar("T")
 QueuesArg = Mapping[str, QueueConfig] | Sequence[str] | None
 
 _SET_QUEUE_SETTINGS: Final = ("concurrency", "priority", "global_concurrency", "clear_global_concurrency",
-                              "retention", "clear_retention", "rate_limit")
+                              "retention", "clear_retention", "rate_limit", "concurrency_per_key",
+                              "rate_limit_per_key")
 
 
 class JobDecorator(Protocol):
@@ -414,6 +416,8 @@ class Engine:
             await backend.queue_upsert(
                 QueueChange(name=name, concurrency=config.concurrency, priority=config.priority,
                             global_concurrency=config.global_concurrency, rate_limit=config.rate_limit,
+                            concurrency_per_key=config.concurrency_per_key,
+                            rate_limit_per_key=config.rate_limit_per_key,
                             retention=None if config.retention is None else check_retention(config.retention)),
                 now=self._clock.for_database(),
             )
@@ -763,24 +767,35 @@ class Engine:
                         global_concurrency: int | None = None, clear_global_concurrency: bool = False,
                         retention: RetentionDict | None = None, clear_retention: bool = False,
                         rate_limit: tuple[int, float | timedelta] | Unchanged | None = UNCHANGED,
+                        concurrency_per_key: int | Unchanged | None = UNCHANGED,
+                        rate_limit_per_key: tuple[int, float | timedelta] | Unchanged | None = UNCHANGED,
                         **unknown: Never) -> QueueRecord:
         """Store a queue's settings; every engine working it follows within a poll interval.
 
         ``retention``: seconds to keep the queue's completed/failed/canceled jobs (None: for
         ever); ``clear_retention=True`` makes them follow the engine's settings again.
         ``rate_limit=(20, 1.0)``: at most 20 job starts in any window of 1.0 s, counted across
-        every engine; ``None`` removes the limit (left out: unchanged). Any other keyword
-        raises ConfigurationError.
+        every engine; ``None`` removes the limit (left out: unchanged).
+        ``concurrency_per_key=1``: at most one job of each ``concurrency_key`` claimed or
+        running at once across every engine (jobs with no key are not limited by it);
+        ``rate_limit_per_key=(5, 1.0)``: at most 5 starts of each key in any 1.0 s window.
+        Both take ``None`` to remove them. Any other keyword raises ConfigurationError.
         """
         check_no_unknown_settings(unknown, "queue setting", _SET_QUEUE_SETTINGS)
         check_queue_settings(concurrency=concurrency, priority=priority, global_concurrency=global_concurrency)
         rate = None if rate_limit is UNCHANGED or rate_limit is None else check_rate_limit(rate_limit)
+        per_key = (None if concurrency_per_key is UNCHANGED or concurrency_per_key is None
+                   else check_concurrency_per_key(concurrency_per_key))
+        rate_per_key = (None if rate_limit_per_key is UNCHANGED or rate_limit_per_key is None
+                        else check_rate_limit(rate_limit_per_key, "rate_limit_per_key"))
         return await self._change_queue(QueueChange(
             name=check_name(name, "queue"), concurrency=concurrency, priority=priority,
             global_concurrency=global_concurrency, clear_global_concurrency=clear_global_concurrency,
             retention=None if retention is None else check_retention(retention, "queue retention"),
             clear_retention=check_bool(clear_retention, "clear_retention"),
             rate_limit=rate, clear_rate_limit=rate_limit is None,
+            concurrency_per_key=per_key, clear_concurrency_per_key=concurrency_per_key is None,
+            rate_limit_per_key=rate_per_key, clear_rate_limit_per_key=rate_limit_per_key is None,
         ))
 
     async def delete_queue(self, name: str) -> bool:

@@ -23,6 +23,7 @@ from ._options import (
     DEFAULT_QUEUE,
     JobOptions,
     OptionsDict,
+    check_concurrency_key,
     make_options,
 )
 from ._retry import backoff_to_json
@@ -58,6 +59,7 @@ class JobRequest:
     constructor_args_json: str
     meta_json: str
     retry_json: str | None
+    concurrency_key: str | None = None
 
     @property
     def queue(self) -> str:
@@ -111,7 +113,23 @@ def build_request(
         if options.constructor_args else "[]",
         meta_json=_json.dumps(dict(options.meta), "meta") if options.meta else "{}",
         retry_json=None if options.retry is None else _json.dumps(backoff_to_json(options.retry), "retry"),
+        concurrency_key=None if options.concurrency_key is None else _concurrency_key(name, options, args, kwargs),
     )
+
+
+def _concurrency_key(name: str, options: JobOptions, args: tuple[object, ...],
+                     kwargs: Mapping[str, object]) -> str | None:
+    key = options.concurrency_key
+    if not callable(key):
+        return key
+    try:
+        derived = key(*args, **kwargs)
+    except Exception as exc:
+        raise ConfigurationError(
+            f"job {name!r}: its concurrency_key callable {key!r} raised {type(exc).__name__}: {exc} "
+            f"(it is called with the job's arguments and returns a string, or None for no key)"
+        ) from exc
+    return None if derived is None else check_concurrency_key(derived, f"the concurrency_key of job {name!r}")
 
 
 def check_size(request: JobRequest, limit: int) -> None:

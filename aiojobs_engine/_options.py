@@ -137,6 +137,7 @@ class OptionsDict(TypedDict, total=False):
     connection: object
     unique: bool | UniqueConfig
     retention: RetentionDict
+    concurrency_key: str | Callable[..., str | None]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -156,6 +157,8 @@ class JobOptions:
     connection: object | None = None
     unique: UniqueConfig | bool | None = None  # False: explicitly not unique
     retention: Mapping[str, float | None] | None = None
+    # A key, or a callable given the job's arguments that returns one (or None: no key).
+    concurrency_key: str | Callable[..., str | None] | None = None
 
     @property
     def unique_config(self) -> UniqueConfig | None:
@@ -257,6 +260,24 @@ def _check_unique(value: object) -> UniqueConfig | bool:
     raise ConfigurationError(f"unique must be True, False or a UniqueConfig, got {value!r}")
 
 
+MAX_CONCURRENCY_KEY: Final = 200
+
+
+def check_concurrency_key(value: object, what: str = "concurrency_key") -> str:
+    if not isinstance(value, str) or not 1 <= len(value) <= MAX_CONCURRENCY_KEY:
+        raise ConfigurationError(
+            f"{what} must be a string of 1-{MAX_CONCURRENCY_KEY} characters (or a callable given the "
+            f"job's arguments that returns one, or None), got {value!r}"
+        )
+    return value
+
+
+def _check_concurrency_key_option(value: object) -> str | Callable[..., str | None]:
+    if callable(value):
+        return value
+    return check_concurrency_key(value)
+
+
 def check_retention(value: object, what: str = "retention") -> dict[str, float | None]:
     """``{"completed": seconds, "failed": None, ...}``: seconds, a timedelta, or None (for ever)."""
     if not isinstance(value, Mapping):
@@ -282,10 +303,12 @@ _CHECKS: dict[str, Callable[[object], object]] = {
     "connection": _check_connection,
     "unique": _check_unique,
     "retention": check_retention,
+    "concurrency_key": _check_concurrency_key_option,
 }
 
 
-QUEUE_SETTINGS: Final = ("concurrency", "priority", "global_concurrency", "retention", "rate_limit")
+QUEUE_SETTINGS: Final = ("concurrency", "priority", "global_concurrency", "retention", "rate_limit",
+                         "concurrency_per_key", "rate_limit_per_key")
 
 class Unchanged(enum.Enum):
     """A setting left out of a call that changes settings (where ``None`` means "remove")."""
@@ -363,19 +386,27 @@ class QueueConfig:
     global_concurrency: int | None
     retention: Mapping[str, float | timedelta | None] | None
     rate_limit: tuple[int, float] | None
+    concurrency_per_key: int | None
+    rate_limit_per_key: tuple[int, float] | None
 
     # ``**unknown: Never``: type checkers refuse any other keyword; at run time it gets a
     # ConfigurationError naming the accepted settings instead of Python's own TypeError.
     def __init__(self, *, concurrency: int | None = None, priority: int | None = None,
                  global_concurrency: int | None = None,
                  retention: Mapping[str, float | timedelta | None] | None = None,
-                 rate_limit: tuple[int, float | timedelta] | None = None, **unknown: Never) -> None:
+                 rate_limit: tuple[int, float | timedelta] | None = None,
+                 concurrency_per_key: int | None = None,
+                 rate_limit_per_key: tuple[int, float | timedelta] | None = None, **unknown: Never) -> None:
         check_no_unknown_settings(unknown, "queue setting", QUEUE_SETTINGS)
         object.__setattr__(self, "concurrency", concurrency)
         object.__setattr__(self, "priority", priority)
         object.__setattr__(self, "global_concurrency", global_concurrency)
         object.__setattr__(self, "retention", retention)
         object.__setattr__(self, "rate_limit", None if rate_limit is None else check_rate_limit(rate_limit))
+        object.__setattr__(self, "concurrency_per_key", None if concurrency_per_key is None
+                           else check_concurrency_per_key(concurrency_per_key))
+        object.__setattr__(self, "rate_limit_per_key", None if rate_limit_per_key is None
+                           else check_rate_limit(rate_limit_per_key, "rate_limit_per_key"))
         self.__post_init__()
 
     def __post_init__(self) -> None:
@@ -387,6 +418,10 @@ class QueueConfig:
             check_int(self.priority, "queue priority", minimum=PRIORITY_RANGE[0], maximum=PRIORITY_RANGE[1])
         if self.global_concurrency is not None:
             check_int(self.global_concurrency, "global_concurrency", minimum=1, maximum=1_000_000)
+
+
+def check_concurrency_per_key(value: object) -> int:
+    return check_int(value, "concurrency_per_key", minimum=1, maximum=100_000)
 
 
 def check_queue_settings(

@@ -84,6 +84,9 @@ class JobRecord:
     unique_key: str | None = None
     rescheduled_from: int | None = None
     meta: dict[str, Any] = field(default_factory=dict)
+    # The job's concurrency key: a queue's concurrency_per_key and rate_limit_per_key count
+    # the jobs of each key apart (None: the job counts under no key).
+    concurrency_key: str | None = None
     cancel_requested: bool = False
     retry: dict[str, Any] | None = field(default=None, repr=False)  # a backoff policy set at enqueue
     # Internal: why the stored row could not be read in full (the job then fails for good).
@@ -117,6 +120,10 @@ class QueueRecord:
     retention: dict[str, float | None] = field(default_factory=dict)
     # At most this many starts in any window of this many seconds, across all engines.
     rate_limit: tuple[int, float] | None = None
+    # At most this many jobs of one concurrency key held (claimed or running) at once.
+    concurrency_per_key: int | None = None
+    # At most this many starts of one concurrency key in any window of this many seconds.
+    rate_limit_per_key: tuple[int, float] | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -72,6 +72,16 @@ def unique(key: str, *, states: tuple[JobState, ...] = (JobState.WAITING, JobSta
                              stuck_after=stuck_after)
 
 
+def keyed(key: str | None, queue: str = "api", *, priority: int = 50) -> JobInsert:
+    return dataclass_replace(insert(queue, priority=priority), concurrency_key=key)
+
+
+def per_key(engine: str = "e1", limit: int = 10, *, at: datetime = T0, queue: str = "api",
+            **limits: Any) -> JobClaim:
+    """A claim of ``queue`` with per-key limits (``concurrency_per_key=``, ``rate_limit_per_key=``...)."""
+    return JobClaim(engine_id=engine, demands=[QueueDemand(queue, limit, **limits)], now=at)
+
+
 def claim(engine: str = "e1", *demands: tuple[str, int], at: datetime = T0) -> JobClaim:
     return JobClaim(engine_id=engine, demands=[QueueDemand(q, n) for q, n in demands or [("default", 10)]], now=at)
 
@@ -414,6 +424,115 @@ class BackendConformance:
         got = await backend.job_claim(JobClaim(engine_id="e1", demands=[
             QueueDemand("api", 10, global_limit=10, rate_limit=(5, 1.0))], now=T0))
         assert len(got) == 3  # now the window: 5 starts in the second
+
+    # -- per-key limits ----------------------------------------------------------------------
+
+    async def test_a_job_keeps_its_concurrency_key(self, backend: Backend) -> None:
+        (one, none) = await backend.job_insert_many([keyed("tenant-1"), keyed(None)], now=T0)
+        assert (one.concurrency_key, none.concurrency_key) == ("tenant-1", None)
+        stored = await backend.job_get(one.id)
+        assert stored is not None and stored.concurrency_key == "tenant-1"
+        (single,) = await backend.job_insert_many([keyed("tenant-2")], now=T0)
+        assert (await backend.job_get(single.id)).concurrency_key == "tenant-2"  # type: ignore[union-attr]
+
+    async def test_claim_respects_concurrency_per_key(self, backend: Backend) -> None:
+        """One job per key at a time, across engines; jobs with no key are not limited."""
+        inserted = await backend.job_insert_many(
+            [keyed("a"), keyed("a"), keyed("a"), keyed("b"), keyed("b"), keyed(None), keyed("c")], now=T0)
+        first = await backend.job_claim(per_key("e1", concurrency_per_key=1))
+        assert [j.id for j in first] == [inserted[i].id for i in (0, 3, 5, 6)]
+        assert {j.state for j in first} == {JobState.CLAIMED}
+        assert await backend.job_claim(per_key("e2", concurrency_per_key=1)) == []
+        # A key's place frees when its job's outcome is stored (claimed counts as running does).
+        started = await backend.job_start_many([JobStart(first[0].id, first[0].claim_token or "")], now=T0)
+        assert len(started) == 1
+        assert await finish(backend, [outcome(first[0], JobState.COMPLETED)]) == {first[0].id}
+        second = await backend.job_claim(per_key("e2", concurrency_per_key=1))
+        assert [j.id for j in second] == [inserted[1].id]
+
+    async def test_a_busy_key_does_not_hold_the_queue_back(self, backend: Backend) -> None:
+        """Forty jobs of one key ahead of one of another: the claim reaches past the busy key."""
+        await backend.job_insert_many([keyed("busy") for _ in range(40)], now=T0)
+        (other,) = await backend.job_insert_many([keyed("other")], now=T0)
+        got = await backend.job_claim(per_key("e1", 2, concurrency_per_key=1))
+        assert [j.concurrency_key for j in got] == ["busy", "other"] and got[1].id == other.id
+        await backend.job_insert_many([keyed("late")], now=T0)
+        # The busy key is held: its 39 waiting jobs are skipped, the newcomer is not.
+        assert [j.concurrency_key for j in await backend.job_claim(per_key("e2", 5, concurrency_per_key=1))] == ["late"]
+
+    async def test_concurrency_per_key_above_one_and_with_a_global_cap(self, backend: Backend) -> None:
+        await backend.job_insert_many([keyed(k) for k in "aaabbbccc"], now=T0)
+        got = await backend.job_claim(per_key("e1", 10, concurrency_per_key=2))
+        assert sorted(j.concurrency_key or "" for j in got) == ["a", "a", "b", "b", "c", "c"]
+        await backend.job_insert_many([keyed(k) for k in "ddeeff"], now=T0)
+        capped = await backend.job_claim(per_key("e2", 10, concurrency_per_key=2, global_limit=8))
+        assert sorted(j.concurrency_key or "" for j in capped) == ["d", "d"]  # the cap leaves 2
+
+    async def test_claim_respects_rate_limit_per_key(self, backend: Backend) -> None:
+        """Each key gets its own window; the picks start at once; the claim says when the
+        first key's window opens."""
+        await backend.job_insert_many([keyed(k) for k in "aaaaabbbbb"], now=T0)
+        limit = (2, 10.0)
+        first = per_key("e1", rate_limit_per_key=limit)
+        got = await backend.job_claim(first)
+        assert sorted(j.concurrency_key or "" for j in got) == ["a", "a", "b", "b"]
+        assert {(j.state, j.attempt) for j in got} == {(JobState.RUNNING, 1)}
+        assert first.rate_waits == {"api": pytest.approx(10.0)}
+        later = per_key("e2", at=T0 + timedelta(seconds=4), rate_limit_per_key=limit)
+        assert await backend.job_claim(later) == []
+        assert later.rate_waits == {"api": pytest.approx(6.0)}
+        again = await backend.job_claim(per_key("e1", at=T0 + timedelta(seconds=10, milliseconds=1),
+                                                rate_limit_per_key=limit))
+        assert sorted(j.concurrency_key or "" for j in again) == ["a", "a", "b", "b"]
+
+    async def test_per_key_limits_with_a_queue_rate_limit(self, backend: Backend) -> None:
+        await backend.job_insert_many([keyed(k) for k in "abcdefgh"], now=T0)
+        got = await backend.job_claim(per_key("e1", concurrency_per_key=1, rate_limit=(3, 10.0)))
+        assert len(got) == 3 and {j.state for j in got} == {JobState.RUNNING}
+        window_full = per_key("e2", at=T0 + timedelta(seconds=1), concurrency_per_key=1, rate_limit=(3, 10.0))
+        assert await backend.job_claim(window_full) == []
+        assert window_full.rate_waits == {"api": pytest.approx(9.0)}
+
+    async def test_keyed_claims_need_a_fresh_heartbeat(self, backend: Backend) -> None:
+        await backend.engine_register(registration("w1", "a"), stale_after=30, takeover_incarnation=None, now=T0)
+        await backend.job_insert_many([keyed("a")], now=T0)
+        stale = JobClaim(engine_id="w1", demands=[QueueDemand("api", 5, concurrency_per_key=1)],
+                         now=T0 + timedelta(seconds=60), incarnation="a", fresh_within=10)
+        assert await backend.job_claim(stale) == []
+        fresh = JobClaim(engine_id="w1", demands=[QueueDemand("api", 5, concurrency_per_key=1)],
+                         now=T0 + timedelta(seconds=5), incarnation="a", fresh_within=10)
+        assert len(await backend.job_claim(fresh)) == 1
+
+    async def test_concurrent_keyed_claims_never_exceed_a_key(self, backend: Backend, second_backend: Backend) -> None:
+        await backend.job_insert_many([keyed(f"k{i % 7}") for i in range(140)], now=T0)
+        rounds = [(backend if n % 2 else second_backend).job_claim(per_key(f"e{n}", 5, concurrency_per_key=2))
+                  for n in range(12)]
+        got = [job for batch in await asyncio.gather(*rounds) for job in batch]
+        per = {key: sum(1 for j in got if j.concurrency_key == key) for key in {j.concurrency_key for j in got}}
+        assert len({j.id for j in got}) == len(got) == 14 and set(per.values()) == {2}
+
+    async def test_queue_upsert_stores_per_key_limits(self, backend: Backend) -> None:
+        stored = await backend.queue_upsert(QueueChange(name="api", concurrency_per_key=2,
+                                                        rate_limit_per_key=(5, 1.5)), now=T0)
+        assert (stored.concurrency_per_key, stored.rate_limit_per_key) == (2, (5, 1.5))
+        kept = await backend.queue_upsert(QueueChange(name="api", priority=3), now=T0)
+        assert (kept.concurrency_per_key, kept.rate_limit_per_key) == (2, (5, 1.5))
+        cleared = await backend.queue_upsert(QueueChange(name="api", clear_concurrency_per_key=True,
+                                                         clear_rate_limit_per_key=True), now=T0)
+        assert (cleared.concurrency_per_key, cleared.rate_limit_per_key) == (None, None)
+
+    async def test_key_windows_go_with_their_limit(self, backend: Backend) -> None:
+        await backend.queue_upsert(QueueChange(name="api", rate_limit_per_key=(1, 60.0)), now=T0)
+        await backend.job_insert_many([keyed("a"), keyed("a")], now=T0)
+        assert len(await backend.job_claim(per_key("e1", rate_limit_per_key=(1, 60.0)))) == 1
+        await backend.queue_upsert(QueueChange(name="api", clear_rate_limit_per_key=True), now=T0)
+        await backend.queue_upsert(QueueChange(name="api", rate_limit_per_key=(1, 60.0)), now=T0)
+        assert len(await backend.job_claim(per_key("e1", at=T0 + timedelta(seconds=1),
+                                                   rate_limit_per_key=(1, 60.0)))) == 1
+        # Pruning drops windows nothing counts any more, and keeps those that still count.
+        await backend.job_prune(limit=100, now=T0 + timedelta(seconds=30))
+        await backend.job_insert_many([keyed("a")], now=T0)
+        assert await backend.job_claim(per_key("e1", at=T0 + timedelta(seconds=31), rate_limit_per_key=(1, 60.0))) == []
 
     async def test_concurrent_claims_never_share_a_job(self, backend: Backend, second_backend: Backend) -> None:
         await backend.job_insert_many([insert() for _ in range(200)], now=T0)

@@ -56,6 +56,7 @@ class JobInsert:
     stuck_after: float | None = None  # replace: a holder running longer than this is stuck
     rescheduled_from: int | None = None
     keep: Mapping[str, float | None] = field(default_factory=dict)  # retention set on the job
+    concurrency_key: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +71,15 @@ class QueueDemand:
     # At most rate_limit[0] starts in any window of rate_limit[1] seconds, across all
     # engines: the claim counts the window's starts and starts what it picks at once.
     rate_limit: tuple[int, float] | None = None
+    # Per concurrency key, across all engines: at most concurrency_per_key jobs held, at most
+    # rate_limit_per_key starts in any window. A key at its limit does not hold back the
+    # queue's other keys; jobs with no key count under none.
+    concurrency_per_key: int | None = None
+    rate_limit_per_key: tuple[int, float] | None = None
+
+    @property
+    def per_key(self) -> bool:
+        return self.concurrency_per_key is not None or self.rate_limit_per_key is not None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -89,7 +99,8 @@ class JobClaim:
     start_now: Sequence[str] = ()
     # Filled by the claim (an answer, not a request): for each rate-limited demand whose
     # window is full once the claim's starts are counted, the seconds until it allows a start
-    # again, by the clock the claim used. The engine claims for that queue again then.
+    # again, by the clock the claim used (per-key windows: the first of the keys that held
+    # due jobs back). The engine claims for that queue again then.
     rate_waits: dict[str, float] = field(default_factory=dict, compare=False)
 
 
@@ -217,6 +228,10 @@ class QueueChange:
     clear_retention: bool = False
     rate_limit: tuple[int, float] | None = None  # (starts, seconds)
     clear_rate_limit: bool = False
+    concurrency_per_key: int | None = None
+    clear_concurrency_per_key: bool = False
+    rate_limit_per_key: tuple[int, float] | None = None  # (starts, seconds), per key
+    clear_rate_limit_per_key: bool = False
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

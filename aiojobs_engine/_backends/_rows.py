@@ -46,7 +46,7 @@ def job_from_row(row: Mapping[str, Any], read_time: TimeReader, read_json: Calla
             result=_decoded(row["result"], read_json),
             errors=[_error_from(e) for e in errors_raw] if errors_raw else [],
             unique_key=row["unique_key"], rescheduled_from=row["rescheduled_from"], meta=meta,
-            cancel_requested=bool(row["cancel_requested"]), retry=retry,
+            concurrency_key=row["concurrency_key"], cancel_requested=bool(row["cancel_requested"]), retry=retry,
             claim_token=None if token is None else str(token),
         )
     except Exception:
@@ -121,6 +121,7 @@ def _careful_job_from_row(row: Mapping[str, Any], read_time: TimeReader, read_js
         unique_key=row["unique_key"],
         rescheduled_from=row["rescheduled_from"],
         meta=data("meta", dict, {}),
+        concurrency_key=row["concurrency_key"],
         cancel_requested=bool(row["cancel_requested"]),
         retry=data("retry", dict, None),
         corrupt="; ".join(problems) or None,
@@ -178,6 +179,9 @@ def queue_from_row(row: Mapping[str, Any], read_time: TimeReader) -> QueueRecord
         updated_at=read_time(row["updated_at"]),
         retention=retention,
         rate_limit=None if row["rate_limit"] is None else (int(row["rate_limit"]), float(row["rate_period"])),
+        concurrency_per_key=row["concurrency_per_key"],
+        rate_limit_per_key=None if row["rate_limit_per_key"] is None
+        else (int(row["rate_limit_per_key"]), float(row["rate_period_per_key"])),
     )
 
 

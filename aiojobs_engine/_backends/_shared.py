@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Literal, TypeVar
 
 from .. import _json
 from .._errors import BackendError, UniqueConflictError
@@ -83,6 +83,7 @@ def _new_record(insert: JobInsert, job_id: int, inserted_at: datetime | None, av
         constructor_args=_json_value(constructor_args, []), state=JobState.WAITING, priority=insert.priority,
         attempt=0, max_attempts=insert.max_attempts, timeout=insert.timeout, inserted_at=inserted_at,
         available_at=available_at, unique_key=insert.unique_key, rescheduled_from=insert.rescheduled_from,
+        concurrency_key=insert.concurrency_key,
         meta=_json_value(meta, {}), retry=_json.loads(retry),
     )
 
@@ -148,9 +149,26 @@ class RateWindow(Generic[Moment]):
 
 
 def queue_rate_params(change: QueueChange) -> dict[str, object]:
-    """A queue's rate limit change as statement parameters (NULLs keep the stored one)."""
+    """A queue's limit changes (rate, and per key) as statement parameters (NULLs keep the
+    stored ones)."""
     starts, seconds = change.rate_limit or (None, None)
-    return {"rate_limit": starts, "rate_period": seconds, "clear_rate": change.clear_rate_limit}
+    key_starts, key_seconds = change.rate_limit_per_key or (None, None)
+    return {"rate_limit": starts, "rate_period": seconds, "clear_rate": change.clear_rate_limit,
+            "concurrency_per_key": change.concurrency_per_key, "clear_per_key": change.clear_concurrency_per_key,
+            "rate_limit_per_key": key_starts, "rate_period_per_key": key_seconds,
+            "clear_rate_per_key": change.clear_rate_limit_per_key}
+
+
+def windows_to_clear(change: QueueChange) -> bool | Literal["none"] | None:
+    """Which of a queue's windows a change makes useless: its own (False), its keys' (True),
+    all (None), or none ("none")."""
+    if change.clear_rate_limit and change.clear_rate_limit_per_key:
+        return None
+    if change.clear_rate_limit:
+        return False
+    if change.clear_rate_limit_per_key:
+        return True
+    return "none"
 
 
 def queue_keep_params(change: QueueChange) -> dict[str, object]:

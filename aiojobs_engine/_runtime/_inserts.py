@@ -40,4 +40,5 @@ def insert_for(request: JobRequest, now: datetime, *, unique_key: str | None = N
         stuck_after=None if unique is None else seconds_from(unique.replace_running_after, "replace_running_after"),
         rescheduled_from=rescheduled_from,
         keep=dict(options.retention or {}),
+        concurrency_key=request.concurrency_key,
     )

@@ -51,6 +51,8 @@ class _Queue:
     paused: bool = False
     global_concurrency: int | None = None
     rate_limit: tuple[int, float] | None = None
+    concurrency_per_key: int | None = None
+    rate_limit_per_key: tuple[int, float] | None = None
     held: int = 0  # slots held by runs
     maybe_more: bool = True  # the last claim filled its demand (or someone said more came)
     marks: int = 0  # times someone said "more may be waiting" (enqueues, notifications)
@@ -134,9 +136,10 @@ class Producer:
             self._wake.set()
 
     def capped(self, queue: str) -> bool:
-        """Does a global cap count this queue's claims across engines?"""
+        """Does a global cap, or a per-key limit, count this queue's claims across engines?
+        (Their jobs count until their outcome is stored: the next claim waits for that.)"""
         entry = self._queues.get(queue)
-        return entry is not None and entry.global_concurrency is not None
+        return entry is not None and (entry.global_concurrency is not None or entry.concurrency_per_key is not None)
 
     def stop(self) -> None:
         for handle in self._window_waits.values():
@@ -165,10 +168,11 @@ class Producer:
         queue.priority = record.priority
         queue.paused = record.paused
         queue.global_concurrency = record.global_concurrency
-        if record.rate_limit != queue.rate_limit:  # a wait worked out under the old limit no longer holds
-            self._forget_window(record.name)
+        limits = (record.rate_limit, record.concurrency_per_key, record.rate_limit_per_key)
+        if limits != (queue.rate_limit, queue.concurrency_per_key, queue.rate_limit_per_key):
+            self._forget_window(record.name)  # a wait worked out under the old limits no longer holds
             queue.maybe_more = True
-        queue.rate_limit = record.rate_limit
+        queue.rate_limit, queue.concurrency_per_key, queue.rate_limit_per_key = limits
 
     # -- the loop -----------------------------------------------------------------------------------
 
@@ -278,7 +282,8 @@ class Producer:
             limit = min(q.free, batch)
             if limit > 0:
                 q.marks_asked = q.marks
-                demands.append(QueueDemand(q.name, limit, q.global_concurrency, q.rate_limit))
+                demands.append(QueueDemand(q.name, limit, q.global_concurrency, q.rate_limit,
+                                           q.concurrency_per_key, q.rate_limit_per_key))
         return demands
 
     def _note_claimed(self, demands: Sequence[QueueDemand], records: Sequence[JobRecord]) -> None:
@@ -288,12 +293,13 @@ class Producer:
         for demand in demands:
             got = claimed.get(demand.queue, 0)
             queue = self._queues[demand.queue]
-            # A short claim means the queue ran dry, unless a global cap cut it short: then
-            # room comes back as jobs of the queue end, and each of this engine's own ends is
-            # a moment to try again (an end elsewhere is noticed by the next poll). And a job
-            # enqueued while the claim was under way may have missed it.
+            # A short claim means the queue ran dry, unless a global cap or a key's limit cut
+            # it short: then room comes back as jobs of the queue end, and each of this
+            # engine's own ends is a moment to try again (an end elsewhere is noticed by the
+            # next poll, or, for a keyed job on PostgreSQL, announced). And a job enqueued
+            # while the claim was under way may have missed it.
             queue.maybe_more = got >= demand.limit or queue.marks != queue.marks_asked or (
-                demand.global_limit is not None and (got > 0 or queue.held > 0))
+                (demand.global_limit is not None or demand.per_key) and (got > 0 or queue.held > 0))
 
     def _take_slot(self, queue: str) -> None:
         entry = self._queues.get(queue)

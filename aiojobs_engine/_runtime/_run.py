@@ -458,7 +458,8 @@ class Run:
         decision, outcome = self._outcome(decision)
         if not self._runner.capped(self.record.queue):
             # The slot is free for the next claim while the outcome is written. A capped
-            # queue's cap counts the job until its outcome is stored: its slot waits for that.
+            # queue's cap (or its key's limit) counts the job until its outcome is stored:
+            # its slot waits for that.
             self._release_slot()
         written = self._runner.writer.finish(outcome)
         try:

@@ -37,7 +37,8 @@ async def backend(db_url: str) -> AsyncIterator[Backend]:
 
 async def _forget_versions_from_3(db_url: str) -> None:
     """As if the schema were at version 2 (later migrations are applied again after 0003:
-    PostgreSQL's can be; SQLite's 0004, whose ALTER TABLE cannot say IF NOT EXISTS, is undone)."""
+    PostgreSQL's can be; SQLite's 0004 and 0005, whose ALTER TABLE cannot say IF NOT EXISTS,
+    are undone)."""
     url = parse_url(db_url)
     if url.dsn is None:  # SQLite
         with closing(sqlite3.connect(db_url.removeprefix("sqlite:///"))) as raw, raw:
@@ -45,6 +46,10 @@ async def _forget_versions_from_3(db_url: str) -> None:
             raw.execute("ALTER TABLE aiojobs_queues DROP COLUMN rate_limit")
             raw.execute("ALTER TABLE aiojobs_queues DROP COLUMN rate_period")
             raw.execute("DROP TABLE aiojobs_rate_windows")
+            raw.execute("DROP INDEX aiojobs_jobs_key_held")  # 0005's
+            raw.execute("ALTER TABLE aiojobs_jobs DROP COLUMN concurrency_key")
+            for column in ("concurrency_per_key", "rate_limit_per_key", "rate_period_per_key"):
+                raw.execute(f"ALTER TABLE aiojobs_queues DROP COLUMN {column}")
         return
     conn = await asyncpg.connect(url.dsn)
     try:

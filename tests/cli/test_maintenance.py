@@ -36,7 +36,7 @@ def test_migrate(cli: Cli, tmp_path: Path) -> None:
     sqlite_url = f"sqlite:///{tmp_path / 'new.db'}"  # migrate may create the file
     result = cli("migrate", "--url", sqlite_url)
     assert result.code == 0, result.err
-    assert result.out == f"applied migration(s) 1, 2, 3, 4 to {sqlite_url}\n"
+    assert result.out == f"applied migration(s) 1, 2, 3, 4, 5 to {sqlite_url}\n"
     again = cli("migrate", "--url", sqlite_url)
     assert again.out == f"the database schema at {sqlite_url} is up to date\n"
     assert json.loads(cli("migrate", "--json", "--url", sqlite_url).out) == {"url": sqlite_url, "applied": []}

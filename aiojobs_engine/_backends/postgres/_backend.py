@@ -40,6 +40,7 @@ from ... import _json
 from ..._errors import BackendError, ConfigurationError, SchemaError
 from ..._log import Event, logger
 from ..._records import CronRecord, EngineRecord, JobRecord, JobState, QueueRecord
+from .._keyed import Candidate, claim_keyed
 from .._protocol import (
     ActivityBucket,
     BackendCapabilities,
@@ -55,6 +56,7 @@ from .._protocol import (
     JobStart,
     Listener,
     QueueChange,
+    QueueDemand,
     RescueResult,
     Retention,
     StartedJob,
@@ -72,6 +74,7 @@ from .._shared import (
     queue_rate_params,
     retry_conflict,
     states_text,
+    windows_to_clear,
 )
 from .._sqlfiles import Migration
 from ._connections import Connections, Transaction
@@ -274,14 +277,23 @@ class PostgresBackend:
             "start_queues": [],
         }
         limited: dict[str, tuple[int, float]] = {d.queue: d.rate_limit for d in demands if d.rate_limit is not None}
-        locked = sorted({d.queue for d in demands if d.global_limit is not None} | set(limited))
+        keyed = [i for i, d in enumerate(demands) if d.per_key]
+        locked = sorted({d.queue for d in demands if d.global_limit is not None or d.per_key} | set(limited))
+        timed = bool(limited) or any(demands[i].rate_limit_per_key is not None for i in keyed)
         async with self._db.claims("job_claim", transaction=bool(locked)) as tx:
             if locked:
                 keys = [f"aiojobs_engine:claim:{self._schema}:{queue}" for queue in locked]
                 await tx.fetch("queue_lock_claims", {"keys": keys})
-            moment, windows = (await self._rate_windows(tx, limited, params, claim.now) if limited
+            moment, windows = (await self._rate_windows(tx, limited, params, claim.now) if timed
                                else (_UNUSED_TIME, {}))
-            rows = await tx.fetch("job_claim", params)
+            keyed_limits = {i: limits[i] for i in keyed}
+            for i in keyed:
+                limits[i] = 0  # claimed below, key by key
+            rows = [] if len(keyed) == len(demands) else list(await tx.fetch("job_claim", params))
+            if keyed:
+                rows += await self._claim_keyed(tx, claim, params, keyed_limits, moment if timed else None)
+                order = {queue: n for n, queue in enumerate(queues)}
+                rows.sort(key=lambda r: (order.get(r["queue"], 0), r["priority"], r["available_at"], r["id"]))
             for i, queue in enumerate(queues):
                 window = windows.get(queue)
                 if window is None:
@@ -290,11 +302,33 @@ class PostgresBackend:
                 window.add(moment, got)
                 await tx.fetch("rate_window_write", {"queue": queue, "starts": window.starts})
                 oldest = window.oldest_counted()
-                if oldest is not None and got == limits[i] < asked[i] and (await tx.fetch(
+                cut = keyed_limits.get(i, limits[i])
+                if oldest is not None and got == cut < asked[i] and (await tx.fetch(
                         "rate_window_holds_back", {"queue": queue, "now": moment}))[0][0]:
-                    opens = oldest + timedelta(seconds=limited[queue][1])
-                    claim.rate_waits[queue] = max(0.0, (opens - moment).total_seconds())
+                    wait = _seconds_until(moment, timedelta(seconds=limited[queue][1]))(oldest)
+                    claim.rate_waits[queue] = min(max(0.0, wait), claim.rate_waits.get(queue, wait))
         return [_job(row) for row in rows]
+
+    async def _claim_keyed(self, tx: Transaction, claim: JobClaim, params: Mapping[str, Any],
+                           limits: Mapping[int, int], moment: datetime | None) -> list[Any]:
+        """The demands with per-key limits, under their claim locks (see ``_keyed``)."""
+        rows: list[Any] = []
+        for i, limit in limits.items():
+            demand = claim.demands[i]
+            if demand.global_limit is not None:
+                held = await tx.fetch("queue_running_counts", {"queues": [demand.queue]})
+                limit = min(limit, max(0, demand.global_limit - (held[0]["n"] if held else 0)))
+            period = timedelta(seconds=demand.rate_limit_per_key[1] if demand.rate_limit_per_key else 0)
+            got = await claim_keyed(
+                demand, limit, _KeyedSteps(tx, demand, params), moment=moment,
+                window_opened_after=None if moment is None else moment - period,
+                seconds_until_open=_seconds_until(moment or _UNUSED_TIME, period),
+                start=demand.rate_limit is not None,
+            )
+            rows += got.rows
+            if got.wait is not None:
+                claim.rate_waits[demand.queue] = min(got.wait, claim.rate_waits.get(demand.queue, got.wait))
+        return rows
 
     async def _rate_windows(self, tx: Transaction, limited: Mapping[str, tuple[int, float]],
                             params: dict[str, Any], now: datetime | None
@@ -433,7 +467,9 @@ class PostgresBackend:
         )
 
     async def job_prune(self, *, limit: int, now: datetime | None = None) -> int:
-        return int(await self._db.fetchval("job_prune", {"limit": limit, "now": now}))
+        pruned = int(await self._db.fetchval("job_prune", {"limit": limit, "now": now}))
+        await self._db.fetch("key_windows_prune", {"now": now})
+        return pruned
 
     # -- queues ---------------------------------------------------------------------------
 
@@ -452,8 +488,9 @@ class PostgresBackend:
             **queue_keep_params(change),
             **queue_rate_params(change),
         })
-        if change.clear_rate_limit:  # its window is of no use any more
-            await self._db.fetch("rate_window_delete", {"queue": change.name})
+        clear = windows_to_clear(change)
+        if clear != "none":  # windows of no use any more
+            await self._db.fetch("rate_window_delete", {"queue": change.name, "keyed": clear})
         return queue_from_row(rows[0], _same)
 
     async def queue_running_counts(self, queues: Sequence[str]) -> Mapping[str, int]:
@@ -470,7 +507,7 @@ class PostgresBackend:
                     await tx.fetch("queue_delete_table_lock", {})
                     if not await tx.fetch("queue_delete", {"name": name}):
                         return False
-                    await tx.fetch("rate_window_delete", {"queue": name})
+                    await tx.fetch("rate_window_delete", {"queue": name, "keyed": None})
                     return True
             except BackendError as exc:
                 if not isinstance(exc.__cause__, asyncpg.exceptions.LockNotAvailableError):
@@ -577,6 +614,7 @@ def _insert_params(insert: JobInsert, now: datetime | None) -> dict[str, object]
         "keep_completed": keep_value(dict(insert.keep), "completed"),
         "keep_failed": keep_value(dict(insert.keep), "failed"),
         "keep_canceled": keep_value(dict(insert.keep), "canceled"),
+        "concurrency_key": insert.concurrency_key,
         "stored_json": _jsonb_rewrites([insert]),
         "now": now,
     }
@@ -605,6 +643,7 @@ def _insert_columns(inserts: Sequence[JobInsert], now: datetime | None) -> dict[
         "keep_completed": _nullable([keep_value(keep, "completed") if keep else None for keep in keeps]),
         "keep_failed": _nullable([keep_value(keep, "failed") if keep else None for keep in keeps]),
         "keep_canceled": _nullable([keep_value(keep, "canceled") if keep else None for keep in keeps]),
+        "concurrency_key": _nullable([i.concurrency_key for i in inserts]),
         "stored_json": _jsonb_rewrites(inserts),
         "now": now,
     }
@@ -641,3 +680,47 @@ def _engine_params(registration: EngineRegistration, now: datetime | None) -> di
         "now": now,
     }
 
+
+
+def _seconds_until(moment: datetime, period: timedelta) -> Callable[[datetime], float]:
+    """From a window's oldest counted start to the seconds until the window opens again."""
+    return lambda oldest: (oldest + period - moment).total_seconds()
+
+
+def _timestamp_array(times: Sequence[datetime]) -> str:
+    """Times as a PostgreSQL array literal (a column of arrays of unequal lengths is sent so)."""
+    return "{" + ",".join(f'"{moment.isoformat()}"' for moment in times) + "}"
+
+
+class _KeyedSteps:
+    """A keyed claim's statements (``_keyed.KeyedSteps``), in the claim's transaction."""
+
+    def __init__(self, tx: Transaction, demand: QueueDemand, params: Mapping[str, Any]) -> None:
+        self._tx = tx
+        self._queue = demand.queue
+        self._per_key = demand.concurrency_per_key
+        self._params = params
+
+    async def candidates(self, excluded: Sequence[str], scan: int) -> list[Candidate]:
+        rows = await self._tx.fetch("key_candidates", {
+            "queue": self._queue, "now": self._params["now"], "per_key": self._per_key,
+            "excluded": list(excluded), "scan": scan,
+        })
+        return [Candidate(row["id"], row["key"], row["held"]) for row in rows]
+
+    async def windows(self, keys: Sequence[str]) -> Mapping[str, Sequence[datetime]]:
+        rows = await self._tx.fetch("key_windows", {"queue": self._queue, "keys": list(keys)})
+        return {row["key"]: row["starts"] for row in rows}
+
+    async def claim(self, ids: Sequence[int], start: bool) -> list[Any]:
+        p = self._params
+        return list(await self._tx.fetch("job_claim_picked", {
+            "ids": list(ids), "start_all": start, "start_now": p["start_now"], "now": p["now"],
+            "engine_id": p["engine_id"], "incarnation": p["incarnation"], "fresh_within": p["fresh_within"],
+        }))
+
+    async def write_windows(self, starts: Mapping[str, Sequence[datetime]]) -> None:
+        await self._tx.fetch("key_window_write", {
+            "queue": self._queue, "keys": list(starts),
+            "starts": [_timestamp_array(times) for times in starts.values()],
+        })

@@ -33,7 +33,7 @@ WITH registered AS (
 INSERT INTO __schema__.aiojobs_jobs (queue, name, args, kwargs, constructor_args, meta, retry,
                                      priority, max_attempts, timeout, inserted_at, available_at,
                                      unique_key, unique_states, rescheduled_from, keep_completed,
-                                     keep_failed, keep_canceled)
+                                     keep_failed, keep_canceled, concurrency_key)
 VALUES (:queue::text, :name::text, :args::text::jsonb, :kwargs::text::jsonb,
         :constructor_args::text::jsonb, :meta::text::jsonb, :retry::text::jsonb,
         :priority::integer, :max_attempts::integer, :timeout::float8,
@@ -41,7 +41,7 @@ VALUES (:queue::text, :name::text, :args::text::jsonb, :kwargs::text::jsonb,
         coalesce(:run_at::timestamptz,
                  coalesce(:now::timestamptz, now()) + make_interval(secs => coalesce(:delay::float8, 0))),
         :unique_key::text, :unique_states::text, :rescheduled_from::bigint, :keep_completed::float8,
-        :keep_failed::float8, :keep_canceled::float8)
+        :keep_failed::float8, :keep_canceled::float8, :concurrency_key::text)
 ON CONFLICT (unique_key) WHERE unique_key IS NOT NULL AND strpos(unique_states, ',' || state || ',') > 0
 DO NOTHING
 RETURNING id, unique_key, inserted_at, available_at,
@@ -64,10 +64,11 @@ WITH batch AS (
                 :max_attempts::integer[], :timeout::float8[], :delay::float8[],
                 :run_at::timestamptz[], :unique_key::text[], :unique_states::text[],
                 :rescheduled_from::bigint[], :keep_completed::float8[], :keep_failed::float8[],
-                :keep_canceled::float8[])
+                :keep_canceled::float8[], :concurrency_key::text[])
          WITH ORDINALITY AS b(queue, name, args, kwargs, constructor_args, meta, retry, priority,
                               max_attempts, timeout, delay, run_at, unique_key, unique_states,
-                              rescheduled_from, keep_completed, keep_failed, keep_canceled, ord)
+                              rescheduled_from, keep_completed, keep_failed, keep_canceled,
+                              concurrency_key, ord)
 ),
 registered AS (
     INSERT INTO __schema__.aiojobs_queues (name, updated_at)
@@ -80,12 +81,13 @@ inserted AS (
     INSERT INTO __schema__.aiojobs_jobs (queue, name, args, kwargs, constructor_args, meta, retry,
                                          priority, max_attempts, timeout, inserted_at,
                                          available_at, unique_key, unique_states, rescheduled_from,
-                                         keep_completed, keep_failed, keep_canceled)
+                                         keep_completed, keep_failed, keep_canceled, concurrency_key)
     SELECT queue, name, args::jsonb, coalesce(kwargs::jsonb, '{}'),
            coalesce(constructor_args::jsonb, '[]'), coalesce(meta::jsonb, '{}'), retry::jsonb, priority, max_attempts, timeout, coalesce(:now::timestamptz, now()),
            coalesce(run_at,
                     coalesce(:now::timestamptz, now()) + make_interval(secs => coalesce(delay, 0))),
-           unique_key, unique_states, rescheduled_from, keep_completed, keep_failed, keep_canceled
+           unique_key, unique_states, rescheduled_from, keep_completed, keep_failed, keep_canceled,
+           concurrency_key
     FROM batch
     ORDER BY ord
     ON CONFLICT (unique_key) WHERE unique_key IS NOT NULL AND strpos(unique_states, ',' || state || ',') > 0
@@ -106,7 +108,7 @@ SELECT id, queue, name, args::text AS args, kwargs::text AS kwargs,
        timeout, retry::text AS retry, inserted_at, available_at, claimed_at, attempted_at,
        completed_at, failed_at, canceled_at, claimed_by, claim_token::text AS claim_token,
        cancel_requested, result::text AS result, errors::text AS errors, unique_key,
-       rescheduled_from, meta::text AS meta
+       rescheduled_from, meta::text AS meta, concurrency_key
 FROM __schema__.aiojobs_jobs
 WHERE unique_key = ANY(:keys::text[]) AND strpos(unique_states, ',' || state || ',') > 0;
 
@@ -239,8 +241,75 @@ SELECT EXISTS (SELECT FROM __schema__.aiojobs_jobs
                WHERE queue = :queue::text AND state IN ('waiting', 'snoozed')
                  AND available_at <= :now::timestamptz);
 
+-- name: key_candidates
+-- A queue with per-key limits, under its claim lock: due jobs in claim order (the claim
+-- index), leaving out keys at their concurrency (what each holds: the held-keys index) and
+-- the keys the claim found full, each with what its key holds. The held keys are read
+-- once (a hashed subplan), however many rows the scan filters.
+WITH held AS MATERIALIZED (
+    SELECT concurrency_key AS key, count(*) AS n FROM __schema__.aiojobs_jobs
+    WHERE queue = :queue::text AND state IN ('claimed', 'running') AND concurrency_key IS NOT NULL
+    GROUP BY concurrency_key
+)
+SELECT j.id, j.concurrency_key AS key, coalesce(h.n, 0) AS held
+FROM (
+    SELECT id, concurrency_key, priority, available_at FROM __schema__.aiojobs_jobs
+    WHERE queue = :queue::text AND state IN ('waiting', 'snoozed')
+      AND available_at <= coalesce(:now::timestamptz, now())
+      AND (concurrency_key IS NULL
+           OR (NOT concurrency_key = ANY(:excluded::text[])
+               AND concurrency_key NOT IN (SELECT key FROM held WHERE n >= coalesce(:per_key::integer, 2147483647))))
+    ORDER BY priority, available_at, id
+    LIMIT :scan::integer
+) AS j
+LEFT JOIN held AS h ON h.key = j.concurrency_key
+ORDER BY j.priority, j.available_at, j.id;
+
+-- name: job_claim_picked
+-- The picks of a keyed claim (job_claim's update, by id): those still pending are claimed,
+-- and started at once when :start_all (the claim is the start a rate limit counts) or their
+-- job is named in start_now.
+UPDATE __schema__.aiojobs_jobs AS j
+SET state = CASE WHEN :start_all::boolean OR j.name = ANY(:start_now::text[]) THEN 'running' ELSE 'claimed' END,
+    attempt = j.attempt + CASE WHEN :start_all::boolean OR j.name = ANY(:start_now::text[]) THEN 1 ELSE 0 END,
+    attempted_at = CASE WHEN :start_all::boolean OR j.name = ANY(:start_now::text[])
+                        THEN coalesce(:now::timestamptz, now()) ELSE j.attempted_at END,
+    claimed_by = :engine_id::text,
+    claimed_at = coalesce(:now::timestamptz, now()),
+    claim_token = gen_random_uuid()
+WHERE j.id = ANY(:ids::bigint[]) AND j.state IN ('waiting', 'snoozed')
+  AND (:incarnation::text IS NULL OR EXISTS (
+      SELECT FROM __schema__.aiojobs_engines AS e
+      WHERE e.id = :engine_id::text AND e.incarnation = :incarnation::text
+        AND e.heartbeat_at >= coalesce(:now::timestamptz, now())
+                              - make_interval(secs => coalesce(:fresh_within::float8, 0))))
+RETURNING j.*;
+
+-- name: key_windows
+SELECT key, starts FROM __schema__.aiojobs_rate_windows
+WHERE queue = :queue::text AND key = ANY(:keys::text[]);
+
+-- name: key_window_write
+-- Each key's starts arrive as an array literal ('{...}'): arrays of arrays must be of one length.
+INSERT INTO __schema__.aiojobs_rate_windows (queue, key, starts)
+SELECT :queue::text, w.key, w.starts::timestamptz[]
+FROM unnest(:keys::text[], :starts::text[]) AS w(key, starts)
+ON CONFLICT (queue, key) DO UPDATE SET starts = excluded.starts;
+
+-- name: key_windows_prune
+-- Per-key windows whose newest start left the window (or whose queue has no per-key rate
+-- limit any more) hold nothing a claim would count: deleted by the maintenance sweep.
+DELETE FROM __schema__.aiojobs_rate_windows AS w
+WHERE w.key <> '' AND NOT EXISTS (
+    SELECT FROM __schema__.aiojobs_queues AS q
+    WHERE q.name = w.queue AND q.rate_limit_per_key IS NOT NULL
+      AND w.starts[array_upper(w.starts, 1)] >= coalesce(:now::timestamptz, now())
+                                               - make_interval(secs => q.rate_period_per_key));
+
 -- name: rate_window_delete
-DELETE FROM __schema__.aiojobs_rate_windows WHERE queue = :queue::text;
+-- :keyed NULL: every window of the queue; true: its keys' windows; false: the queue's own.
+DELETE FROM __schema__.aiojobs_rate_windows
+WHERE queue = :queue::text AND (:keyed::boolean IS NULL OR (key <> '') = :keyed::boolean);
 
 -- name: queue_lock_claims
 -- Serialises claims of capped queues across engines until the transaction ends. Keys come
@@ -311,19 +380,25 @@ finished AS (
     FROM outcome AS o, __schema__.aiojobs_queues AS q
     WHERE NOT o.remove AND j.id = o.id AND j.claim_token::text = o.token AND j.state = o.from_state
       AND q.name = j.queue
-    RETURNING j.id
+    RETURNING j.id, j.queue, j.concurrency_key
 ),
 deleted AS (
     DELETE FROM __schema__.aiojobs_jobs AS j
     USING outcome AS o
     WHERE o.remove AND j.id = o.id AND j.claim_token::text = o.token AND j.state = o.from_state
-    RETURNING j.id
+    RETURNING j.id, j.queue, j.concurrency_key
 )
-SELECT 's' AS part, id, attempt, attempted_at FROM started
+-- The end of a keyed job frees a place of its key: engines whose claims left that key's
+-- jobs waiting are told at once (at commit), as an enqueue tells them.
+SELECT 's' AS part, id, attempt, attempted_at, NULL AS notified FROM started
 UNION ALL
-SELECT 'f', id, NULL, NULL FROM finished
+SELECT 'f', id, NULL, NULL,
+       CASE WHEN concurrency_key IS NOT NULL THEN pg_notify(__channel__, 'enqueued:' || queue) END
+FROM finished
 UNION ALL
-SELECT 'f', id, NULL, NULL FROM deleted;
+SELECT 'f', id, NULL, NULL,
+       CASE WHEN concurrency_key IS NOT NULL THEN pg_notify(__channel__, 'enqueued:' || queue) END
+FROM deleted;
 
 -- name: job_cancel
 -- A running job is only flagged, and its engine told at once (cancel:<id>, at commit).
@@ -453,12 +528,12 @@ WITH rescued AS (
     RETURNING j.*
 ),
 announced AS (
-    -- One notification per distinct queue given a job back (a failed or canceled one wakes
-    -- nobody). A CTE that modifies nothing runs only as far as the outer query reads it:
+    -- One notification per distinct queue given a job back, or whose key a rescued job
+    -- frees (another failed or canceled one wakes nobody). A CTE that modifies nothing runs only as far as the outer query reads it:
     -- the cross join reads its one row (an aggregate without GROUP BY always has one)
     -- whenever a job was rescued; with none rescued there is nothing to announce.
     SELECT count(*) AS queues
-    FROM (SELECT DISTINCT queue FROM rescued WHERE state = 'waiting') AS r,
+    FROM (SELECT DISTINCT queue FROM rescued WHERE state = 'waiting' OR concurrency_key IS NOT NULL) AS r,
          pg_notify(__channel__, 'enqueued:' || r.queue)
 )
 SELECT rescued.* FROM rescued CROSS JOIN announced;
@@ -487,13 +562,22 @@ SELECT * FROM __schema__.aiojobs_queues ORDER BY priority, name COLLATE "C";
 WITH upserted AS (
     INSERT INTO __schema__.aiojobs_queues AS q (name, concurrency, priority, paused,
                                                 global_concurrency, updated_at, keep_completed,
-                                                keep_failed, keep_canceled, rate_limit, rate_period)
+                                                keep_failed, keep_canceled, rate_limit, rate_period,
+                                                concurrency_per_key, rate_limit_per_key,
+                                                rate_period_per_key)
     VALUES (:name::text, coalesce(:concurrency::integer, 10), coalesce(:priority::integer, 50),
             coalesce(:paused::boolean, false), :global_concurrency::integer,
             coalesce(:now::timestamptz, now()), :keep_completed::float8, :keep_failed::float8,
-            :keep_canceled::float8, :rate_limit::integer, :rate_period::float8)
+            :keep_canceled::float8, :rate_limit::integer, :rate_period::float8,
+            :concurrency_per_key::integer, :rate_limit_per_key::integer, :rate_period_per_key::float8)
     ON CONFLICT (name) DO UPDATE
     SET concurrency = coalesce(:concurrency::integer, q.concurrency),
+        concurrency_per_key = CASE WHEN :clear_per_key::boolean THEN NULL
+                                   ELSE coalesce(:concurrency_per_key::integer, q.concurrency_per_key) END,
+        rate_limit_per_key = CASE WHEN :clear_rate_per_key::boolean THEN NULL
+                                  ELSE coalesce(:rate_limit_per_key::integer, q.rate_limit_per_key) END,
+        rate_period_per_key = CASE WHEN :clear_rate_per_key::boolean THEN NULL
+                                   ELSE coalesce(:rate_period_per_key::float8, q.rate_period_per_key) END,
         rate_limit = CASE WHEN :clear_rate::boolean THEN NULL
                           ELSE coalesce(:rate_limit::integer, q.rate_limit) END,
         rate_period = CASE WHEN :clear_rate::boolean THEN NULL

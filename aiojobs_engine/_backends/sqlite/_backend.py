@@ -34,6 +34,7 @@ from ... import _json
 from ..._errors import BackendError, BackendUnavailableError, ConfigurationError, SchemaError
 from ..._log import Event, logger
 from ..._records import CronRecord, EngineRecord, JobRecord, JobState, QueueRecord
+from .._keyed import Candidate, claim_keyed
 from .._protocol import (
     ActivityBucket,
     BackendCapabilities,
@@ -67,6 +68,7 @@ from .._shared import (
     queue_rate_params,
     retry_conflict,
     states_text,
+    windows_to_clear,
 )
 from .._sqlfiles import load_migrations, load_queries
 from ._listener import SQLiteChangeListener
@@ -276,7 +278,8 @@ class SQLiteBackend:
         now_us = _now_us(now)
         replacing = [i for i in inserts if i.unique_replace and i.unique_key is not None]
         if len(inserts) == 1:
-            statement, params = "job_insert", _insert_params(inserts[0], now_us) | {"now": now_us}
+            statement, params = "job_insert", _insert_params(inserts[0], now_us) | {
+                "now": now_us, "concurrency_key": inserts[0].concurrency_key}
         else:
             batch = _json.dumps([_insert_params(i, now_us) for i in inserts], "batch", check_keys=False)
             statement, params = "job_insert_many", {"batch": batch, "now": now_us}  # one statement: atomic
@@ -328,7 +331,7 @@ class SQLiteBackend:
         demands = claim.demands
         if not demands:
             return []
-        if any(d.rate_limit is not None for d in demands):
+        if any(d.rate_limit is not None or d.per_key for d in demands):
             async with self._write() as conn:  # the windows' read, the claim and their write: one writer
                 rows = await self._claim_limited(conn, claim)
         else:
@@ -350,13 +353,14 @@ class SQLiteBackend:
         return params
 
     async def _claim_limited(self, conn: aiosqlite.Connection, claim: JobClaim) -> list[sqlite3.Row]:
-        """A claim with rate-limited demands, in a write transaction: the time is read once the
-        write lock is held (so it only grows from one limited claim to the next), each limited
-        demand is cut to what its window allows, and the window gets the starts claimed."""
+        """A claim with rate-limited or keyed demands, in a write transaction: the time is read
+        once the write lock is held (so it only grows from one limited claim to the next),
+        each limited demand is cut to what its window allows, keyed demands are claimed key by
+        key (``_keyed``), and the windows get the starts claimed."""
         now_us = _now_us(claim.now)
         limited = [d for d in claim.demands if d.rate_limit is not None]
         stored = {row[0]: _json.loads(row[1]) for row in await conn.execute_fetchall(
-            _Q["rate_windows"], {"queues": _json.dumps([d.queue for d in limited], "queues")})}
+            _Q["rate_windows"], {"queues": _json.dumps([d.queue for d in limited], "queues")})} if limited else {}
         windows: dict[str, RateWindow[int]] = {}
         demands = []
         for demand in claim.demands:
@@ -368,7 +372,13 @@ class SQLiteBackend:
             demands.append(demand)
         params = self._claim_params(claim, demands, now_us)
         params["start_queues"] = _json.dumps(list(windows), "start_queues")
-        rows = list(await conn.execute_fetchall(_claim_sql(len(demands), limited=True), params))
+        keyed = [n for n, d in enumerate(demands) if d.per_key]
+        for n in keyed:
+            params[f"limit_{n}"] = 0  # claimed below, key by key
+        rows = [] if len(keyed) == len(demands) else list(
+            await conn.execute_fetchall(_claim_sql(len(demands), limited=True), params))
+        for n in keyed:
+            rows += await self._claim_keyed(conn, claim, demands[n], params)
         for asked, cut in zip(claim.demands, demands, strict=True):
             if asked.rate_limit is None:
                 continue
@@ -380,9 +390,29 @@ class SQLiteBackend:
             oldest = limited_window.oldest_counted()
             if oldest is not None and got == cut.limit < max(asked.limit, 0) and next(iter(await conn.execute_fetchall(
                     _Q["rate_window_holds_back"], {"queue": asked.queue, "now": now_us})))[0]:
-                opens = oldest + round(asked.rate_limit[1] * _US)
-                claim.rate_waits[asked.queue] = max(0.0, (opens - now_us) / _US)
+                wait = (oldest + round(asked.rate_limit[1] * _US) - now_us) / _US
+                claim.rate_waits[asked.queue] = min(max(0.0, wait), claim.rate_waits.get(asked.queue, wait))
         return rows
+
+    async def _claim_keyed(self, conn: aiosqlite.Connection, claim: JobClaim, demand: QueueDemand,
+                           params: Mapping[str, Any]) -> list[sqlite3.Row]:
+        """One demand with per-key limits (see ``_keyed``), in the claim's write transaction."""
+        now_us: int = params["now"]
+        limit = max(demand.limit, 0)
+        if demand.global_limit is not None:
+            held = list(await conn.execute_fetchall(
+                _Q["queue_running_counts"], {"queues": _json.dumps([demand.queue], "queues")}))
+            limit = min(limit, max(0, demand.global_limit - (held[0][1] if held else 0)))
+        period = round(demand.rate_limit_per_key[1] * _US) if demand.rate_limit_per_key else 0
+        got = await claim_keyed(
+            demand, limit, _KeyedSteps(conn, demand, params), moment=now_us,
+            window_opened_after=now_us - period,
+            seconds_until_open=lambda oldest: (oldest + period - now_us) / _US,
+            start=demand.rate_limit is not None,
+        )
+        if got.wait is not None:
+            claim.rate_waits[demand.queue] = min(got.wait, claim.rate_waits.get(demand.queue, got.wait))
+        return got.rows
 
     async def job_start_many(self, starts: Sequence[JobStart], *, now: datetime | None = None) -> list[StartedJob]:
         if not starts:
@@ -499,7 +529,9 @@ class SQLiteBackend:
         )
 
     async def job_prune(self, *, limit: int, now: datetime | None = None) -> int:
-        return await self._write_count("job_prune", {"now": _now_us(now), "limit": limit})
+        pruned = await self._write_count("job_prune", {"now": _now_us(now), "limit": limit})
+        await self._write_one("key_windows_prune", {"now": _now_us(now)})
+        return pruned
 
     # -- queues ---------------------------------------------------------------------------
 
@@ -518,8 +550,9 @@ class SQLiteBackend:
             **queue_keep_params(change),
             **queue_rate_params(change),
         })
-        if change.clear_rate_limit:  # its window is of no use any more
-            await self._write_one("rate_window_delete", {"queue": change.name})
+        clear = windows_to_clear(change)
+        if clear != "none":  # windows of no use any more
+            await self._write_one("rate_window_delete", {"queue": change.name, "keyed": clear})
         return queue_from_row(rows[0], from_us)  # type: ignore[arg-type]
 
     async def queue_running_counts(self, queues: Sequence[str]) -> Mapping[str, int]:
@@ -529,7 +562,7 @@ class SQLiteBackend:
     async def queue_delete(self, name: str) -> bool:
         if not await self._write_one("queue_delete", {"name": name}):
             return False
-        await self._write_one("rate_window_delete", {"queue": name})
+        await self._write_one("rate_window_delete", {"queue": name, "keyed": None})
         return True
 
     # -- engines --------------------------------------------------------------------------
@@ -685,7 +718,7 @@ def _insert_params(insert: JobInsert, now_us: int) -> dict[str, Any]:
         "keep_completed": keep_value(dict(insert.keep), "completed"),
         "keep_failed": keep_value(dict(insert.keep), "failed"),
         "keep_canceled": keep_value(dict(insert.keep), "canceled"),
-    }
+    } | ({} if insert.concurrency_key is None else {"concurrency_key": insert.concurrency_key})
 
 
 def _outcome_params(outcome: JobOutcome) -> dict[str, Any]:
@@ -725,3 +758,38 @@ def _split_statements(script: str) -> list[str]:
     if buffer.strip() and not all(part.strip().startswith("--") for part in buffer.splitlines() if part.strip()):
         raise SchemaError(f"incomplete statement at the end of a migration: {buffer.strip()[:80]!r}")
     return statements
+
+
+class _KeyedSteps:
+    """A keyed claim's statements (``_keyed.KeyedSteps``), in the claim's write transaction."""
+
+    def __init__(self, conn: aiosqlite.Connection, demand: QueueDemand, params: Mapping[str, Any]) -> None:
+        self._conn = conn
+        self._queue = demand.queue
+        self._per_key = demand.concurrency_per_key
+        self._params = params
+
+    async def candidates(self, excluded: Sequence[str], scan: int) -> list[Candidate]:
+        rows = await self._conn.execute_fetchall(_Q["key_candidates"], {
+            "queue": self._queue, "now": self._params["now"], "per_key": self._per_key,
+            "excluded": _json.dumps(list(excluded), "excluded"), "scan": scan,
+        })
+        return [Candidate(row[0], row[1], row[2]) for row in rows]
+
+    async def windows(self, keys: Sequence[str]) -> Mapping[str, Sequence[int]]:
+        rows = await self._conn.execute_fetchall(_Q["key_windows"], {
+            "queue": self._queue, "keys": _json.dumps(list(keys), "keys")})
+        return {row[0]: _json.loads(row[1]) for row in rows}
+
+    async def claim(self, ids: Sequence[int], start: bool) -> list[Any]:
+        p = self._params
+        return list(await self._conn.execute_fetchall(_Q["job_claim_picked"], {
+            "ids": _json.dumps(list(ids), "ids"), "start_all": int(start), "start_now": p["start_now"],
+            "now": p["now"], "engine_id": p["engine_id"], "incarnation": p["incarnation"],
+            "fresh_since": p["fresh_since"],
+        }))
+
+    async def write_windows(self, starts: Mapping[str, Sequence[int]]) -> None:
+        await self._conn.execute(_Q["key_window_write"], {
+            "queue": self._queue, "batch": _json.dumps([[key, list(times)] for key, times in starts.items()], "batch"),
+        })

@@ -23,25 +23,27 @@
 INSERT INTO aiojobs_jobs (queue, name, args, kwargs, constructor_args, meta, retry, priority,
                           max_attempts, timeout, inserted_at, available_at, unique_key,
                           unique_states, rescheduled_from, keep_completed, keep_failed,
-                          keep_canceled)
+                          keep_canceled, concurrency_key)
 VALUES (:queue, :name, :args, :kwargs, :constructor_args, :meta, :retry, :priority,
         :max_attempts, :timeout, :now, :available_at, :unique_key, :unique_states,
-        :rescheduled_from, :keep_completed, :keep_failed, :keep_canceled)
+        :rescheduled_from, :keep_completed, :keep_failed, :keep_canceled, :concurrency_key)
 ON CONFLICT (unique_key) WHERE unique_key IS NOT NULL AND instr(unique_states, ',' || state || ',') > 0
 DO NOTHING
 RETURNING id, unique_key, inserted_at, available_at;
 
 -- name: job_insert_many
--- "WHERE true" tells SQLite's parser that ON CONFLICT belongs to the INSERT.
+-- "WHERE true" tells SQLite's parser that ON CONFLICT belongs to the INSERT. A job with no
+-- concurrency key leaves it out of its object (->> reads a missing member as NULL).
 INSERT INTO aiojobs_jobs (queue, name, args, kwargs, constructor_args, meta, retry, priority,
                           max_attempts, timeout, inserted_at, available_at, unique_key,
                           unique_states, rescheduled_from, keep_completed, keep_failed,
-                          keep_canceled)
+                          keep_canceled, concurrency_key)
 SELECT value ->> 'queue', value ->> 'name', value ->> 'args', value ->> 'kwargs',
        value ->> 'constructor_args', value ->> 'meta', value ->> 'retry', value ->> 'priority',
        value ->> 'max_attempts', value ->> 'timeout', :now, value ->> 'available_at',
        value ->> 'unique_key', value ->> 'unique_states', value ->> 'rescheduled_from',
-       value ->> 'keep_completed', value ->> 'keep_failed', value ->> 'keep_canceled'
+       value ->> 'keep_completed', value ->> 'keep_failed', value ->> 'keep_canceled',
+       value ->> 'concurrency_key'
 FROM json_each(:batch)
 WHERE true
 ORDER BY key
@@ -296,11 +298,19 @@ SELECT * FROM aiojobs_queues ORDER BY priority, name;
 -- name: queue_upsert
 -- keep_*: :set_keep_* says whether to write the value (NULL then means "use the engine's").
 INSERT INTO aiojobs_queues (name, concurrency, priority, paused, global_concurrency, updated_at,
-                            keep_completed, keep_failed, keep_canceled, rate_limit, rate_period)
+                            keep_completed, keep_failed, keep_canceled, rate_limit, rate_period,
+                            concurrency_per_key, rate_limit_per_key, rate_period_per_key)
 VALUES (:name, coalesce(:concurrency, 10), coalesce(:priority, 50), coalesce(:paused, 0),
-        :global_concurrency, :now, :keep_completed, :keep_failed, :keep_canceled, :rate_limit, :rate_period)
+        :global_concurrency, :now, :keep_completed, :keep_failed, :keep_canceled, :rate_limit, :rate_period,
+        :concurrency_per_key, :rate_limit_per_key, :rate_period_per_key)
 ON CONFLICT (name) DO UPDATE
 SET concurrency = coalesce(:concurrency, concurrency),
+    concurrency_per_key = CASE WHEN :clear_per_key THEN NULL
+                               ELSE coalesce(:concurrency_per_key, concurrency_per_key) END,
+    rate_limit_per_key = CASE WHEN :clear_rate_per_key THEN NULL
+                              ELSE coalesce(:rate_limit_per_key, rate_limit_per_key) END,
+    rate_period_per_key = CASE WHEN :clear_rate_per_key THEN NULL
+                               ELSE coalesce(:rate_period_per_key, rate_period_per_key) END,
     rate_limit = CASE WHEN :clear_rate THEN NULL ELSE coalesce(:rate_limit, rate_limit) END,
     rate_period = CASE WHEN :clear_rate THEN NULL ELSE coalesce(:rate_period, rate_period) END,
     priority = coalesce(:priority, priority),
@@ -325,8 +335,70 @@ ON CONFLICT (queue, key) DO UPDATE SET starts = excluded.starts;
 SELECT EXISTS (SELECT 1 FROM aiojobs_jobs
                WHERE state IN ('waiting', 'snoozed') AND queue = :queue AND available_at <= :now);
 
+-- name: key_candidates
+-- A queue with per-key limits, in the claim's write transaction: due jobs in claim order
+-- (the claim index), leaving out keys at their concurrency (what each holds: the held-keys
+-- index) and the keys the claim found full (:excluded, a JSON array), each with what its
+-- key holds.
+WITH held AS MATERIALIZED (
+    SELECT concurrency_key AS key, count(*) AS n FROM aiojobs_jobs
+    WHERE queue = :queue AND state IN ('claimed', 'running') AND concurrency_key IS NOT NULL
+    GROUP BY concurrency_key
+)
+SELECT j.id, j.concurrency_key AS key, coalesce(h.n, 0) AS held
+FROM (
+    SELECT id, concurrency_key, priority, available_at FROM aiojobs_jobs
+    WHERE state IN ('waiting', 'snoozed') AND queue = :queue AND available_at <= :now
+      AND (concurrency_key IS NULL
+           OR (concurrency_key NOT IN (SELECT value FROM json_each(:excluded))
+               AND concurrency_key NOT IN (SELECT key FROM held WHERE n >= coalesce(:per_key, 2147483647))))
+    ORDER BY priority, available_at, id
+    LIMIT :scan
+) AS j
+LEFT JOIN held AS h ON h.key = j.concurrency_key
+ORDER BY j.priority, j.available_at, j.id;
+
+-- name: job_claim_picked
+-- The picks of a keyed claim (job_claim's update, by id): those still pending are claimed,
+-- and started at once when :start_all (the claim is the start a rate limit counts) or their
+-- job is named in start_now.
+UPDATE aiojobs_jobs
+SET state = CASE WHEN :start_all OR name IN (SELECT value FROM json_each(:start_now)) THEN 'running'
+                 ELSE 'claimed' END,
+    attempt = attempt + (:start_all OR name IN (SELECT value FROM json_each(:start_now))),
+    attempted_at = CASE WHEN :start_all OR name IN (SELECT value FROM json_each(:start_now)) THEN :now
+                        ELSE attempted_at END,
+    claimed_by = :engine_id,
+    claimed_at = :now,
+    claim_token = lower(hex(randomblob(16)))
+WHERE id IN (SELECT value FROM json_each(:ids)) AND state IN ('waiting', 'snoozed')
+  AND (:incarnation IS NULL OR EXISTS (
+      SELECT 1 FROM aiojobs_engines
+      WHERE id = :engine_id AND incarnation = :incarnation AND heartbeat_at >= :fresh_since))
+RETURNING *;
+
+-- name: key_windows
+SELECT key, starts FROM aiojobs_rate_windows
+WHERE queue = :queue AND key IN (SELECT value FROM json_each(:keys));
+
+-- name: key_window_write
+-- :batch is [[key, starts], ...], starts a JSON array of microseconds.
+INSERT INTO aiojobs_rate_windows (queue, key, starts)
+SELECT :queue, value ->> 0, json(value -> 1) FROM json_each(:batch) WHERE true
+ON CONFLICT (queue, key) DO UPDATE SET starts = excluded.starts;
+
+-- name: key_windows_prune
+-- Per-key windows whose newest start left the window (or whose queue has no per-key rate
+-- limit any more) hold nothing a claim would count: deleted by the maintenance sweep.
+DELETE FROM aiojobs_rate_windows AS w
+WHERE w.key <> '' AND NOT EXISTS (
+    SELECT 1 FROM aiojobs_queues AS q
+    WHERE q.name = w.queue AND q.rate_limit_per_key IS NOT NULL
+      AND w.starts ->> '$[#-1]' >= :now - CAST(q.rate_period_per_key * 1000000 AS INTEGER));
+
 -- name: rate_window_delete
-DELETE FROM aiojobs_rate_windows WHERE queue = :queue;
+-- :keyed NULL: every window of the queue; 1: its keys' windows; 0: the queue's own.
+DELETE FROM aiojobs_rate_windows WHERE queue = :queue AND (:keyed IS NULL OR (key <> '') = :keyed);
 
 -- name: queue_running_counts
 SELECT queue, count(*) AS n FROM aiojobs_jobs

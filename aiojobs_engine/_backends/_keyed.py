@@ -1,0 +1,171 @@
+"""Claims of a queue with per-key limits, shared by the backends.
+
+A queue with ``concurrency_per_key`` or ``rate_limit_per_key`` is claimed under its claim
+lock (PostgreSQL's advisory lock, SQLite's one writer), so what each key holds and has
+started is read and written by one claim at a time: the limits are exact across engines.
+
+The claim scans due jobs in claim order (priority, availability, id), skipping in SQL the
+keys already at their concurrency and those this claim found full, and takes each job whose
+key has room. A busy key never holds the others back: its jobs are skipped, not waited on.
+One scan reads a page a little larger than the demand; when a page yields too few jobs
+(its keys filled up as it was read), the next page leaves those keys out, a few pages at
+most per claim (the next claim goes on).
+
+Each backend supplies the statements (``KeyedSteps``); this module decides what to take.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Generic, Protocol
+
+from ._protocol import QueueDemand
+from ._shared import Moment, RateWindow
+
+# Pages one claim reads at most: each takes the keys the previous one found full out of
+# the next, so a few pages get past a backlog of busy keys without making one claim long.
+MAX_PAGES = 4
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    """A due job of the queue: its id, its key (None: counted under no key), and how many
+    jobs its key held when the page was read."""
+
+    id: int
+    key: str | None
+    held: int
+
+
+class KeyedSteps(Protocol[Moment]):
+    """The statements of one keyed claim, in the claim's transaction."""
+
+    async def candidates(self, excluded: Sequence[str], scan: int) -> list[Candidate]:
+        """Up to ``scan`` due jobs in claim order, leaving out keys at their concurrency and
+        the ``excluded`` keys."""
+        ...
+
+    async def windows(self, keys: Sequence[str]) -> Mapping[str, Sequence[Moment]]:
+        """The stored per-key windows of these keys (their start times)."""
+        ...
+
+    async def claim(self, ids: Sequence[int], start: bool) -> list[Any]:
+        """Claim these jobs (those still pending) as rows; ``start``: straight into running."""
+        ...
+
+    async def write_windows(self, starts: Mapping[str, Sequence[Moment]]) -> None:
+        ...
+
+
+@dataclass(slots=True)
+class KeyedClaim(Generic[Moment]):
+    """One keyed demand's claim: what it took, and when a key window that held due jobs
+    back opens again (seconds, None: none did)."""
+
+    rows: list[Any] = field(default_factory=list)
+    wait: float | None = None
+
+
+async def claim_keyed(
+    demand: QueueDemand,
+    limit: int,
+    steps: KeyedSteps[Moment],
+    *,
+    moment: Moment | None,
+    window_opened_after: Moment | None,
+    seconds_until_open: Callable[[Moment], float],
+    start: bool,
+) -> KeyedClaim[Moment]:
+    """Claim up to ``limit`` jobs of ``demand``'s queue within its per-key limits.
+
+    ``moment`` is the claim's time and ``window_opened_after`` that time less the per-key
+    window (both None without a per-key rate limit); ``seconds_until_open`` turns a key's
+    oldest counted start into the wait until its window opens. ``start``: the picks start
+    at once (the queue is rate-limited, or each key is: the claim is the start it counts).
+    """
+    result: KeyedClaim[Moment] = KeyedClaim()
+    if limit <= 0:
+        return result
+    room = _KeyRoom[Moment](demand, window_opened_after)
+    start = start or demand.rate_limit_per_key is not None
+    for _ in range(MAX_PAGES):
+        want = limit - len(result.rows)
+        scan = max(2 * want, 16)
+        page = await steps.candidates(sorted(room.excluded), scan)
+        await room.read_windows(page, steps)
+        picks = room.pick(page, want)
+        if picks:
+            result.rows.extend(await steps.claim(picks, start))
+        if len(result.rows) >= limit or len(page) < scan:
+            break
+    if moment is not None:
+        changed = room.charge(result.rows, moment)
+        if changed:
+            await steps.write_windows(changed)
+    if room.rate_full and len(result.rows) < limit:
+        result.wait = room.first_opening(seconds_until_open)
+    return result
+
+
+class _KeyRoom(Generic[Moment]):
+    """What each key of one keyed claim may still take."""
+
+    def __init__(self, demand: QueueDemand, window_opened_after: Moment | None) -> None:
+        self.per_key = demand.concurrency_per_key
+        self.rate = demand.rate_limit_per_key
+        self.opened_after: Moment | None = window_opened_after
+        self.excluded: set[str] = set()  # keys found full: left out of the next pages
+        self.rate_full: set[str] = set()  # keys whose window held a due job back
+        self.taken: dict[str, int] = {}
+        self.windows: dict[str, RateWindow[Moment]] = {}
+
+    async def read_windows(self, page: Sequence[Candidate], steps: KeyedSteps[Moment]) -> None:
+        if self.rate is None or self.opened_after is None:
+            return
+        fresh = sorted({c.key for c in page if c.key is not None and c.key not in self.windows})
+        stored = await steps.windows(fresh) if fresh else {}
+        for key in fresh:
+            self.windows[key] = RateWindow.read(stored.get(key, ()), self.rate[0], self.opened_after)
+
+    def pick(self, page: Sequence[Candidate], want: int) -> list[int]:
+        picks: list[int] = []
+        for candidate in page:
+            if len(picks) == want:
+                break
+            key = candidate.key
+            if key is None:
+                picks.append(candidate.id)
+            elif key not in self.excluded and self._has_room(key, candidate.held):
+                picks.append(candidate.id)
+                self.taken[key] = self.taken.get(key, 0) + 1
+        return picks
+
+    def _has_room(self, key: str, held: int) -> bool:
+        taken = self.taken.get(key, 0)
+        if self.per_key is not None and held + taken >= self.per_key:
+            self.excluded.add(key)
+            return False
+        window = self.windows.get(key)
+        if window is not None and window.room() <= taken:
+            self.excluded.add(key)
+            self.rate_full.add(key)
+            return False
+        return True
+
+    def charge(self, rows: Sequence[Any], moment: Moment) -> dict[str, list[Moment]]:
+        """Count the starts actually claimed (a pick canceled meanwhile was not) in their
+        windows; the windows changed."""
+        got: dict[str, int] = {}
+        for row in rows:
+            key = row["concurrency_key"]
+            if key in self.windows:
+                got[key] = got.get(key, 0) + 1
+        for key, count in got.items():
+            self.windows[key].add(moment, count)
+        return {key: self.windows[key].starts for key in got}
+
+    def first_opening(self, seconds_until_open: Callable[[Moment], float]) -> float:
+        waits = [0.0 if (oldest := self.windows[key].oldest_counted()) is None else seconds_until_open(oldest)
+                 for key in self.rate_full]
+        return max(0.0, min(waits))
