@@ -265,9 +265,7 @@ class Engine:
         """
         expression = check_expression(expression)
         zone(timezone)
-        stored_options = make_options(options)
-        if stored_options.delay is not None or stored_options.run_at is not None or stored_options.connection:
-            raise ConfigurationError("a schedule's options cannot include delay, run_at or connection")
+        _check_schedule_options(options)
 
         def register(target: T) -> T:
             job_name = _job_name(target)
@@ -290,9 +288,7 @@ class Engine:
                            **options: Unpack[OptionsDict]) -> CronRecord:
         """Store a schedule now (or change an existing one); every engine follows it."""
         expression = check_expression(expression)
-        stored_options = make_options(options)
-        if stored_options.delay is not None or stored_options.run_at is not None or stored_options.connection:
-            raise ConfigurationError("a schedule's options cannot include delay, run_at or connection")
+        _check_schedule_options(options)
         schedule = Schedule(name=name, expression=expression, timezone=timezone, job=job, args=tuple(args),
                             kwargs=dict(kwargs or {}), options=dict(options))
         record = await self._require_open().cron_upsert(_stored(schedule), now=self._clock.for_database())
@@ -958,6 +954,16 @@ def _job_name(target: object) -> str | None:
         return target.name
     handle = getattr(target, "__dict__", {}).get("_aiojobs_handle")
     return handle.name if isinstance(handle, ClassJobHandle) else None
+
+
+def _check_schedule_options(options: Mapping[str, object]) -> None:
+    """A schedule's options are stored: only what can be (and what means something for every tick)."""
+    checked = make_options(options)
+    if checked.delay is not None or checked.run_at is not None or checked.connection:
+        raise ConfigurationError("a schedule's options cannot include delay, run_at or connection")
+    if callable(checked.concurrency_key):
+        raise ConfigurationError("a schedule's concurrency_key must be a string: a callable one goes on the job's "
+                                 "declaration, @engine.job(concurrency_key=...), and applies to its ticks too")
 
 
 def _stored(schedule: Schedule) -> CronSchedule:

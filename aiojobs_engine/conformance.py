@@ -460,6 +460,31 @@ class BackendConformance:
         # The busy key is held: its 39 waiting jobs are skipped, the newcomer is not.
         assert [j.concurrency_key for j in await backend.job_claim(per_key("e2", 5, concurrency_per_key=1))] == ["late"]
 
+    async def test_a_backlog_deeper_than_the_first_look_is_passed_key_by_key(self, backend: Backend) -> None:
+        """1,200 due jobs of a held key ahead of two others: the claim's bounded first look
+        sees only the busy key, and the look key by key finds the others."""
+        await backend.job_insert_many([keyed("busy") for _ in range(1_200)], now=T0)
+        assert len(await backend.job_claim(per_key("e1", 1, concurrency_per_key=1))) == 1  # busy is held now
+        await backend.job_insert_many([keyed("x"), keyed("y"), keyed("x")], now=T0)
+        got = await backend.job_claim(per_key("e2", 10, concurrency_per_key=1))
+        assert sorted(j.concurrency_key or "" for j in got) == ["x", "y"]
+
+    async def test_a_key_picked_on_an_earlier_page_is_counted_once(self, backend: Backend) -> None:
+        await backend.job_insert_many([keyed("b")] + [keyed("a") for _ in range(19)] + [keyed("b")], now=T0)
+        got = await backend.job_claim(per_key("e1", 10, concurrency_per_key=2))
+        assert sorted(j.concurrency_key or "" for j in got) == ["a", "a", "b", "b"]
+
+    async def test_full_key_windows_do_not_hide_a_free_key(self, backend: Backend) -> None:
+        """A hundred keys whose windows are full, each with a job still due, ahead of a key
+        with room: the claim takes the free key's job."""
+        limit = (1, 60.0)
+        await backend.job_insert_many([keyed(f"k{n:03}") for n in range(100)], now=T0)
+        assert len(await backend.job_claim(per_key("e1", 100, rate_limit_per_key=limit))) == 100
+        await backend.job_insert_many([keyed(f"k{n:03}") for n in range(100)] + [keyed("free")], now=T0)
+        later = per_key("e1", 5, at=T0 + timedelta(seconds=1), rate_limit_per_key=limit)
+        assert [j.concurrency_key for j in await backend.job_claim(later)] == ["free"]
+        assert later.rate_waits == {"api": pytest.approx(59.0)}
+
     async def test_concurrency_per_key_above_one_and_with_a_global_cap(self, backend: Backend) -> None:
         await backend.job_insert_many([keyed(k) for k in "aaabbbccc"], now=T0)
         got = await backend.job_claim(per_key("e1", 10, concurrency_per_key=2))

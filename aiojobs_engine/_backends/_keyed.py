@@ -4,12 +4,14 @@ A queue with ``concurrency_per_key`` or ``rate_limit_per_key`` is claimed under 
 lock (PostgreSQL's advisory lock, SQLite's one writer), so what each key holds and has
 started is read and written by one claim at a time: the limits are exact across engines.
 
-The claim scans due jobs in claim order (priority, availability, id), skipping in SQL the
-keys already at their concurrency and those this claim found full, and takes each job whose
-key has room. A busy key never holds the others back: its jobs are skipped, not waited on.
-One scan reads a page a little larger than the demand; when a page yields too few jobs
-(its keys filled up as it was read), the next page leaves those keys out, a few pages at
-most per claim (the next claim goes on).
+The claim reads due jobs in claim order (priority, availability, id), leaving out in SQL the
+keys that are full (at their concurrency, or their window full), and takes each job whose
+key still has room. A busy key never holds the others back: its jobs are skipped, not waited
+on. The first look is bounded (the first ``BUDGET`` due jobs of the claim index); when that
+many are all of full keys (a busy key's backlog), the claim looks key by key instead, over
+an index of due keyed jobs, as dear as there are keys rather than as deep as a backlog. A
+page that yields too few jobs (its keys filled up as it was read) is followed by another
+that leaves those keys out, a few pages at most per claim (the next claim goes on).
 
 Each backend supplies the statements (``KeyedSteps``); this module decides what to take.
 """
@@ -23,9 +25,10 @@ from typing import Any, Generic, Protocol
 from ._protocol import QueueDemand
 from ._shared import Moment, RateWindow
 
-# Pages one claim reads at most: each takes the keys the previous one found full out of
-# the next, so a few pages get past a backlog of busy keys without making one claim long.
+# Pages one claim reads at most: each leaves out the keys the previous one found full.
 MAX_PAGES = 4
+# Due jobs the first look reads at most before it looks key by key instead.
+BUDGET = 1000
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,12 +41,18 @@ class Candidate:
     held: int
 
 
+@dataclass(frozen=True, slots=True)
+class Page:
+    candidates: list[Candidate]
+    examined: int | None  # due jobs a short bounded look read (None: a full page, or key by key)
+
+
 class KeyedSteps(Protocol[Moment]):
     """The statements of one keyed claim, in the claim's transaction."""
 
-    async def candidates(self, excluded: Sequence[str], scan: int) -> list[Candidate]:
-        """Up to ``scan`` due jobs in claim order, leaving out keys at their concurrency and
-        the ``excluded`` keys."""
+    async def candidates(self, excluded: Sequence[str], scan: int, *, loose: bool) -> Page:
+        """Up to ``scan`` due jobs in claim order whose keys are not full nor ``excluded``:
+        from the first ``BUDGET`` due jobs, or (``loose``) key by key."""
         ...
 
     async def windows(self, keys: Sequence[str]) -> Mapping[str, Sequence[Moment]]:
@@ -54,12 +63,19 @@ class KeyedSteps(Protocol[Moment]):
         """Claim these jobs (those still pending) as rows; ``start``: straight into running."""
         ...
 
-    async def write_windows(self, starts: Mapping[str, Sequence[Moment]]) -> None:
+    async def write_windows(self, starts: Mapping[str, Sequence[Moment]]) -> None: ...
+
+    async def holds_back(self) -> bool:
+        """Is a due job of the queue still waiting?"""
+        ...
+
+    async def first_full_window(self) -> Moment | None:
+        """The oldest start counted by a full per-key window (its leaving opens the window)."""
         ...
 
 
 @dataclass(slots=True)
-class KeyedClaim(Generic[Moment]):
+class KeyedClaim:
     """One keyed demand's claim: what it took, and when a key window that held due jobs
     back opens again (seconds, None: none did)."""
 
@@ -76,7 +92,7 @@ async def claim_keyed(
     window_opened_after: Moment | None,
     seconds_until_open: Callable[[Moment], float],
     start: bool,
-) -> KeyedClaim[Moment]:
+) -> KeyedClaim:
     """Claim up to ``limit`` jobs of ``demand``'s queue within its per-key limits.
 
     ``moment`` is the claim's time and ``window_opened_after`` that time less the per-key
@@ -84,27 +100,34 @@ async def claim_keyed(
     oldest counted start into the wait until its window opens. ``start``: the picks start
     at once (the queue is rate-limited, or each key is: the claim is the start it counts).
     """
-    result: KeyedClaim[Moment] = KeyedClaim()
+    result = KeyedClaim()
     if limit <= 0:
         return result
     room = _KeyRoom[Moment](demand, window_opened_after)
     start = start or demand.rate_limit_per_key is not None
+    loose = False
     for _ in range(MAX_PAGES):
         want = limit - len(result.rows)
         scan = max(2 * want, 16)
-        page = await steps.candidates(sorted(room.excluded), scan)
-        await room.read_windows(page, steps)
-        picks = room.pick(page, want)
+        page = await steps.candidates(sorted(room.excluded), scan, loose=loose)
+        await room.read_windows(page.candidates, steps)
+        picks = room.pick(page.candidates, want)
         if picks:
             result.rows.extend(await steps.claim(picks, start))
-        if len(result.rows) >= limit or len(page) < scan:
+        if len(result.rows) >= limit:
             break
+        if len(page.candidates) < scan:  # this way ran dry
+            if loose or page.examined is None or page.examined < BUDGET:
+                break
+            loose = True  # the bounded look saw only full keys: look key by key
     if moment is not None:
         changed = room.charge(result.rows, moment)
         if changed:
             await steps.write_windows(changed)
-    if room.rate_full and len(result.rows) < limit:
-        result.wait = room.first_opening(seconds_until_open)
+        if room.rate is not None and len(result.rows) < limit and await steps.holds_back():
+            oldest = await steps.first_full_window()
+            if oldest is not None:
+                result.wait = max(0.0, seconds_until_open(oldest))
     return result
 
 
@@ -116,8 +139,7 @@ class _KeyRoom(Generic[Moment]):
         self.rate = demand.rate_limit_per_key
         self.opened_after: Moment | None = window_opened_after
         self.excluded: set[str] = set()  # keys found full: left out of the next pages
-        self.rate_full: set[str] = set()  # keys whose window held a due job back
-        self.taken: dict[str, int] = {}
+        self.taken: dict[str, int] = {}  # picks per key, over the claim's pages
         self.windows: dict[str, RateWindow[Moment]] = {}
 
     async def read_windows(self, page: Sequence[Candidate], steps: KeyedSteps[Moment]) -> None:
@@ -130,26 +152,26 @@ class _KeyRoom(Generic[Moment]):
 
     def pick(self, page: Sequence[Candidate], want: int) -> list[int]:
         picks: list[int] = []
+        on_page: dict[str, int] = {}  # a page's "held" already counts the claim's earlier pages
         for candidate in page:
             if len(picks) == want:
                 break
             key = candidate.key
             if key is None:
                 picks.append(candidate.id)
-            elif key not in self.excluded and self._has_room(key, candidate.held):
+            elif key not in self.excluded and self._has_room(key, candidate.held + on_page.get(key, 0)):
                 picks.append(candidate.id)
+                on_page[key] = on_page.get(key, 0) + 1
                 self.taken[key] = self.taken.get(key, 0) + 1
         return picks
 
     def _has_room(self, key: str, held: int) -> bool:
-        taken = self.taken.get(key, 0)
-        if self.per_key is not None and held + taken >= self.per_key:
+        if self.per_key is not None and held >= self.per_key:
             self.excluded.add(key)
             return False
         window = self.windows.get(key)
-        if window is not None and window.room() <= taken:
+        if window is not None and window.room() <= self.taken.get(key, 0):
             self.excluded.add(key)
-            self.rate_full.add(key)
             return False
         return True
 
@@ -164,8 +186,3 @@ class _KeyRoom(Generic[Moment]):
         for key, count in got.items():
             self.windows[key].add(moment, count)
         return {key: self.windows[key].starts for key in got}
-
-    def first_opening(self, seconds_until_open: Callable[[Moment], float]) -> float:
-        waits = [0.0 if (oldest := self.windows[key].oldest_counted()) is None else seconds_until_open(oldest)
-                 for key in self.rate_full]
-        return max(0.0, min(waits))

@@ -1,7 +1,8 @@
 """SQL kept in ``.sql`` files beside each backend, loaded once.
 
-A query file holds blocks headed ``-- name: some_query``; migrations are files named
-``NNNN_description.sql`` in the backend's ``migrations`` folder.
+A query file holds blocks headed ``-- name: some_query``; a line ``-- include: other`` in a
+block stands for the text of block ``other`` (a fragment several statements share).
+Migrations are files named ``NNNN_description.sql`` in the backend's ``migrations`` folder.
 
 Files are read through the package's loader (``pkgutil.get_data``), which also reads from
 a zip. importlib.resources would do the same but weighs on every engine process (it
@@ -19,6 +20,7 @@ import sys
 from dataclasses import dataclass
 
 _HEADER = re.compile(r"^-- name: ([a-z_]+)\s*$", re.MULTILINE)
+_INCLUDE = re.compile(r"^\s*-- include: ([a-z_]+)\s*$", re.MULTILINE)
 _MIGRATION = re.compile(r"(\d{4})_([a-z0-9_]+)\.sql")
 
 
@@ -26,6 +28,7 @@ def load_queries(package: str, filename: str = "queries.sql") -> dict[str, str]:
     text = _read(package, filename)
     parts = _HEADER.split(text)
     queries = {name: _without_comments(body) for name, body in zip(parts[1::2], parts[2::2], strict=True)}
+    queries = {name: _INCLUDE.sub(lambda m: queries[m[1]], body) for name, body in queries.items()}
     if not queries:
         raise RuntimeError(f"no queries found in {package}/{filename}")
     return queries
@@ -33,7 +36,8 @@ def load_queries(package: str, filename: str = "queries.sql") -> dict[str, str]:
 
 def _without_comments(body: str) -> str:
     """The statement without its leading comment lines and final semicolon."""
-    lines = [line for line in body.strip().splitlines() if not line.lstrip().startswith("--")]
+    lines = [line for line in body.strip().splitlines()
+             if not line.lstrip().startswith("--") or _INCLUDE.fullmatch(line)]
     return "\n".join(lines).strip().rstrip(";")
 
 

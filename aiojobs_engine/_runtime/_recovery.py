@@ -131,8 +131,11 @@ class Recovery:
                    "job_ids": [j.id for j in jobs], "failed_ids": [j.id for j in result.failed],
                    "canceled_ids": [j.id for j in result.canceled]},
         )
-        if result.retried:
-            self._jobs_back(sorted({j.queue for j in result.retried}))
+        # Jobs back in line, and keys a failed or canceled keyed job no longer holds: claim
+        # now (a commit of this engine's own is no change its watch sees).
+        freed = {j.queue for j in result.retried} | {j.queue for j in jobs if j.concurrency_key is not None}
+        if freed:
+            self._jobs_back(sorted(freed))
 
     # -- this engine's own claims -------------------------------------------------------------------
 

@@ -15,8 +15,8 @@ Cli = Callable[..., Result]
 JOB_FIELDS = {
     "id", "queue", "name", "args", "kwargs", "constructor_args", "state", "priority", "attempt", "max_attempts",
     "timeout", "inserted_at", "available_at", "claimed_at", "attempted_at", "completed_at", "failed_at",
-    "canceled_at", "claimed_by", "result", "errors", "unique_key", "rescheduled_from", "meta", "cancel_requested",
-    "retry",
+    "canceled_at", "claimed_by", "result", "errors", "unique_key", "rescheduled_from", "meta", "concurrency_key",
+    "cancel_requested", "retry",
 }
 
 

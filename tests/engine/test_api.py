@@ -455,14 +455,15 @@ async def test_unknown_queue_settings_are_configuration_errors(make_engine) -> N
         QueueConfig(concurrency=2, **bogus)
     assert isinstance(caught.value, ValueError)
     assert str(caught.value) == ("unknown queue setting(s) 'bogus'; accepted: concurrency, priority, "
-                                 "global_concurrency, retention, rate_limit")
+                                 "global_concurrency, retention, rate_limit, concurrency_per_key, "
+                                 "rate_limit_per_key")
     engine = make_engine()
     async with engine:
         with pytest.raises(ConfigurationError) as caught:
             await engine.set_queue("email", concurrency=2, **bogus)
         assert str(caught.value) == ("unknown queue setting(s) 'bogus'; accepted: concurrency, priority, "
                                      "global_concurrency, clear_global_concurrency, retention, clear_retention, "
-                                     "rate_limit")
+                                     "rate_limit, concurrency_per_key, rate_limit_per_key")
         assert await engine.list_queues() == []  # refused before anything was stored
 
 

@@ -172,3 +172,18 @@ async def test_queue_settings_are_checked(make_engine) -> None:
         assert (stored.concurrency_per_key, stored.rate_limit_per_key) == (2, (5, 1.0))
         kept = await engine.set_queue("api", priority=3)
         assert (kept.concurrency_per_key, kept.rate_limit_per_key) == (2, (5, 1.0))
+
+
+async def test_a_schedule_takes_a_string_key_and_refuses_a_callable(make_engine) -> None:
+    engine = make_engine()
+
+    @engine.job
+    async def report() -> None: ...
+
+    with pytest.raises(ConfigurationError, match="schedule's concurrency_key must be a string"):
+        engine.cron("* * * * *", name="bad", concurrency_key=lambda: "k")(report)
+    async with engine:
+        with pytest.raises(ConfigurationError, match="schedule's concurrency_key must be a string"):
+            await engine.add_schedule("bad", "* * * * *", report.name, concurrency_key=lambda: "k")
+        stored = await engine.add_schedule("nightly", "0 3 * * *", report.name, concurrency_key="reports")
+        assert stored.options["concurrency_key"] == "reports"

@@ -40,7 +40,7 @@ from ... import _json
 from ..._errors import BackendError, ConfigurationError, SchemaError
 from ..._log import Event, logger
 from ..._records import CronRecord, EngineRecord, JobRecord, JobState, QueueRecord
-from .._keyed import Candidate, claim_keyed
+from .._keyed import BUDGET, Candidate, Page, claim_keyed
 from .._protocol import (
     ActivityBucket,
     BackendCapabilities,
@@ -319,9 +319,10 @@ class PostgresBackend:
                 held = await tx.fetch("queue_running_counts", {"queues": [demand.queue]})
                 limit = min(limit, max(0, demand.global_limit - (held[0]["n"] if held else 0)))
             period = timedelta(seconds=demand.rate_limit_per_key[1] if demand.rate_limit_per_key else 0)
+            opened_after = None if moment is None else moment - period
             got = await claim_keyed(
-                demand, limit, _KeyedSteps(tx, demand, params), moment=moment,
-                window_opened_after=None if moment is None else moment - period,
+                demand, limit, _KeyedSteps(tx, demand, params, opened_after), moment=moment,
+                window_opened_after=opened_after,
                 seconds_until_open=_seconds_until(moment or _UNUSED_TIME, period),
                 start=demand.rate_limit is not None,
             )
@@ -695,21 +696,27 @@ def _timestamp_array(times: Sequence[datetime]) -> str:
 class _KeyedSteps:
     """A keyed claim's statements (``_keyed.KeyedSteps``), in the claim's transaction."""
 
-    def __init__(self, tx: Transaction, demand: QueueDemand, params: Mapping[str, Any]) -> None:
+    def __init__(self, tx: Transaction, demand: QueueDemand, params: Mapping[str, Any],
+                 opened_after: datetime | None) -> None:
         self._tx = tx
-        self._queue = demand.queue
-        self._per_key = demand.concurrency_per_key
         self._params = params
+        rate = demand.rate_limit_per_key
+        limits = [n for n in (demand.concurrency_per_key, rate[0] if rate else None) if n is not None]
+        self._query: dict[str, Any] = {
+            "queue": demand.queue, "now": params["now"], "per_key": demand.concurrency_per_key,
+            "rate_n": rate[0] if rate else None, "opened_after": opened_after, "budget": BUDGET,
+            "take": min(limits),
+        }
 
-    async def candidates(self, excluded: Sequence[str], scan: int) -> list[Candidate]:
-        rows = await self._tx.fetch("key_candidates", {
-            "queue": self._queue, "now": self._params["now"], "per_key": self._per_key,
-            "excluded": list(excluded), "scan": scan,
-        })
-        return [Candidate(row["id"], row["key"], row["held"]) for row in rows]
+    async def candidates(self, excluded: Sequence[str], scan: int, *, loose: bool) -> Page:
+        rows = await self._tx.fetch("key_candidates_loose" if loose else "key_candidates",
+                                    self._query | {"excluded": list(excluded), "scan": scan})
+        found = [Candidate(row["id"], row["key"], row["held"]) for row in rows if row["id"] is not None]
+        examined = [row["held"] for row in rows if row["id"] is None]
+        return Page(found, examined[0] if examined else None)
 
     async def windows(self, keys: Sequence[str]) -> Mapping[str, Sequence[datetime]]:
-        rows = await self._tx.fetch("key_windows", {"queue": self._queue, "keys": list(keys)})
+        rows = await self._tx.fetch("key_windows", {"queue": self._query["queue"], "keys": list(keys)})
         return {row["key"]: row["starts"] for row in rows}
 
     async def claim(self, ids: Sequence[int], start: bool) -> list[Any]:
@@ -721,6 +728,16 @@ class _KeyedSteps:
 
     async def write_windows(self, starts: Mapping[str, Sequence[datetime]]) -> None:
         await self._tx.fetch("key_window_write", {
-            "queue": self._queue, "keys": list(starts),
+            "queue": self._query["queue"], "keys": list(starts),
             "starts": [_timestamp_array(times) for times in starts.values()],
         })
+
+    async def holds_back(self) -> bool:
+        rows = await self._tx.fetch("rate_window_holds_back", {
+            "queue": self._query["queue"], "now": self._params["now"]})
+        return bool(rows[0][0])
+
+    async def first_full_window(self) -> datetime | None:
+        rows = await self._tx.fetch("key_window_first_opening", self._query)
+        oldest: datetime | None = rows[0]["oldest"]
+        return oldest

@@ -241,34 +241,103 @@ SELECT EXISTS (SELECT FROM __schema__.aiojobs_jobs
                WHERE queue = :queue::text AND state IN ('waiting', 'snoozed')
                  AND available_at <= :now::timestamptz);
 
--- name: key_candidates
--- A queue with per-key limits, under its claim lock: due jobs in claim order (the claim
--- index), leaving out keys at their concurrency (what each holds: the held-keys index) and
--- the keys the claim found full, each with what its key holds. The held keys are read
--- once (a hashed subplan), however many rows the scan filters.
-WITH held AS MATERIALIZED (
+-- name: key_full
+-- A fragment of the keyed claims (after WITH): what each key of the queue holds, and the
+-- keys that are full: at their concurrency (counted from the held-keys index), their window
+-- full (n starts newer than :opened_after; starts are kept sorted), or found full by this
+-- claim (:excluded).
+held AS MATERIALIZED (
     SELECT concurrency_key AS key, count(*) AS n FROM __schema__.aiojobs_jobs
     WHERE queue = :queue::text AND state IN ('claimed', 'running') AND concurrency_key IS NOT NULL
     GROUP BY concurrency_key
+),
+full_keys AS MATERIALIZED (
+    SELECT key FROM held WHERE n >= coalesce(:per_key::integer, 2147483647)
+    UNION
+    SELECT key FROM __schema__.aiojobs_rate_windows
+    WHERE queue = :queue::text AND key <> '' AND cardinality(starts) >= :rate_n::integer
+      AND starts[cardinality(starts) - :rate_n::integer + 1] > :opened_after::timestamptz
+    UNION
+    SELECT unnest(:excluded::text[])
 )
-SELECT j.id, j.concurrency_key AS key, coalesce(h.n, 0) AS held
-FROM (
-    SELECT id, concurrency_key, priority, available_at FROM __schema__.aiojobs_jobs
-    WHERE queue = :queue::text AND state IN ('waiting', 'snoozed')
-      AND available_at <= coalesce(:now::timestamptz, now())
-      AND (concurrency_key IS NULL
-           OR (NOT concurrency_key = ANY(:excluded::text[])
-               AND concurrency_key NOT IN (SELECT key FROM held WHERE n >= coalesce(:per_key::integer, 2147483647))))
-    ORDER BY priority, available_at, id
+
+-- name: key_candidates
+-- A queue with per-key limits, under its claim lock: of its first :budget due jobs in claim
+-- order (the claim index), those whose key is not full, each with what its key holds. When
+-- fewer than :scan come back, a last row (NULL id) says how many due jobs the budget held:
+-- all of it means more lie beyond (behind a busy key's backlog, say), and the claim then
+-- looks key by key (key_candidates_loose). What a key holds is looked up per row, not
+-- joined, so that the scan stays in index order and stops at :scan.
+WITH
+-- include: key_full
+, page AS MATERIALIZED (
+    SELECT j.id, j.concurrency_key AS key, coalesce((SELECT h.n FROM held AS h WHERE h.key = j.concurrency_key), 0) AS held
+    FROM (SELECT id, concurrency_key, priority, available_at FROM __schema__.aiojobs_jobs
+          WHERE queue = :queue::text AND state IN ('waiting', 'snoozed')
+            AND available_at <= coalesce(:now::timestamptz, now())
+          ORDER BY priority, available_at, id
+          LIMIT :budget::integer) AS j
+    WHERE j.concurrency_key IS NULL OR j.concurrency_key NOT IN (SELECT key FROM full_keys)
+    ORDER BY j.priority, j.available_at, j.id
     LIMIT :scan::integer
-) AS j
-LEFT JOIN held AS h ON h.key = j.concurrency_key
-ORDER BY j.priority, j.available_at, j.id;
+)
+SELECT * FROM page
+UNION ALL
+SELECT NULL, NULL, CASE WHEN (SELECT count(*) FROM page) < :scan::integer THEN (
+    SELECT count(*) FROM (SELECT FROM __schema__.aiojobs_jobs
+                          WHERE queue = :queue::text AND state IN ('waiting', 'snoozed')
+                            AND available_at <= coalesce(:now::timestamptz, now())
+                          LIMIT :budget::integer) AS budget) END;
+
+-- name: key_candidates_loose
+-- The same answer found key by key: a loose scan of the due-keys index (one step per
+-- distinct key, a recursive CTE), then the first :take due jobs of each key not full. As
+-- dear as there are keys, however deep any one key's backlog. Jobs with no key are not in
+-- that index: they come from key_candidates only.
+WITH RECURSIVE
+-- include: key_full
+, keys AS (
+    (SELECT concurrency_key AS key FROM __schema__.aiojobs_jobs
+     WHERE queue = :queue::text AND state IN ('waiting', 'snoozed') AND concurrency_key IS NOT NULL
+     ORDER BY concurrency_key LIMIT 1)
+    UNION ALL
+    SELECT (SELECT j.concurrency_key FROM __schema__.aiojobs_jobs AS j
+            WHERE j.queue = :queue::text AND j.state IN ('waiting', 'snoozed')
+              AND j.concurrency_key IS NOT NULL AND j.concurrency_key > k.key
+            ORDER BY j.concurrency_key LIMIT 1)
+    FROM keys AS k WHERE k.key IS NOT NULL
+)
+SELECT d.id, d.concurrency_key AS key, coalesce((SELECT h.n FROM held AS h WHERE h.key = d.concurrency_key), 0) AS held
+FROM keys AS k
+CROSS JOIN LATERAL (
+    SELECT id, concurrency_key, priority, available_at FROM __schema__.aiojobs_jobs
+    WHERE queue = :queue::text AND state IN ('waiting', 'snoozed') AND concurrency_key = k.key
+      AND available_at <= coalesce(:now::timestamptz, now())
+    ORDER BY priority, available_at, id
+    LIMIT :take::integer
+) AS d
+WHERE k.key IS NOT NULL AND k.key NOT IN (SELECT key FROM full_keys)
+ORDER BY d.priority, d.available_at, d.id
+LIMIT :scan::integer;
+
+-- name: key_window_first_opening
+-- The oldest start still counted by a full per-key window of the queue: the first of them
+-- to open again opens then (plus the window).
+SELECT min(starts[cardinality(starts) - :rate_n::integer + 1]) AS oldest
+FROM __schema__.aiojobs_rate_windows
+WHERE queue = :queue::text AND key <> '' AND cardinality(starts) >= :rate_n::integer
+  AND starts[cardinality(starts) - :rate_n::integer + 1] > :opened_after::timestamptz;
 
 -- name: job_claim_picked
 -- The picks of a keyed claim (job_claim's update, by id): those still pending are claimed,
 -- and started at once when :start_all (the claim is the start a rate limit counts) or their
--- job is named in start_now.
+-- job is named in start_now. A pick another transaction holds (an operator's cancel, say)
+-- is skipped, not waited for, as job_claim skips it.
+WITH free AS MATERIALIZED (
+    SELECT id FROM __schema__.aiojobs_jobs
+    WHERE id = ANY(:ids::bigint[]) AND state IN ('waiting', 'snoozed')
+    FOR UPDATE SKIP LOCKED
+)
 UPDATE __schema__.aiojobs_jobs AS j
 SET state = CASE WHEN :start_all::boolean OR j.name = ANY(:start_now::text[]) THEN 'running' ELSE 'claimed' END,
     attempt = j.attempt + CASE WHEN :start_all::boolean OR j.name = ANY(:start_now::text[]) THEN 1 ELSE 0 END,
@@ -277,7 +346,7 @@ SET state = CASE WHEN :start_all::boolean OR j.name = ANY(:start_now::text[]) TH
     claimed_by = :engine_id::text,
     claimed_at = coalesce(:now::timestamptz, now()),
     claim_token = gen_random_uuid()
-WHERE j.id = ANY(:ids::bigint[]) AND j.state IN ('waiting', 'snoozed')
+WHERE j.id = ANY(ARRAY(SELECT id FROM free))
   AND (:incarnation::text IS NULL OR EXISTS (
       SELECT FROM __schema__.aiojobs_engines AS e
       WHERE e.id = :engine_id::text AND e.incarnation = :incarnation::text
@@ -380,24 +449,24 @@ finished AS (
     FROM outcome AS o, __schema__.aiojobs_queues AS q
     WHERE NOT o.remove AND j.id = o.id AND j.claim_token::text = o.token AND j.state = o.from_state
       AND q.name = j.queue
-    RETURNING j.id, j.queue, j.concurrency_key
+    RETURNING j.id, j.queue, j.concurrency_key IS NOT NULL AND q.concurrency_per_key IS NOT NULL AS frees
 ),
 deleted AS (
     DELETE FROM __schema__.aiojobs_jobs AS j
-    USING outcome AS o
+    USING outcome AS o, __schema__.aiojobs_queues AS q
     WHERE o.remove AND j.id = o.id AND j.claim_token::text = o.token AND j.state = o.from_state
-    RETURNING j.id, j.queue, j.concurrency_key
+      AND q.name = j.queue
+    RETURNING j.id, j.queue, j.concurrency_key IS NOT NULL AND q.concurrency_per_key IS NOT NULL AS frees
 )
--- The end of a keyed job frees a place of its key: engines whose claims left that key's
--- jobs waiting are told at once (at commit), as an enqueue tells them.
+-- The end of a keyed job of a queue with per-key concurrency frees a place of its key:
+-- engines whose claims left that key's jobs waiting are told at once (at commit), as an
+-- enqueue tells them.
 SELECT 's' AS part, id, attempt, attempted_at, NULL AS notified FROM started
 UNION ALL
-SELECT 'f', id, NULL, NULL,
-       CASE WHEN concurrency_key IS NOT NULL THEN pg_notify(__channel__, 'enqueued:' || queue) END
+SELECT 'f', id, NULL, NULL, CASE WHEN frees THEN pg_notify(__channel__, 'enqueued:' || queue) END
 FROM finished
 UNION ALL
-SELECT 'f', id, NULL, NULL,
-       CASE WHEN concurrency_key IS NOT NULL THEN pg_notify(__channel__, 'enqueued:' || queue) END
+SELECT 'f', id, NULL, NULL, CASE WHEN frees THEN pg_notify(__channel__, 'enqueued:' || queue) END
 FROM deleted;
 
 -- name: job_cancel

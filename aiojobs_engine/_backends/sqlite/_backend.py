@@ -34,7 +34,7 @@ from ... import _json
 from ..._errors import BackendError, BackendUnavailableError, ConfigurationError, SchemaError
 from ..._log import Event, logger
 from ..._records import CronRecord, EngineRecord, JobRecord, JobState, QueueRecord
-from .._keyed import Candidate, claim_keyed
+from .._keyed import BUDGET, Candidate, Page, claim_keyed
 from .._protocol import (
     ActivityBucket,
     BackendCapabilities,
@@ -99,7 +99,9 @@ _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def _job(row: sqlite3.Row) -> JobRecord:
-    return job_from_row(row, from_us, _json.loads)  # type: ignore[arg-type]
+    # A dict first: sqlite3.Row finds a column by name by comparing it with every name
+    # before it, and a job row has 40 columns, each read once.
+    return job_from_row(dict(zip(row.keys(), row, strict=True)), from_us, _json.loads)  # type: ignore[arg-type]
 
 
 class SQLiteBackend:
@@ -405,7 +407,7 @@ class SQLiteBackend:
             limit = min(limit, max(0, demand.global_limit - (held[0][1] if held else 0)))
         period = round(demand.rate_limit_per_key[1] * _US) if demand.rate_limit_per_key else 0
         got = await claim_keyed(
-            demand, limit, _KeyedSteps(conn, demand, params), moment=now_us,
+            demand, limit, _KeyedSteps(conn, demand, params, now_us - period), moment=now_us,
             window_opened_after=now_us - period,
             seconds_until_open=lambda oldest: (oldest + period - now_us) / _US,
             start=demand.rate_limit is not None,
@@ -763,22 +765,29 @@ def _split_statements(script: str) -> list[str]:
 class _KeyedSteps:
     """A keyed claim's statements (``_keyed.KeyedSteps``), in the claim's write transaction."""
 
-    def __init__(self, conn: aiosqlite.Connection, demand: QueueDemand, params: Mapping[str, Any]) -> None:
+    def __init__(self, conn: aiosqlite.Connection, demand: QueueDemand, params: Mapping[str, Any],
+                 opened_after: int) -> None:
         self._conn = conn
-        self._queue = demand.queue
-        self._per_key = demand.concurrency_per_key
         self._params = params
+        rate = demand.rate_limit_per_key
+        limits = [n for n in (demand.concurrency_per_key, rate[0] if rate else None) if n is not None]
+        self._query: dict[str, Any] = {
+            "queue": demand.queue, "now": params["now"], "per_key": demand.concurrency_per_key,
+            "rate_n": rate[0] if rate else None, "opened_after": opened_after, "budget": BUDGET,
+            "take": min(limits),
+        }
 
-    async def candidates(self, excluded: Sequence[str], scan: int) -> list[Candidate]:
-        rows = await self._conn.execute_fetchall(_Q["key_candidates"], {
-            "queue": self._queue, "now": self._params["now"], "per_key": self._per_key,
-            "excluded": _json.dumps(list(excluded), "excluded"), "scan": scan,
+    async def candidates(self, excluded: Sequence[str], scan: int, *, loose: bool) -> Page:
+        rows = await self._conn.execute_fetchall(_Q["key_candidates_loose" if loose else "key_candidates"], {
+            **self._query, "excluded": _json.dumps(list(excluded), "excluded"), "scan": scan,
         })
-        return [Candidate(row[0], row[1], row[2]) for row in rows]
+        found = [Candidate(row[0], row[1], row[2]) for row in rows if row[0] is not None]
+        examined = [row[2] for row in rows if row[0] is None]
+        return Page(found, examined[0] if examined else None)
 
     async def windows(self, keys: Sequence[str]) -> Mapping[str, Sequence[int]]:
         rows = await self._conn.execute_fetchall(_Q["key_windows"], {
-            "queue": self._queue, "keys": _json.dumps(list(keys), "keys")})
+            "queue": self._query["queue"], "keys": _json.dumps(list(keys), "keys")})
         return {row[0]: _json.loads(row[1]) for row in rows}
 
     async def claim(self, ids: Sequence[int], start: bool) -> list[Any]:
@@ -791,5 +800,16 @@ class _KeyedSteps:
 
     async def write_windows(self, starts: Mapping[str, Sequence[int]]) -> None:
         await self._conn.execute(_Q["key_window_write"], {
-            "queue": self._queue, "batch": _json.dumps([[key, list(times)] for key, times in starts.items()], "batch"),
+            "queue": self._query["queue"],
+            "batch": _json.dumps([[key, list(times)] for key, times in starts.items()], "batch"),
         })
+
+    async def holds_back(self) -> bool:
+        rows = await self._conn.execute_fetchall(_Q["rate_window_holds_back"], {
+            "queue": self._query["queue"], "now": self._params["now"]})
+        return bool(next(iter(rows))[0])
+
+    async def first_full_window(self) -> int | None:
+        rows = await self._conn.execute_fetchall(_Q["key_window_first_opening"], self._query)
+        oldest = next(iter(rows))[0]
+        return None if oldest is None else int(oldest)

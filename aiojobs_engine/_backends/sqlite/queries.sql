@@ -335,28 +335,75 @@ ON CONFLICT (queue, key) DO UPDATE SET starts = excluded.starts;
 SELECT EXISTS (SELECT 1 FROM aiojobs_jobs
                WHERE state IN ('waiting', 'snoozed') AND queue = :queue AND available_at <= :now);
 
--- name: key_candidates
--- A queue with per-key limits, in the claim's write transaction: due jobs in claim order
--- (the claim index), leaving out keys at their concurrency (what each holds: the held-keys
--- index) and the keys the claim found full (:excluded, a JSON array), each with what its
--- key holds.
-WITH held AS MATERIALIZED (
+-- name: key_full
+-- A fragment of the keyed claims (after WITH); see PostgreSQL's twin.
+held AS MATERIALIZED (
     SELECT concurrency_key AS key, count(*) AS n FROM aiojobs_jobs
     WHERE queue = :queue AND state IN ('claimed', 'running') AND concurrency_key IS NOT NULL
     GROUP BY concurrency_key
+),
+full_keys AS MATERIALIZED (
+    SELECT key FROM held WHERE n >= coalesce(:per_key, 2147483647)
+    UNION
+    SELECT key FROM aiojobs_rate_windows
+    WHERE queue = :queue AND key <> '' AND json_array_length(starts) >= :rate_n
+      AND starts ->> ('$[#-' || :rate_n || ']') > :opened_after
+    UNION
+    SELECT value FROM json_each(:excluded)
 )
-SELECT j.id, j.concurrency_key AS key, coalesce(h.n, 0) AS held
-FROM (
-    SELECT id, concurrency_key, priority, available_at FROM aiojobs_jobs
-    WHERE state IN ('waiting', 'snoozed') AND queue = :queue AND available_at <= :now
-      AND (concurrency_key IS NULL
-           OR (concurrency_key NOT IN (SELECT value FROM json_each(:excluded))
-               AND concurrency_key NOT IN (SELECT key FROM held WHERE n >= coalesce(:per_key, 2147483647))))
-    ORDER BY priority, available_at, id
+
+-- name: key_candidates
+-- A queue with per-key limits, in the claim's write transaction (see PostgreSQL's twin).
+WITH
+-- include: key_full
+, page AS MATERIALIZED (
+    SELECT j.id, j.concurrency_key AS key, coalesce((SELECT h.n FROM held AS h WHERE h.key = j.concurrency_key), 0) AS held
+    FROM (SELECT id, concurrency_key, priority, available_at FROM aiojobs_jobs
+          WHERE state IN ('waiting', 'snoozed') AND queue = :queue AND available_at <= :now
+          ORDER BY priority, available_at, id
+          LIMIT :budget) AS j
+    WHERE j.concurrency_key IS NULL OR j.concurrency_key NOT IN (SELECT key FROM full_keys)
+    ORDER BY j.priority, j.available_at, j.id
     LIMIT :scan
-) AS j
-LEFT JOIN held AS h ON h.key = j.concurrency_key
-ORDER BY j.priority, j.available_at, j.id;
+)
+SELECT * FROM page
+UNION ALL
+SELECT NULL, NULL, CASE WHEN (SELECT count(*) FROM page) < :scan THEN (
+    SELECT count(*) FROM (SELECT 1 FROM aiojobs_jobs
+                          WHERE state IN ('waiting', 'snoozed') AND queue = :queue AND available_at <= :now
+                          LIMIT :budget)) END;
+
+-- name: key_candidates_loose
+-- The same answer found key by key (see PostgreSQL's twin). SQLite has no LATERAL: each
+-- key's first due jobs come through a correlated IN.
+WITH RECURSIVE
+-- include: key_full
+, keys(key) AS (
+    SELECT (SELECT concurrency_key FROM aiojobs_jobs
+            WHERE state IN ('waiting', 'snoozed') AND queue = :queue AND concurrency_key IS NOT NULL
+            ORDER BY concurrency_key LIMIT 1)
+    UNION ALL
+    SELECT (SELECT j.concurrency_key FROM aiojobs_jobs AS j
+            WHERE j.state IN ('waiting', 'snoozed') AND j.queue = :queue
+              AND j.concurrency_key IS NOT NULL AND j.concurrency_key > k.key
+            ORDER BY j.concurrency_key LIMIT 1)
+    FROM keys AS k WHERE k.key IS NOT NULL
+)
+SELECT d.id, d.concurrency_key AS key, coalesce((SELECT h.n FROM held AS h WHERE h.key = d.concurrency_key), 0) AS held
+FROM keys AS k JOIN aiojobs_jobs AS d ON d.id IN (
+    SELECT id FROM aiojobs_jobs
+    WHERE state IN ('waiting', 'snoozed') AND queue = :queue AND concurrency_key = k.key AND available_at <= :now
+    ORDER BY priority, available_at, id
+    LIMIT :take)
+WHERE k.key IS NOT NULL AND k.key NOT IN (SELECT key FROM full_keys)
+ORDER BY d.priority, d.available_at, d.id
+LIMIT :scan;
+
+-- name: key_window_first_opening
+-- The oldest start still counted by a full per-key window of the queue (see PostgreSQL's twin).
+SELECT min(starts ->> ('$[#-' || :rate_n || ']')) AS oldest FROM aiojobs_rate_windows
+WHERE queue = :queue AND key <> '' AND json_array_length(starts) >= :rate_n
+  AND starts ->> ('$[#-' || :rate_n || ']') > :opened_after;
 
 -- name: job_claim_picked
 -- The picks of a keyed claim (job_claim's update, by id): those still pending are claimed,
