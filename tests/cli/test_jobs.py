@@ -16,7 +16,7 @@ JOB_FIELDS = {
     "id", "queue", "name", "args", "kwargs", "constructor_args", "state", "priority", "attempt", "max_attempts",
     "timeout", "inserted_at", "available_at", "claimed_at", "attempted_at", "completed_at", "failed_at",
     "canceled_at", "claimed_by", "result", "errors", "unique_key", "rescheduled_from", "meta", "cancel_requested",
-    "retry",
+    "retry", "concurrency_key",
 }
 
 
@@ -85,6 +85,19 @@ def test_show(cli: Cli, sqlite_url: str) -> None:
     assert lines["attempt"].strip() == "0 of 5"
     as_json = json.loads(cli("jobs", "show", str(record.id), "--json", "--url", sqlite_url).out)
     assert set(as_json) == JOB_FIELDS and as_json["id"] == record.id
+
+
+def test_show_gives_the_concurrency_key(cli: Cli, sqlite_url: str) -> None:
+    keyed, plain = enqueue(sqlite_url, ("add", (1, 2), {"concurrency_key": "tenant-7"}), ("add", (3, 4), {}))
+
+    def shown(job_id: int) -> tuple[str, object]:
+        human = cli("jobs", "show", str(job_id), "--url", sqlite_url).out
+        lines = dict(line.split(":", 1) for line in human.splitlines())
+        as_json = json.loads(cli("jobs", "show", str(job_id), "--json", "--url", sqlite_url).out)
+        return lines["concurrency_key"].strip(), as_json["concurrency_key"]
+
+    assert shown(keyed.id) == ("tenant-7", "tenant-7")
+    assert shown(plain.id) == ("-", None)
 
 
 def test_show_a_failed_job_with_its_error(cli: Cli, finished: Finished) -> None:
