@@ -73,7 +73,7 @@ async def set_queue(engine: Engine, args: Namespace) -> int:
     await _require_known(engine, args)
     record = await engine.set_queue(args.queue, concurrency=args.concurrency, priority=args.priority, **changes)
     what = f"concurrency {record.concurrency}, priority {record.priority}, rate {_rate(record.rate_limit, 'unlimited')}"
-    # Only where keys matter: a queue that never used them keeps its one-line summary.
+    # Per-key limits are told when the queue has one or this command removed one: most queues use no keys.
     if record.concurrency_per_key or record.rate_limit_per_key or args.per_key is None or args.rate_per_key is None:
         what += (f"; per key: concurrency {record.concurrency_per_key or 'unlimited'}, "
                  f"rate {_rate(record.rate_limit_per_key, 'unlimited')}")
