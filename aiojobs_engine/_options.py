@@ -339,12 +339,13 @@ def check_rate_limit(value: object, what: str = "rate_limit") -> tuple[int, floa
 
 _RATE_TEXT: Final = re.compile(r"(?P<starts>\d+)/(?P<count>\d+(?:\.\d+)?)?(?P<unit>ms|s|m|h)")
 _UNIT_SECONDS: Final = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+_NO_LIMIT: Final = ("none", "off")
 
 
 def parse_rate_limit(text: str, what: str = "rate limit") -> tuple[int, float] | None:
     """A rate limit as people write it: ``20/1s`` → (20, 1.0), ``100/m`` → (100, 60.0),
     ``5/500ms`` → (5, 0.5); ``none`` (or ``off``) → None, no limit."""
-    if text.strip().lower() in ("none", "off"):
+    if text.strip().lower() in _NO_LIMIT:
         return None
     match = _RATE_TEXT.fullmatch(text.strip().lower())
     if match is None:
@@ -420,8 +421,18 @@ class QueueConfig:
             check_int(self.global_concurrency, "global_concurrency", minimum=1, maximum=1_000_000)
 
 
-def check_concurrency_per_key(value: object) -> int:
-    return check_int(value, "concurrency_per_key", minimum=1, maximum=100_000)
+def check_concurrency_per_key(value: object, what: str = "concurrency_per_key") -> int:
+    return check_int(value, what, minimum=1, maximum=100_000)
+
+
+def parse_concurrency_per_key(text: str, what: str = "concurrency per key") -> int | None:
+    """A per-key limit as people write it: ``2`` → 2; ``none`` (or ``off``) → None, no limit."""
+    value = text.strip().lower()
+    if value in _NO_LIMIT:
+        return None
+    if not (value.isascii() and value.isdigit()):
+        raise ConfigurationError(f"{what} takes a number of jobs, e.g. 2 (or 'none'), got {text!r}")
+    return check_concurrency_per_key(int(value), what)
 
 
 def check_queue_settings(

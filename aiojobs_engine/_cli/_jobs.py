@@ -102,7 +102,7 @@ def describe(record: JobRecord) -> str:
         ("claimed_at", short_time(record.claimed_at)), ("attempted_at", short_time(record.attempted_at)),
         ("completed_at", short_time(record.completed_at)), ("failed_at", short_time(record.failed_at)),
         ("canceled_at", short_time(record.canceled_at)), ("claimed_by", record.claimed_by or "-"),
-        ("unique_key", record.unique_key or "-"),
+        ("unique_key", record.unique_key or "-"), ("concurrency_key", record.concurrency_key or "-"),
         ("rescheduled_from", "-" if record.rescheduled_from is None else record.rescheduled_from),
         ("cancel_requested", "yes" if record.cancel_requested else "no"),
         ("retry", "-" if record.retry is None else json_text(record.retry)),

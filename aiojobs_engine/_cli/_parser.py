@@ -17,6 +17,7 @@ from typing import Any
 
 from .. import Engine, JobState, __version__
 from .._groups import IMPLICIT_GROUP, MAX_PROCESSES
+from .._options import UNCHANGED
 from . import _cron, _dashboard, _detached, _enqueue, _health, _jobs, _maintenance, _queues, _work, _worker
 from ._app import APP_ENV
 from ._database import Database
@@ -125,14 +126,22 @@ def build_parser() -> argparse.ArgumentParser:
     _command(queues, "list", "queues with their settings and job counts", _queues.list_queues)
     pause = _command(queues, "pause", "stop claiming jobs of a queue", _queues.pause_queue)
     resume = _command(queues, "resume", "claim jobs of a paused queue again", _queues.resume_queue)
-    setting = _command(queues, "set", "store a queue's concurrency, priority or rate limit", _queues.set_queue)
+    setting = _command(queues, "set", "store a queue's concurrency, priority, rate limit or per-key limits",
+                       _queues.set_queue)
     for changing in (pause, resume, setting):
         changing.add_argument("queue", metavar="Q")
         _add_create(changing)
     setting.add_argument("--concurrency", type=int, help="jobs of this queue each engine runs at once")
     setting.add_argument("--priority", type=int, help="queue priority (lower is claimed first)")
-    setting.add_argument("--rate", type=_queues.parse_rate, metavar="N/WINDOW",
+    # Left out, a limit stays as stored (UNCHANGED); 'none' removes it.
+    setting.add_argument("--rate", type=_queues.parse_rate, default=UNCHANGED, metavar="N/WINDOW",
                          help="at most N job starts in any WINDOW across all engines, e.g. 20/1s, 100/1m, 5/500ms; "
+                              "'none' removes the limit")
+    setting.add_argument("--per-key", type=_queues.parse_per_key, default=UNCHANGED, metavar="N",
+                         help="at most N jobs of one concurrency key claimed or running at once across all engines "
+                              "(jobs without a key are not limited); 'none' removes the limit")
+    setting.add_argument("--rate-per-key", type=_queues.parse_rate_per_key, default=UNCHANGED, metavar="N/WINDOW",
+                         help="at most N starts of one concurrency key in any WINDOW, e.g. 5/1s; "
                               "'none' removes the limit")
     _command(queues, "delete", "delete the stored settings of a queue that holds no job",
              _queues.delete_queue).add_argument("queue", metavar="Q")

@@ -8,15 +8,25 @@ a queue that holds no job.
 from __future__ import annotations
 
 from argparse import ArgumentTypeError, Namespace
-from typing import Any, Final
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from .. import Engine, JobState, QueueRecord
 from .._errors import ConfigurationError
-from .._options import DEFAULT_CONCURRENCY, DEFAULT_PRIORITY, UNCHANGED, Unchanged, format_rate, parse_rate_limit
+from .._options import (
+    DEFAULT_CONCURRENCY,
+    DEFAULT_PRIORITY,
+    UNCHANGED,
+    format_rate,
+    parse_concurrency_per_key,
+    parse_rate_limit,
+)
 from .._validation import check_name
 from ._errors import EXIT_OK, CommandFailed, UsageError
 from ._known import require_known, suggestion
 from ._output import emit, emit_json, record_dict, table
+
+T = TypeVar("T")
 
 
 async def list_queues(engine: Engine, args: Namespace) -> int:
@@ -35,13 +45,12 @@ async def list_queues(engine: Engine, args: Namespace) -> int:
     else:
         states = [str(s).upper() for s in JobState]
         rows: list[list[Any]] = [
-            [q.name, q.priority, q.concurrency, q.global_concurrency,
-             format_rate(q.rate_limit) if q.rate_limit else None, "paused" if q.paused else "active",
-             *per_queue[q.name].values()]
+            [q.name, q.priority, q.concurrency, q.global_concurrency, q.concurrency_per_key, _rate(q.rate_limit),
+             _rate(q.rate_limit_per_key), "paused" if q.paused else "active", *per_queue[q.name].values()]
             for q in ordered
         ]
-        emit(table(["QUEUE", "PRIORITY", "CONCURRENCY", "GLOBAL", "RATE", "STATUS", *states], rows,
-                   right=["PRIORITY", "CONCURRENCY", "GLOBAL", "RATE", *states]))
+        limits = ["PRIORITY", "CONCURRENCY", "GLOBAL", "PER-KEY", "RATE", "KEY-RATE"]
+        emit(table(["QUEUE", *limits, "STATUS", *states], rows, right=[*limits, *states]))
     return EXIT_OK
 
 
@@ -58,28 +67,39 @@ async def resume_queue(engine: Engine, args: Namespace) -> int:
 
 
 async def set_queue(engine: Engine, args: Namespace) -> int:
-    if args.concurrency is None and args.priority is None and args.rate is None:
-        raise UsageError("queues set needs --concurrency, --priority and/or --rate")
+    changes = {"rate_limit": args.rate, "concurrency_per_key": args.per_key, "rate_limit_per_key": args.rate_per_key}
+    if args.concurrency is None and args.priority is None and all(v is UNCHANGED for v in changes.values()):
+        raise UsageError("queues set needs --concurrency, --priority, --rate, --per-key and/or --rate-per-key")
     await _require_known(engine, args)
-    rate: tuple[int, float] | Unchanged | None = (
-        UNCHANGED if args.rate is None else None if args.rate == NO_RATE else args.rate)
-    record = await engine.set_queue(args.queue, concurrency=args.concurrency, priority=args.priority,
-                                    rate_limit=rate)
-    _report(args, record, f"set (concurrency {record.concurrency}, priority {record.priority}, "
-                          f"rate {format_rate(record.rate_limit) if record.rate_limit else 'unlimited'})")
+    record = await engine.set_queue(args.queue, concurrency=args.concurrency, priority=args.priority, **changes)
+    what = f"concurrency {record.concurrency}, priority {record.priority}, rate {_rate(record.rate_limit, 'unlimited')}"
+    # Per-key limits are told when the queue has one or this command removed one: most queues use no keys.
+    if record.concurrency_per_key or record.rate_limit_per_key or args.per_key is None or args.rate_per_key is None:
+        what += (f"; per key: concurrency {record.concurrency_per_key or 'unlimited'}, "
+                 f"rate {_rate(record.rate_limit_per_key, 'unlimited')}")
+    _report(args, record, f"set ({what})")
     return EXIT_OK
 
 
-NO_RATE: Final = "none"
+def _rate(limit: tuple[int, float] | None, unset: str | None = None) -> str | None:
+    return unset if limit is None else format_rate(limit)
 
 
-def parse_rate(text: str) -> tuple[int, float] | str:
-    """``--rate``: ``20/1s`` → (20, 1.0), ``none`` → NO_RATE (see ``parse_rate_limit``)."""
-    try:
-        rate = parse_rate_limit(text, "rate limit")
-    except ConfigurationError as exc:
-        raise ArgumentTypeError(str(exc)) from None
-    return NO_RATE if rate is None else rate
+def _limit_type(parse: Callable[[str, str], T | None], what: str) -> Callable[[str], T | None]:
+    """An argparse ``type`` for a limit that ``none`` removes (the option's default, UNCHANGED,
+    stands for "left out"); a bad text is argparse's usage error, naming the option."""
+    def convert(text: str) -> T | None:
+        try:
+            return parse(text, what)
+        except ConfigurationError as exc:
+            raise ArgumentTypeError(str(exc)) from None
+
+    return convert
+
+
+parse_rate = _limit_type(parse_rate_limit, "rate limit")
+parse_rate_per_key = _limit_type(parse_rate_limit, "rate limit per key")
+parse_per_key = _limit_type(parse_concurrency_per_key, "concurrency per key")
 
 
 async def delete_queue(engine: Engine, args: Namespace) -> int:

@@ -16,7 +16,7 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
 from .. import JobState, UniqueConflictError
-from .._options import parse_rate_limit
+from .._options import parse_concurrency_per_key, parse_rate_limit
 from . import _selection as selection
 from ._csrf import COOKIE, FIELD, HEADER
 from ._render import READ_ONLY, PageError, Site, Urls, prefix_of, render
@@ -127,6 +127,15 @@ class Actions:
         rate = parse_rate_limit(form.get("rate", ""), "rate limit")
         await self.site.engine.set_queue(_queue(request), rate_limit=rate)
         return _back(request, form, Urls(prefix_of(request))("/"), "rate" if rate else "rate-removed")
+
+    async def set_per_key(self, request: Request) -> Response:
+        """Store a queue's per-key limits from ``per_key`` (``2``) and ``rate_per_key``
+        (``5/1s``), each ``none`` for no limit; a bad text is a 400 that says what is accepted."""
+        form = await self._form(request)
+        per_key = parse_concurrency_per_key(form.get("per_key", ""), "concurrency per key")
+        rate = parse_rate_limit(form.get("rate_per_key", ""), "rate limit per key")
+        await self.site.engine.set_queue(_queue(request), concurrency_per_key=per_key, rate_limit_per_key=rate)
+        return _back(request, form, Urls(prefix_of(request))("/"), "per-key" if per_key or rate else "per-key-removed")
 
     async def failed_jobs(self, request: Request) -> Response:
         """Retry or delete every failed job of a queue, once confirmed."""

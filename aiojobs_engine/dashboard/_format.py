@@ -95,6 +95,8 @@ _NOTICES: Final[dict[str, tuple[str, str]]] = {
     "concurrency": ("ok", "The queue's concurrency is now {n} per engine."),
     "rate": ("ok", "The queue's rate limit is stored: every engine follows it within a poll interval."),
     "rate-removed": ("ok", "The queue has no rate limit any more."),
+    "per-key": ("ok", "The queue's per-key limits are stored: every engine follows them within a poll interval."),
+    "per-key-removed": ("ok", "The queue has no per-key limits any more."),
     "selection-empty": ("warn", "No job was selected: tick the jobs to act on, then choose the action."),
 }
 
@@ -102,6 +104,12 @@ _NOTICES: Final[dict[str, tuple[str, str]]] = {
 def rate(limit: tuple[int, float] | None) -> str:
     """A queue's rate limit as written: ``20/1s``, or ``none``."""
     return "none" if limit is None else format_rate(limit)
+
+
+def per_key(concurrency: int | None, limit: tuple[int, float] | None) -> str:
+    """A queue's per-key limits as read: ``2 at once, 5/1s``, ``2 at once``, ``5/1s``, or ``none``."""
+    parts = [f"{concurrency} at once"] if concurrency else []
+    return ", ".join([*parts, *([format_rate(limit)] if limit else [])]) or "none"
 
 
 def notice(code: str | None, number: str | None) -> Notice | None:

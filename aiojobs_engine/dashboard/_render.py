@@ -92,7 +92,7 @@ def make_templates() -> jinja2.Environment:
     )
     env.filters.update(when=_format.when, json=_format.pretty_json, short_json=_format.short_json,
                        arguments=_format.call_preview, duration=_format.duration, clip=_format.clip,
-                       rate=_format.rate)
+                       rate=_format.rate, per_key=_format.per_key)
     return env
 
 

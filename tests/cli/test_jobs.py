@@ -87,6 +87,19 @@ def test_show(cli: Cli, sqlite_url: str) -> None:
     assert set(as_json) == JOB_FIELDS and as_json["id"] == record.id
 
 
+def test_show_gives_the_concurrency_key(cli: Cli, sqlite_url: str) -> None:
+    keyed, plain = enqueue(sqlite_url, ("add", (1, 2), {"concurrency_key": "tenant-7"}), ("add", (3, 4), {}))
+
+    def shown(job_id: int) -> tuple[str, object]:
+        human = cli("jobs", "show", str(job_id), "--url", sqlite_url).out
+        lines = dict(line.split(":", 1) for line in human.splitlines())
+        as_json = json.loads(cli("jobs", "show", str(job_id), "--json", "--url", sqlite_url).out)
+        return lines["concurrency_key"].strip(), as_json["concurrency_key"]
+
+    assert shown(keyed.id) == ("tenant-7", "tenant-7")
+    assert shown(plain.id) == ("-", None)
+
+
 def test_show_a_failed_job_with_its_error(cli: Cli, finished: Finished) -> None:
     result = cli("jobs", "show", str(finished.failed), "--url", finished.url)
     assert "state:" in result.out and "failed" in result.out

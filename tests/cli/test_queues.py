@@ -27,16 +27,16 @@ def test_list_with_counts(cli: Cli, sqlite_url: str) -> None:
     result = cli("queues", "list", "--url", sqlite_url)
     assert result.code == 0, result.err
     header, *rows = result.out.splitlines()
-    assert header.split() == ["QUEUE", "PRIORITY", "CONCURRENCY", "GLOBAL", "RATE", "STATUS",
+    assert header.split() == ["QUEUE", "PRIORITY", "CONCURRENCY", "GLOBAL", "PER-KEY", "RATE", "KEY-RATE", "STATUS",
                               *(s.upper() for s in STATES)]
     assert [row.split() for row in rows] == [
-        ["email", "5", "10", "-", "-", "active", "0", "0", "0", "0", "0", "1", "0"],
-        ["default", "50", "10", "-", "-", "active", "2", "0", "0", "0", "0", "0", "0"],
+        ["email", "5", "10", "-", "-", "-", "-", "active", "0", "0", "0", "0", "0", "1", "0"],
+        ["default", "50", "10", "-", "-", "-", "-", "active", "2", "0", "0", "0", "0", "0", "0"],
     ]
     as_json = json.loads(cli("queues", "list", "--json", "--url", sqlite_url).out)
     assert [q["name"] for q in as_json] == ["email", "default"]
     assert set(as_json[1]) == {"name", "concurrency", "priority", "paused", "global_concurrency", "updated_at",
-                               "retention", "rate_limit", "counts"}
+                               "retention", "rate_limit", "concurrency_per_key", "rate_limit_per_key", "counts"}
     assert as_json[1]["counts"] == dict.fromkeys(STATES, 0) | {"waiting": 2}
     assert as_json[1]["updated_at"].endswith("+00:00")
 
@@ -71,7 +71,7 @@ def test_set_a_rate_limit_and_remove_it(cli: Cli, sqlite_url: str) -> None:
     assert (result.code, result.out) == (0, "queue api set (concurrency 10, priority 50, rate 20/1s)\n")
     assert queues(sqlite_url)["api"].rate_limit == (20, 1.0)
     listed = cli("queues", "list", "--url", sqlite_url).out.splitlines()[1].split()
-    assert listed[:6] == ["api", "50", "10", "-", "20/1s", "active"]
+    assert listed[:8] == ["api", "50", "10", "-", "-", "20/1s", "-", "active"]
     as_json = json.loads(cli("queues", "set", "api", "--rate", "5/500ms", "--json", "--url", sqlite_url).out)
     assert as_json["rate_limit"] == [5, 0.5]
     assert json.loads(cli("queues", "list", "--json", "--url", sqlite_url).out)[0]["rate_limit"] == [5, 0.5]
@@ -86,10 +86,53 @@ def test_set_a_rate_limit_and_remove_it(cli: Cli, sqlite_url: str) -> None:
         assert refused.code == 2 and message in refused.err, refused.err
 
 
+def test_set_per_key_limits_and_remove_them(cli: Cli, sqlite_url: str) -> None:
+    result = cli("queues", "set", "api", "--per-key", "2", "--rate-per-key", "5/1s", "--create", "--url", sqlite_url)
+    assert (result.code, result.out) == (
+        0, "queue api set (concurrency 10, priority 50, rate unlimited; per key: concurrency 2, rate 5/1s)\n")
+    stored = queues(sqlite_url)["api"]
+    assert (stored.concurrency_per_key, stored.rate_limit_per_key) == (2, (5, 1.0))
+    listed = cli("queues", "list", "--url", sqlite_url).out.splitlines()[1].split()
+    assert listed[:8] == ["api", "50", "10", "-", "2", "-", "5/1s", "active"]
+    as_json = json.loads(cli("queues", "set", "api", "--rate-per-key", "3/500ms", "--json", "--url", sqlite_url).out)
+    assert (as_json["concurrency_per_key"], as_json["rate_limit_per_key"]) == (2, [3, 0.5])
+    (listed_json,) = json.loads(cli("queues", "list", "--json", "--url", sqlite_url).out)
+    assert (listed_json["concurrency_per_key"], listed_json["rate_limit_per_key"]) == (2, [3, 0.5])
+    assert cli("queues", "set", "api", "--rate", "20/1s", "--url", sqlite_url).code == 0
+    stored = queues(sqlite_url)["api"]
+    assert (stored.concurrency_per_key, stored.rate_limit_per_key) == (2, (3, 0.5))  # left out: unchanged
+    cleared = cli("queues", "set", "api", "--per-key", "none", "--url", sqlite_url)
+    assert cleared.out == "queue api set (concurrency 10, priority 50, rate 20/1s; per key: concurrency unlimited, " \
+                          "rate 3/500ms)\n"
+    assert cli("queues", "set", "api", "--rate-per-key", "none", "--url", sqlite_url).code == 0
+    stored = queues(sqlite_url)["api"]
+    assert (stored.concurrency_per_key, stored.rate_limit_per_key, stored.rate_limit) == (None, None, (20, 1.0))
+    assert cli("queues", "set", "api", "--priority", "4", "--url", sqlite_url).out == (
+        "queue api set (concurrency 10, priority 4, rate 20/1s)\n")  # no keys in use: nothing said of them
+
+
+def test_bad_per_key_limits_are_refused(cli: Cli, sqlite_url: str) -> None:
+    cli("queues", "set", "api", "--per-key", "3", "--create", "--url", sqlite_url)
+    for option, bad, message in (
+        ("--per-key", "0", "argument --per-key: concurrency per key must be between 1 and 100000, got 0"),
+        ("--per-key", "-1", "argument --per-key: concurrency per key takes a number of jobs, e.g. 2 (or 'none'), "
+                            "got '-1'"),
+        ("--per-key", "two", "argument --per-key: concurrency per key takes a number of jobs"),
+        ("--per-key", "100001", "argument --per-key: concurrency per key must be between 1 and 100000"),
+        ("--rate-per-key", "5", "argument --rate-per-key: rate limit per key takes N/WINDOW"),
+        ("--rate-per-key", "0/1s", "argument --rate-per-key: rate limit per key's starts must be between 1"),
+        ("--rate-per-key", "5/0s", "argument --rate-per-key: rate limit per key's window must be > 0 seconds"),
+    ):
+        refused = cli("queues", "set", "api", option, bad, "--url", sqlite_url)
+        assert refused.code == 2 and message in refused.err, refused.err
+    stored = queues(sqlite_url)["api"]
+    assert (stored.concurrency_per_key, stored.rate_limit_per_key) == (3, None)
+
+
 def test_bad_queue_usage(cli: Cli, sqlite_url: str) -> None:
     nothing = cli("queues", "set", "email", "--url", sqlite_url)
     assert (nothing.code, nothing.err) == (
-        2, "aiojobs: error: queues set needs --concurrency, --priority and/or --rate\n")
+        2, "aiojobs: error: queues set needs --concurrency, --priority, --rate, --per-key and/or --rate-per-key\n")
     zero = cli("queues", "set", "default", "--concurrency", "0", "--url", sqlite_url)
     assert (zero.code, zero.err) == (2, "aiojobs: error: concurrency must be between 1 and 100000, got 0\n")
     bad_name = cli("queues", "pause", "no way", "--url", sqlite_url)

@@ -90,6 +90,34 @@ async def test_a_queue_rate_limit_is_set_shown_and_removed(env_any: Env) -> None
     assert (await email()).rate_limit is None  # type: ignore[attr-defined]
 
 
+async def test_a_queues_per_key_limits_are_set_shown_and_removed(env_any: Env) -> None:
+    async def email() -> tuple[object, object]:
+        queue = next(q for q in await env_any.engine.list_queues() if q.name == "email")
+        return queue.concurrency_per_key, queue.rate_limit_per_key
+
+    response = await env_any.post("/queues/email/per-key", per_key="2", rate_per_key="5/1s")
+    assert response.headers["location"] == "/?notice=per-key"
+    assert await email() == (2, (5, 1.0))
+    page = (await env_any.client.get("/")).text
+    assert 'name="per_key" value="2"' in page and 'name="rate_per_key" value="5/1s"' in page
+    assert "per-key limits are stored" in (await env_any.client.get("/?notice=per-key")).text
+    for per_key, rate, message in (("0", "none", "concurrency per key must be between 1 and 100000"),
+                                   ("two", "none", "concurrency per key takes a number of jobs"),
+                                   ("", "none", "concurrency per key takes a number of jobs"),
+                                   ("2", "5", "rate limit per key takes N/WINDOW"),
+                                   ("2", "0/1s", "rate limit per key&#39;s starts must be between 1")):
+        refused = await env_any.post("/queues/email/per-key", per_key=per_key, rate_per_key=rate)
+        assert refused.status_code == 400 and message in refused.text, (per_key, rate)
+    assert await email() == (2, (5, 1.0))
+    partly = await env_any.post("/queues/email/per-key", per_key="none", rate_per_key="5/1s")
+    assert partly.headers["location"] == "/?notice=per-key"
+    assert await email() == (None, (5, 1.0))
+    removed = await env_any.post("/queues/email/per-key", per_key="none", rate_per_key="none")
+    assert removed.headers["location"] == "/?notice=per-key-removed"
+    assert await email() == (None, None)
+    assert 'name="per_key" value="none"' in (await env_any.client.get("/")).text
+
+
 async def test_retry_all_failed_asks_first_then_retries_every_page(env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(_actions, "RETRY_BATCH", 2)  # several pages from a few jobs
     more = [await env.jobs.boom.enqueue(str(i)) for i in range(3)]

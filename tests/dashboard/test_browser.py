@@ -142,6 +142,15 @@ async def test_pause_resume_and_concurrency_of_a_queue(site: Site) -> None:
     assert (await site.queue("email")).rate_limit == (20, 1.0)
     assert await page.locator(f"{email} input[name=rate]").input_value() == "20/1s"
     await site.shot("queue-rate-limit")
+    await page.fill(f"{email} input[name=per_key]", "2")
+    await page.fill(f"{email} input[name=rate_per_key]", "5/1s")
+    await page.locator(f"{email} form.per-key").get_by_role("button", name="set").click()
+    await page.wait_for_url(re.compile(r"notice=per-key"))
+    stored = await site.queue("email")
+    assert (stored.concurrency_per_key, stored.rate_limit_per_key) == (2, (5, 1.0))
+    assert await page.locator(f"{email} input[name=per_key]").input_value() == "2"
+    assert await page.locator(f"{email} input[name=rate_per_key]").input_value() == "5/1s"
+    await site.shot("queue-per-key-limits")
 
 
 async def test_retry_all_failed_asks_for_confirmation(site: Site) -> None:

@@ -90,6 +90,13 @@ async def test_job_page_shows_arguments_result_timeline_and_every_error(env: Env
     assert "Errors <span class=\"muted\">(1)</span>" in failed
 
 
+async def test_job_page_shows_the_concurrency_key_of_a_keyed_job(env: Env) -> None:
+    keyed = await env.jobs.add.options(concurrency_key="tenant-<7>").enqueue(1, 2)
+    html = (await env.client.get(f"/jobs/{keyed.id}")).text
+    assert "<dt>Concurrency key</dt><dd><code>tenant-&lt;7&gt;</code></dd>" in html
+    assert "Concurrency key" not in (await env.client.get(f"/jobs/{env.seeded.waiting.id}")).text
+
+
 async def test_unknown_and_malformed_requests_get_error_pages(env: Env) -> None:
     missing = await env.client.get("/jobs/999999")
     assert missing.status_code == 404 and "There is no job 999999" in missing.text

@@ -143,6 +143,7 @@ async def test_read_only_shows_no_action_and_refuses_every_one(read_only: Env) -
     for path, fields in ((f"/jobs/{seeded.failed.id}/retry", {}), (f"/jobs/{seeded.waiting.id}/cancel", {}),
                          (f"/jobs/{seeded.failed.id}/delete", {}), ("/queues/email/pause", {}),
                          ("/queues/email/concurrency", {"concurrency": "2"}),
+                         ("/queues/email/per-key", {"per_key": "2", "rate_per_key": "none"}),
                          ("/queues/default/failed/delete", {"confirm": "yes"})):
         response = await read_only.client.post(path, data={"csrf_token": token, **fields})
         assert response.status_code == 403 and "read-only" in response.text, path
@@ -150,6 +151,14 @@ async def test_read_only_shows_no_action_and_refuses_every_one(read_only: Env) -
     assert await state_of(read_only.engine, seeded.failed.id) is JobState.FAILED
     assert await state_of(read_only.engine, seeded.waiting.id) is JobState.WAITING
     assert not any(q.paused for q in await read_only.engine.list_queues())
+
+
+async def test_read_only_shows_the_queue_limits_as_text(read_only: Env) -> None:
+    await read_only.engine.set_queue("email", rate_limit=(20, 1.0), concurrency_per_key=2, rate_limit_per_key=(5, 1.0))
+    html = (await read_only.client.get("/")).text
+    email = html[html.index('data-queue="email"'):]
+    email = " ".join(email[: email.index("</tr>")].split())
+    assert '<td class="num rate"> 20/1s </td>' in email and '<td class="num per-key"> 2 at once, 5/1s </td>' in email
 
 
 # -- authentication ------------------------------------------------------------------------------

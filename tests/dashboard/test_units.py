@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from aiojobs_engine.dashboard._charts import activity_series, chart, empty_series, window_start
-from aiojobs_engine.dashboard._format import call_preview, duration, notice, relative, when
+from aiojobs_engine.dashboard._format import call_preview, duration, notice, per_key, relative, when
 from aiojobs_engine.dashboard._render import Urls
 
 NOW = datetime(2030, 1, 1, 12, 30, 20, tzinfo=UTC)
@@ -59,6 +59,11 @@ def test_times_and_durations_read_naturally() -> None:
     assert relative(NOW - timedelta(minutes=3), NOW) == "3 min ago"
     assert relative(NOW + timedelta(seconds=30), NOW) == "in 30 s"
     assert relative(NOW, NOW) == "now"
+
+
+def test_per_key_limits_read_as_written() -> None:
+    assert per_key(2, (5, 1.0)) == "2 at once, 5/1s"
+    assert (per_key(2, None), per_key(None, (5, 0.5)), per_key(None, None)) == ("2 at once", "5/500ms", "none")
 
 
 def test_argument_previews_are_short_json() -> None:
