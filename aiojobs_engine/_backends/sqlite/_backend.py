@@ -101,7 +101,7 @@ _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 def _job(row: sqlite3.Row) -> JobRecord:
     # A dict first: sqlite3.Row finds a column by name by comparing it with every name
     # before it, and a job row has 40 columns, each read once.
-    return job_from_row(dict(zip(row.keys(), row, strict=True)), from_us, _json.loads)  # type: ignore[arg-type]
+    return job_from_row(dict(zip(row.keys(), row, strict=True)), from_us, _json.loads)
 
 
 class SQLiteBackend:
