@@ -208,7 +208,8 @@ class Engine:
         ``retry`` (a backoff policy or ``(attempt) -> seconds``), ``schedule`` (a cron
         expression: also run it on that schedule, see ``cron``), the enqueue options
         (``queue``, ``priority``, ``max_attempts``, ``timeout``, ``meta``, ``delay``,
-        ``unique``, ``retention``) and hooks (``on_before_add``, ``okay_to_run``,
+        ``unique``, ``retention``, ``concurrency_key``: a string, or a callable given the
+        job's arguments that returns one) and hooks (``on_before_add``, ``okay_to_run``,
         ``before_perform``, ``after_perform``, ``on_success``, ``on_failure``,
         ``on_max_attempts_exhausted``).
         """
