@@ -469,6 +469,22 @@ class BackendConformance:
         got = await backend.job_claim(per_key("e2", 10, concurrency_per_key=1))
         assert sorted(j.concurrency_key or "" for j in got) == ["x", "y"]
 
+    async def test_past_a_backlog_keys_take_turns(self, backend: Backend) -> None:
+        """Key by key, each walk goes on from where the last stopped, then round again."""
+        await backend.job_insert_many([keyed("busy") for _ in range(1_100)], now=T0)
+        assert len(await backend.job_claim(per_key("e1", 1, concurrency_per_key=1))) == 1
+        await backend.job_insert_many([keyed(k) for k in "aabbccdd"], now=T0)
+
+        async def take(limit: int) -> list[str | None]:
+            got = await backend.job_claim(per_key("e1", limit, concurrency_per_key=1))
+            await backend.job_start_many([JobStart(j.id, j.claim_token or "") for j in got], now=T0)
+            assert len(await finish(backend, [outcome(j, JobState.COMPLETED) for j in got])) == len(got)
+            return sorted(j.concurrency_key for j in got)
+
+        assert await take(2) == ["a", "b"]
+        assert await take(2) == ["c", "d"]  # a and b are free again, but it is c's and d's turn
+        assert await take(10) == ["a", "b", "c", "d"]  # round again from the first key
+
     async def test_a_key_picked_on_an_earlier_page_is_counted_once(self, backend: Backend) -> None:
         await backend.job_insert_many([keyed("b")] + [keyed("a") for _ in range(19)] + [keyed("b")], now=T0)
         got = await backend.job_claim(per_key("e1", 10, concurrency_per_key=2))

@@ -8,10 +8,13 @@ The claim reads due jobs in claim order (priority, availability, id), leaving ou
 keys that are full (at their concurrency, or their window full), and takes each job whose
 key still has room. A busy key never holds the others back: its jobs are skipped, not waited
 on. The first look is bounded (the first ``BUDGET`` due jobs of the claim index); when that
-many are all of full keys (a busy key's backlog), the claim looks key by key instead, over
-an index of due keyed jobs, as dear as there are keys rather than as deep as a backlog. A
-page that yields too few jobs (its keys filled up as it was read) is followed by another
-that leaves those keys out, a few pages at most per claim (the next claim goes on).
+many are all of full keys (a busy key's backlog), the claim walks an index of due keyed jobs
+key by key instead, from where this backend's last walk of the queue stopped (so keys take
+turns), and takes the first due jobs of free keys in key order: it costs the full keys it
+steps over plus what it takes, not the depth of any backlog. Only there is claim order
+(priority, then age) given up, for turns among keys. A page that yields too few jobs (its
+keys filled up as it was read) is followed by another that leaves those keys out, a few
+pages at most per claim (the next claim goes on).
 
 Each backend supplies the statements (``KeyedSteps``); this module decides what to take.
 """
@@ -50,9 +53,10 @@ class Page:
 class KeyedSteps(Protocol[Moment]):
     """The statements of one keyed claim, in the claim's transaction."""
 
-    async def candidates(self, excluded: Sequence[str], scan: int, *, loose: bool) -> Page:
-        """Up to ``scan`` due jobs in claim order whose keys are not full nor ``excluded``:
-        from the first ``BUDGET`` due jobs, or (``loose``) key by key."""
+    async def candidates(self, excluded: Sequence[str], scan: int, *, after: str | None) -> Page:
+        """Up to ``scan`` due jobs whose keys are not full nor ``excluded``: the first of the
+        first ``BUDGET`` due jobs in claim order, or (``after`` given) key by key, from the
+        first key after ``after``."""
         ...
 
     async def windows(self, keys: Sequence[str]) -> Mapping[str, Sequence[Moment]]:
@@ -87,6 +91,7 @@ async def claim_keyed(
     demand: QueueDemand,
     limit: int,
     steps: KeyedSteps[Moment],
+    walks: dict[str, str],
     *,
     moment: Moment | None,
     window_opened_after: Moment | None,
@@ -95,8 +100,9 @@ async def claim_keyed(
 ) -> KeyedClaim:
     """Claim up to ``limit`` jobs of ``demand``'s queue within its per-key limits.
 
-    ``moment`` is the claim's time and ``window_opened_after`` that time less the per-key
-    window (both None without a per-key rate limit); ``seconds_until_open`` turns a key's
+    ``walks`` holds, per queue, the key where the last walk key by key stopped (the next
+    starts after it). ``moment`` is the claim's time and ``window_opened_after`` that time
+    less the per-key window (both None without a per-key rate limit); ``seconds_until_open`` turns a key's
     oldest counted start into the wait until its window opens. ``start``: the picks start
     at once (the queue is rate-limited, or each key is: the claim is the start it counts).
     """
@@ -105,21 +111,18 @@ async def claim_keyed(
         return result
     room = _KeyRoom[Moment](demand, window_opened_after)
     start = start or demand.rate_limit_per_key is not None
-    loose = False
+    look = _Look(walks, demand.queue)
     for _ in range(MAX_PAGES):
         want = limit - len(result.rows)
         scan = max(2 * want, 16)
-        page = await steps.candidates(sorted(room.excluded), scan, loose=loose)
+        page = await steps.candidates(sorted(room.excluded), scan, after=look.after)
         await room.read_windows(page.candidates, steps)
         picks = room.pick(page.candidates, want)
         if picks:
             result.rows.extend(await steps.claim(picks, start))
-        if len(result.rows) >= limit:
+        look.read(page, picks)
+        if len(result.rows) >= limit or (len(page.candidates) < scan and not look.further(page)):
             break
-        if len(page.candidates) < scan:  # this way ran dry
-            if loose or page.examined is None or page.examined < BUDGET:
-                break
-            loose = True  # the bounded look saw only full keys: look key by key
     if moment is not None:
         changed = room.charge(result.rows, moment)
         if changed:
@@ -129,6 +132,36 @@ async def claim_keyed(
             if oldest is not None:
                 result.wait = max(0.0, seconds_until_open(oldest))
     return result
+
+
+class _Look:
+    """Where a claim looks next: the bounded look first, then key by key from where the last
+    walk of the queue stopped, once round the keys at most."""
+
+    def __init__(self, walks: dict[str, str], queue: str) -> None:
+        self._walks = walks
+        self._queue = queue
+        self.after: str | None = None  # None: the bounded look; a key: walking after it
+        self._wrapped = False
+
+    def read(self, page: Page, picks: Sequence[int]) -> None:
+        """The next walk starts after the last key taken (or, none taken, past this page)."""
+        if self.after is not None and page.candidates:
+            taken = [c.key or "" for c in page.candidates if c.id in picks] or [c.key or "" for c in page.candidates]
+            self.after = self._walks[self._queue] = max(taken)
+
+    def further(self, page: Page) -> bool:
+        """This way ran dry: is there another? (Moves to it.)"""
+        if self.after is None:
+            if page.examined is None or page.examined < BUDGET:
+                return False  # the bounded look saw every due job
+            self.after = self._walks.get(self._queue, "")  # it saw only full keys: walk
+            return True
+        if self._wrapped or self.after == "":
+            return False
+        self.after = self._walks[self._queue] = ""  # the walk reached the last key: from the first
+        self._wrapped = True
+        return True
 
 
 class _KeyRoom(Generic[Moment]):

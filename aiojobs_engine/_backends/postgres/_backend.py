@@ -123,6 +123,7 @@ class PostgresBackend:
         self._db = Connections(dsn, queries_for(schema), application_name=f"aiojobs:{schema}",
                                min_size=min_size, max_size=max_size)
         self._listeners: set[PostgresListener] = set()
+        self._key_walks: dict[str, str] = {}  # per queue, where the last keyed walk stopped
         self.capabilities = BackendCapabilities(
             dialect="postgresql", supports_notify=True, shared=True, transactional_enqueue=True
         )
@@ -321,7 +322,7 @@ class PostgresBackend:
             period = timedelta(seconds=demand.rate_limit_per_key[1] if demand.rate_limit_per_key else 0)
             opened_after = None if moment is None else moment - period
             got = await claim_keyed(
-                demand, limit, _KeyedSteps(tx, demand, params, opened_after), moment=moment,
+                demand, limit, _KeyedSteps(tx, demand, params, opened_after), self._key_walks, moment=moment,
                 window_opened_after=opened_after,
                 seconds_until_open=_seconds_until(moment or _UNUSED_TIME, period),
                 start=demand.rate_limit is not None,
@@ -708,9 +709,9 @@ class _KeyedSteps:
             "take": min(limits),
         }
 
-    async def candidates(self, excluded: Sequence[str], scan: int, *, loose: bool) -> Page:
-        rows = await self._tx.fetch("key_candidates_loose" if loose else "key_candidates",
-                                    self._query | {"excluded": list(excluded), "scan": scan})
+    async def candidates(self, excluded: Sequence[str], scan: int, *, after: str | None) -> Page:
+        rows = await self._tx.fetch("key_candidates" if after is None else "key_candidates_loose",
+                                    self._query | {"excluded": list(excluded), "scan": scan, "after": after})
         found = [Candidate(row["id"], row["key"], row["held"]) for row in rows if row["id"] is not None]
         examined = [row["held"] for row in rows if row["id"] is None]
         return Page(found, examined[0] if examined else None)

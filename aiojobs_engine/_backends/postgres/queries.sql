@@ -266,7 +266,8 @@ full_keys AS MATERIALIZED (
 -- order (the claim index), those whose key is not full, each with what its key holds. When
 -- fewer than :scan come back, a last row (NULL id) says how many due jobs the budget held:
 -- all of it means more lie beyond (behind a busy key's backlog, say), and the claim then
--- looks key by key (key_candidates_loose). What a key holds is looked up per row, not
+-- looks key by key (key_candidates_loose). (The count walks the claim index: its ORDER BY
+-- keeps the planner from a scan of the whole table.) What a key holds is looked up per row, not
 -- joined, so that the scan stays in index order and stops at :scan.
 WITH
 -- include: key_full
@@ -287,18 +288,22 @@ SELECT NULL, NULL, CASE WHEN (SELECT count(*) FROM page) < :scan::integer THEN (
     SELECT count(*) FROM (SELECT FROM __schema__.aiojobs_jobs
                           WHERE queue = :queue::text AND state IN ('waiting', 'snoozed')
                             AND available_at <= coalesce(:now::timestamptz, now())
+                          ORDER BY priority, available_at, id
                           LIMIT :budget::integer) AS budget) END;
 
 -- name: key_candidates_loose
--- The same answer found key by key: a loose scan of the due-keys index (one step per
--- distinct key, a recursive CTE), then the first :take due jobs of each key not full. As
--- dear as there are keys, however deep any one key's backlog. Jobs with no key are not in
--- that index: they come from key_candidates only.
+-- Past a backlog of full keys: a loose scan of the due-keys index, one step per distinct key
+-- after :after (a recursive CTE), and the first :take due jobs of each key not full, in key
+-- order, until :scan are found. The recursion is evaluated only as far as the LIMIT reads it,
+-- so a claim costs the full keys it steps over plus what it takes, however many keys and
+-- however deep their backlogs. Jobs with no key are not in that index: they come from
+-- key_candidates only.
 WITH RECURSIVE
 -- include: key_full
 , keys AS (
     (SELECT concurrency_key AS key FROM __schema__.aiojobs_jobs
      WHERE queue = :queue::text AND state IN ('waiting', 'snoozed') AND concurrency_key IS NOT NULL
+       AND concurrency_key > :after::text
      ORDER BY concurrency_key LIMIT 1)
     UNION ALL
     SELECT (SELECT j.concurrency_key FROM __schema__.aiojobs_jobs AS j
@@ -310,14 +315,13 @@ WITH RECURSIVE
 SELECT d.id, d.concurrency_key AS key, coalesce((SELECT h.n FROM held AS h WHERE h.key = d.concurrency_key), 0) AS held
 FROM keys AS k
 CROSS JOIN LATERAL (
-    SELECT id, concurrency_key, priority, available_at FROM __schema__.aiojobs_jobs
+    SELECT id, concurrency_key FROM __schema__.aiojobs_jobs
     WHERE queue = :queue::text AND state IN ('waiting', 'snoozed') AND concurrency_key = k.key
       AND available_at <= coalesce(:now::timestamptz, now())
     ORDER BY priority, available_at, id
     LIMIT :take::integer
 ) AS d
 WHERE k.key IS NOT NULL AND k.key NOT IN (SELECT key FROM full_keys)
-ORDER BY d.priority, d.available_at, d.id
 LIMIT :scan::integer;
 
 -- name: key_window_first_opening

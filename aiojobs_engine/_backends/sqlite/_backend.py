@@ -117,6 +117,7 @@ class SQLiteBackend:
         self._memory = path == ":memory:"
         self._conn: aiosqlite.Connection | None = None
         self._lock = asyncio.Lock()
+        self._key_walks: dict[str, str] = {}  # per queue, where the last keyed walk stopped
         self.capabilities = BackendCapabilities(
             dialect="sqlite", supports_notify=not self._memory, shared=not self._memory, transactional_enqueue=False
         )
@@ -407,7 +408,7 @@ class SQLiteBackend:
             limit = min(limit, max(0, demand.global_limit - (held[0][1] if held else 0)))
         period = round(demand.rate_limit_per_key[1] * _US) if demand.rate_limit_per_key else 0
         got = await claim_keyed(
-            demand, limit, _KeyedSteps(conn, demand, params, now_us - period), moment=now_us,
+            demand, limit, _KeyedSteps(conn, demand, params, now_us - period), self._key_walks, moment=now_us,
             window_opened_after=now_us - period,
             seconds_until_open=lambda oldest: (oldest + period - now_us) / _US,
             start=demand.rate_limit is not None,
@@ -777,9 +778,9 @@ class _KeyedSteps:
             "take": min(limits),
         }
 
-    async def candidates(self, excluded: Sequence[str], scan: int, *, loose: bool) -> Page:
-        rows = await self._conn.execute_fetchall(_Q["key_candidates_loose" if loose else "key_candidates"], {
-            **self._query, "excluded": _json.dumps(list(excluded), "excluded"), "scan": scan,
+    async def candidates(self, excluded: Sequence[str], scan: int, *, after: str | None) -> Page:
+        rows = await self._conn.execute_fetchall(_Q["key_candidates" if after is None else "key_candidates_loose"], {
+            **self._query, "excluded": _json.dumps(list(excluded), "excluded"), "scan": scan, "after": after,
         })
         found = [Candidate(row[0], row[1], row[2]) for row in rows if row[0] is not None]
         examined = [row[2] for row in rows if row[0] is None]

@@ -371,16 +371,18 @@ UNION ALL
 SELECT NULL, NULL, CASE WHEN (SELECT count(*) FROM page) < :scan THEN (
     SELECT count(*) FROM (SELECT 1 FROM aiojobs_jobs
                           WHERE state IN ('waiting', 'snoozed') AND queue = :queue AND available_at <= :now
+                          ORDER BY priority, available_at, id
                           LIMIT :budget)) END;
 
 -- name: key_candidates_loose
--- The same answer found key by key (see PostgreSQL's twin). SQLite has no LATERAL: each
--- key's first due jobs come through a correlated IN.
+-- Past a backlog of full keys, key by key from :after (see PostgreSQL's twin). SQLite has no
+-- LATERAL: each key's first due jobs come through a correlated IN.
 WITH RECURSIVE
 -- include: key_full
 , keys(key) AS (
     SELECT (SELECT concurrency_key FROM aiojobs_jobs
             WHERE state IN ('waiting', 'snoozed') AND queue = :queue AND concurrency_key IS NOT NULL
+              AND concurrency_key > :after
             ORDER BY concurrency_key LIMIT 1)
     UNION ALL
     SELECT (SELECT j.concurrency_key FROM aiojobs_jobs AS j
@@ -396,7 +398,6 @@ FROM keys AS k JOIN aiojobs_jobs AS d ON d.id IN (
     ORDER BY priority, available_at, id
     LIMIT :take)
 WHERE k.key IS NOT NULL AND k.key NOT IN (SELECT key FROM full_keys)
-ORDER BY d.priority, d.available_at, d.id
 LIMIT :scan;
 
 -- name: key_window_first_opening
