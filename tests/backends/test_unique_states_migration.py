@@ -47,6 +47,7 @@ async def _forget_versions_from_3(db_url: str) -> None:
             raw.execute("ALTER TABLE aiojobs_queues DROP COLUMN rate_period")
             raw.execute("DROP TABLE aiojobs_rate_windows")
             raw.execute("DROP INDEX aiojobs_jobs_key_held")  # 0005's
+            raw.execute("DROP INDEX aiojobs_jobs_key_due")
             raw.execute("ALTER TABLE aiojobs_jobs DROP COLUMN concurrency_key")
             for column in ("concurrency_per_key", "rate_limit_per_key", "rate_period_per_key"):
                 raw.execute(f"ALTER TABLE aiojobs_queues DROP COLUMN {column}")
