@@ -124,7 +124,7 @@ async def claim_keyed(
         if len(result.rows) >= limit or (len(page.candidates) < scan and not look.further(page)):
             break
     if moment is not None:
-        changed = room.charge(result.rows, moment)
+        changed = room.charge(result.rows)
         if changed:
             await steps.write_windows(changed)
         if room.rate is not None and len(result.rows) < limit and await steps.holds_back():
@@ -208,14 +208,14 @@ class _KeyRoom(Generic[Moment]):
             return False
         return True
 
-    def charge(self, rows: Sequence[Any], moment: Moment) -> dict[str, list[Moment]]:
-        """Count the starts actually claimed (a pick canceled meanwhile was not) in their
-        windows; the windows changed."""
-        got: dict[str, int] = {}
+    def charge(self, rows: Sequence[Any]) -> dict[str, list[Moment]]:
+        """Count the starts actually claimed (a pick canceled meanwhile was not), at the times
+        they were stamped with, in their windows; the windows changed. (A pick's time is no
+        earlier than the claim's: room counted at the claim's time is never too much.)"""
+        changed: set[str] = set()
         for row in rows:
             key = row["concurrency_key"]
             if key in self.windows:
-                got[key] = got.get(key, 0) + 1
-        for key, count in got.items():
-            self.windows[key].add(moment, count)
-        return {key: self.windows[key].starts for key in got}
+                self.windows[key].add(row["attempted_at"], 1)
+                changed.add(key)
+        return {key: self.windows[key].starts for key in changed}

@@ -136,10 +136,17 @@ class Producer:
             self._wake.set()
 
     def capped(self, queue: str) -> bool:
-        """Does a global cap, or a per-key limit, count this queue's claims across engines?
-        (Their jobs count until their outcome is stored: the next claim waits for that.)"""
+        """Does a global cap count this queue's claims across engines?"""
         entry = self._queues.get(queue)
-        return entry is not None and (entry.global_concurrency is not None or entry.concurrency_per_key is not None)
+        return entry is not None and entry.global_concurrency is not None
+
+    def key_freed(self, queue: str) -> None:
+        """A keyed job's outcome is stored: its key has room again, so a claim that left that
+        key's jobs waiting may take one now (the database counts a job until its outcome is
+        stored, and this engine's own commit is no change its watch sees)."""
+        entry = self._queues.get(queue)
+        if entry is not None and entry.concurrency_per_key is not None:
+            self.jobs_enqueued([queue])
 
     def stop(self) -> None:
         for handle in self._window_waits.values():

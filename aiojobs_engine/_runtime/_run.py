@@ -458,8 +458,8 @@ class Run:
         decision, outcome = self._outcome(decision)
         if not self._runner.capped(self.record.queue):
             # The slot is free for the next claim while the outcome is written. A capped
-            # queue's cap (or its key's limit) counts the job until its outcome is stored:
-            # its slot waits for that.
+            # queue's cap counts the job until its outcome is stored: its slot waits for that.
+            # (A key's limit counts it too, in the database: the key is said freed below.)
             self._release_slot()
         written = self._runner.writer.finish(outcome)
         try:
@@ -488,6 +488,8 @@ class Run:
             accepted = await self._runner.writer.finish(outcome)
         self._to(RunState.DONE)
         self._release_slot()
+        if self.record.concurrency_key is not None:
+            self._runner.key_freed(self.record.queue)
         self._report(decision, accepted)
         if accepted and self.attempt_counted and decision.kind not in ("deferred", "handed_back") and self._hooks:
             await self._after(decision)

@@ -36,12 +36,13 @@ class Runner:
 
     def __init__(self, services: Services, writer: Writer, pool: ProcessPool, *,
                  release_slot: Callable[[str], None], capped: Callable[[str], bool],
-                 on_idle: Callable[[], None]) -> None:
+                 key_freed: Callable[[str], None], on_idle: Callable[[], None]) -> None:
         self._s = services
         self.writer = writer
         self.pool = pool
         self.release_slot = release_slot  # the producer's: a run gives its queue slot back
         self.capped = capped  # the producer's: does a global cap count this queue's claims?
+        self.key_freed = key_freed  # the producer's: a keyed job's outcome is stored (its key has room)
         self._on_idle = on_idle  # the producer's wake-up: a draining producer waits for idleness
         self.closing = False  # the end of shutdown: runs still here are torn down
         self.thread_slots = asyncio.Semaphore(services.settings.thread_workers)

@@ -65,6 +65,7 @@ class Runtime:
         self.runner = Runner(services, self.writer, self.pool,
                              release_slot=lambda queue: self.producer.release(queue),
                              capped=lambda queue: self.producer.capped(queue),
+                             key_freed=lambda queue: self.producer.key_freed(queue),
                              on_idle=lambda: self.producer.wake())
         self.maintenance = Maintenance(services, self.runner, self.outage)
         self.recovery = Recovery(services, self.runner, jobs_back=lambda queues: self.producer.jobs_enqueued(queues),

@@ -98,7 +98,7 @@ class RunnerRig:
         self._slot_back = asyncio.Event()
         self.idle_calls = 0
         self.runner = Runner(services, self.writer, ProcessPool(1), release_slot=self._release,
-                             capped=lambda queue: False, on_idle=self._idle)
+                             capped=lambda queue: False, key_freed=lambda queue: None, on_idle=self._idle)
 
     def _idle(self) -> None:
         self.idle_calls += 1

@@ -280,7 +280,9 @@ class PostgresBackend:
         limited: dict[str, tuple[int, float]] = {d.queue: d.rate_limit for d in demands if d.rate_limit is not None}
         keyed = [i for i, d in enumerate(demands) if d.per_key]
         locked = sorted({d.queue for d in demands if d.global_limit is not None or d.per_key} | set(limited))
-        timed = bool(limited) or any(demands[i].rate_limit_per_key is not None for i in keyed)
+        # Every locked claim reads its time under the lock (not now(), the transaction's start,
+        # taken before the wait): its records start after what the lock's last holder ended.
+        timed = bool(locked)
         async with self._db.claims("job_claim", transaction=bool(locked)) as tx:
             if locked:
                 keys = [f"aiojobs_engine:claim:{self._schema}:{queue}" for queue in locked]
@@ -299,8 +301,10 @@ class PostgresBackend:
                 window = windows.get(queue)
                 if window is None:
                     continue
-                got = sum(1 for row in rows if row["queue"] == queue)
-                window.add(moment, got)
+                started = [row["attempted_at"] for row in rows if row["queue"] == queue]
+                got = len(started)
+                for at in started:  # the claim's time, or (keyed picks) the time they read after it
+                    window.add(at, 1)
                 await tx.fetch("rate_window_write", {"queue": queue, "starts": window.starts})
                 oldest = window.oldest_counted()
                 cut = keyed_limits.get(i, limits[i])
@@ -322,7 +326,8 @@ class PostgresBackend:
             period = timedelta(seconds=demand.rate_limit_per_key[1] if demand.rate_limit_per_key else 0)
             opened_after = None if moment is None else moment - period
             got = await claim_keyed(
-                demand, limit, _KeyedSteps(tx, demand, params, opened_after), self._key_walks, moment=moment,
+                demand, limit, _KeyedSteps(tx, demand, params, opened_after, claim.now), self._key_walks,
+                moment=moment,
                 window_opened_after=opened_after,
                 seconds_until_open=_seconds_until(moment or _UNUSED_TIME, period),
                 start=demand.rate_limit is not None,
@@ -698,9 +703,10 @@ class _KeyedSteps:
     """A keyed claim's statements (``_keyed.KeyedSteps``), in the claim's transaction."""
 
     def __init__(self, tx: Transaction, demand: QueueDemand, params: Mapping[str, Any],
-                 opened_after: datetime | None) -> None:
+                 opened_after: datetime | None, frozen_now: datetime | None) -> None:
         self._tx = tx
         self._params = params
+        self._frozen_now = frozen_now  # a test's clock; None: the picks read the time themselves
         rate = demand.rate_limit_per_key
         limits = [n for n in (demand.concurrency_per_key, rate[0] if rate else None) if n is not None]
         self._query: dict[str, Any] = {
@@ -723,7 +729,7 @@ class _KeyedSteps:
     async def claim(self, ids: Sequence[int], start: bool) -> list[Any]:
         p = self._params
         return list(await self._tx.fetch("job_claim_picked", {
-            "ids": list(ids), "start_all": start, "start_now": p["start_now"], "now": p["now"],
+            "ids": list(ids), "start_all": start, "start_now": p["start_now"], "now": self._frozen_now,
             "engine_id": p["engine_id"], "incarnation": p["incarnation"], "fresh_within": p["fresh_within"],
         }))
 

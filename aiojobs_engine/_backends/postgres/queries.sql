@@ -336,26 +336,31 @@ WHERE queue = :queue::text AND key <> '' AND cardinality(starts) >= :rate_n::int
 -- The picks of a keyed claim (job_claim's update, by id): those still pending are claimed,
 -- and started at once when :start_all (the claim is the start a rate limit counts) or their
 -- job is named in start_now. A pick another transaction holds (an operator's cancel, say)
--- is skipped, not waited for, as job_claim skips it.
+-- is skipped, not waited for, as job_claim skips it. The time is read by this statement
+-- (clock_timestamp(), once), after its snapshot: later than the end of every job whose key
+-- the picks saw free, so the records never show two jobs of a key overlapping.
 WITH free AS MATERIALIZED (
     SELECT id FROM __schema__.aiojobs_jobs
     WHERE id = ANY(:ids::bigint[]) AND state IN ('waiting', 'snoozed')
     FOR UPDATE SKIP LOCKED
+),
+at AS MATERIALIZED (
+    SELECT coalesce(:now::timestamptz, clock_timestamp()) AS now
 )
 UPDATE __schema__.aiojobs_jobs AS j
 SET state = CASE WHEN :start_all::boolean OR j.name = ANY(:start_now::text[]) THEN 'running' ELSE 'claimed' END,
     attempt = j.attempt + CASE WHEN :start_all::boolean OR j.name = ANY(:start_now::text[]) THEN 1 ELSE 0 END,
     attempted_at = CASE WHEN :start_all::boolean OR j.name = ANY(:start_now::text[])
-                        THEN coalesce(:now::timestamptz, now()) ELSE j.attempted_at END,
+                        THEN at.now ELSE j.attempted_at END,
     claimed_by = :engine_id::text,
-    claimed_at = coalesce(:now::timestamptz, now()),
+    claimed_at = at.now,
     claim_token = gen_random_uuid()
+FROM at
 WHERE j.id = ANY(ARRAY(SELECT id FROM free))
   AND (:incarnation::text IS NULL OR EXISTS (
       SELECT FROM __schema__.aiojobs_engines AS e
       WHERE e.id = :engine_id::text AND e.incarnation = :incarnation::text
-        AND e.heartbeat_at >= coalesce(:now::timestamptz, now())
-                              - make_interval(secs => coalesce(:fresh_within::float8, 0))))
+        AND e.heartbeat_at >= at.now - make_interval(secs => coalesce(:fresh_within::float8, 0))))
 RETURNING j.*;
 
 -- name: key_windows
