@@ -58,3 +58,12 @@ async def blocks_loop(seconds: float) -> int:
         time.sleep(seconds)
     ledger("end")
     return os.getpid()
+
+
+@engine.job(max_attempts=5, concurrency_key=lambda key, seconds: key)
+async def keyed(key: str, seconds: float) -> int:
+    """A job of the concurrency key ``key`` (derived from its arguments) whose work takes ``seconds``."""
+    ledger("start")
+    await asyncio.sleep(seconds)
+    ledger("end")
+    return os.getpid()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import sqlite3
 from contextlib import closing
 from pathlib import Path
@@ -12,6 +13,7 @@ import pytest
 from aiojobs_engine import ConfigurationError, SchemaError
 from aiojobs_engine._backends._protocol import JobClaim, QueueDemand
 from aiojobs_engine._backends.sqlite import SQLiteBackend
+from aiojobs_engine._backends.sqlite._backend import _Q
 from aiojobs_engine.conformance import T0, insert
 
 
@@ -79,3 +81,43 @@ async def test_concurrent_migrations_from_several_connections(tmp_path: Path) ->
     finally:
         for backend in backends:
             await backend.close()
+
+
+async def test_keyed_claim_plans_use_their_indexes(tmp_path: Path) -> None:
+    """A queue with per-key limits and 200,000 waiting jobs over 10,000 keys, some held, next
+    to another queue's held jobs: key_candidates searches the claim index in claim order (no
+    sort of its own, no scan of the jobs) and reads what the keys hold from the held-keys
+    index; job_claim_picked finds its picks through an index. As the engine leaves a database
+    (SQLite has no statistics until someone runs ANALYZE) and after ANALYZE."""
+    await (await opened(tmp_path / "jobs.db")).close()
+    with closing(sqlite3.connect(tmp_path / "jobs.db")) as raw:
+        with raw:
+            raw.execute("""
+                WITH RECURSIVE n(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM n WHERE x < 200000)
+                INSERT INTO aiojobs_jobs (queue, name, priority, inserted_at, available_at, concurrency_key)
+                SELECT 'api', 'job', x % 3, 0, x * 1000, 'k' || (x % 10000) FROM n""")
+            raw.execute("""
+                WITH RECURSIVE n(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM n WHERE x < 5000)
+                INSERT INTO aiojobs_jobs (queue, name, state, attempt, claimed_by, inserted_at, available_at)
+                SELECT 'other', 'job', 'running', 1, 'e2', 0, 0 FROM n""")
+            raw.execute("UPDATE aiojobs_jobs SET state = 'running', claimed_by = 'e1', attempt = 1 "
+                        "WHERE queue = 'api' AND id % 400 = 0")  # 500 keys hold a job
+        candidates = {"queue": "api", "now": 10**12, "per_key": 1, "excluded": '["k1", "k2"]', "scan": 200}
+        picked = {"ids": json.dumps(list(range(1, 101))), "start_all": 0, "start_now": '["job"]', "now": 10**12,
+                  "engine_id": "e1", "incarnation": "i1", "fresh_since": 0}
+        for analyzed in (False, True):
+            if analyzed:
+                raw.execute("ANALYZE")
+            plan = raw.execute(f"EXPLAIN QUERY PLAN {_Q['key_candidates']}", candidates).fetchall()
+            details = [detail for _id, _parent, _unused, detail in plan]
+            assert not [d for d in details if d.startswith("SCAN aiojobs_jobs")], (analyzed, details)
+            (scan,) = [row for row in plan if row[3].startswith("SEARCH aiojobs_jobs USING INDEX aiojobs_jobs_claim ")]
+            sorts = [row for row in plan if row[1] == scan[1] and "TEMP B-TREE" in row[3]]
+            assert not sorts, (analyzed, details)  # the page comes in the index's order
+            assert any(d.startswith("SEARCH aiojobs_jobs USING INDEX aiojobs_jobs_key_held ") or
+                       d.startswith("SEARCH aiojobs_jobs USING COVERING INDEX aiojobs_jobs_key_held ")
+                       for d in details), (analyzed, details)
+            plan = raw.execute(f"EXPLAIN QUERY PLAN {_Q['job_claim_picked']}", picked).fetchall()
+            details = [detail for _id, _parent, _unused, detail in plan]
+            assert not [d for d in details if d.startswith("SCAN aiojobs_jobs")], (analyzed, details)
+            assert [d for d in details if d.startswith("SEARCH aiojobs_jobs USING ")], (analyzed, details)

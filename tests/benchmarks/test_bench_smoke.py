@@ -53,3 +53,18 @@ def test_sync_enqueue_benchmark_runs(tmp_path) -> None:
                              "--jobs", "32"], capture_output=True, text=True, timeout=120, cwd=tmp_path, check=False)
     assert result.returncode == 0, result.stderr
     assert result.stdout.count("jobs/s") == 4 and "engine running" in result.stdout
+
+
+def test_per_key_benchmark_runs(tmp_path, postgres_database: str | None) -> None:
+    """benchmarks/per_key.py, as its docstring runs it (a subprocess, tiny numbers)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    for backend in ["sqlite"] + (["postgresql"] if postgres_database else []):
+        result = subprocess.run([sys.executable, str(root / "benchmarks" / "per_key.py"), "--backend", backend,
+                                 "--jobs", "200", "--concurrency", "10", "--busy-tail", "5"],
+                                capture_output=True, text=True, timeout=120, cwd=tmp_path, check=False)
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.count("keyed/unlimited") == 2 and "(most at once: 1)" in result.stdout, result.stdout
