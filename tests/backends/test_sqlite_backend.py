@@ -102,7 +102,8 @@ async def test_keyed_claim_plans_use_their_indexes(tmp_path: Path) -> None:
                 SELECT 'other', 'job', 'running', 1, 'e2', 0, 0 FROM n""")
             raw.execute("UPDATE aiojobs_jobs SET state = 'running', claimed_by = 'e1', attempt = 1 "
                         "WHERE queue = 'api' AND id % 400 = 0")  # 500 keys hold a job
-        candidates = {"queue": "api", "now": 10**12, "per_key": 1, "excluded": '["k1", "k2"]', "scan": 200}
+        candidates = {"queue": "api", "now": 10**12, "per_key": 1, "rate_n": 5, "opened_after": 10**12 - 10**6,
+                      "excluded": '["k1", "k2"]', "scan": 200, "budget": 1000, "take": 1, "after": "k5"}
         picked = {"ids": json.dumps(list(range(1, 101))), "start_all": 0, "start_now": '["job"]', "now": 10**12,
                   "engine_id": "e1", "incarnation": "i1", "fresh_since": 0}
         for analyzed in (False, True):
@@ -111,12 +112,18 @@ async def test_keyed_claim_plans_use_their_indexes(tmp_path: Path) -> None:
             plan = raw.execute(f"EXPLAIN QUERY PLAN {_Q['key_candidates']}", candidates).fetchall()
             details = [detail for _id, _parent, _unused, detail in plan]
             assert not [d for d in details if d.startswith("SCAN aiojobs_jobs")], (analyzed, details)
-            (scan,) = [row for row in plan if row[3].startswith("SEARCH aiojobs_jobs USING INDEX aiojobs_jobs_claim ")]
-            sorts = [row for row in plan if row[1] == scan[1] and "TEMP B-TREE" in row[3]]
-            assert not sorts, (analyzed, details)  # the page comes in the index's order
+            # The page, and the count of what the budget held when the page is short.
+            scans = [row for row in plan if row[3].startswith("SEARCH aiojobs_jobs USING INDEX aiojobs_jobs_claim ")]
+            assert len(scans) == 2, (analyzed, details)
+            sorts = [row for row in plan for scan in scans if row[1] == scan[1] and "TEMP B-TREE" in row[3]]
+            assert not sorts, (analyzed, details)  # both come in the index's order
             assert any(d.startswith("SEARCH aiojobs_jobs USING INDEX aiojobs_jobs_key_held ") or
                        d.startswith("SEARCH aiojobs_jobs USING COVERING INDEX aiojobs_jobs_key_held ")
                        for d in details), (analyzed, details)
+            plan = raw.execute(f"EXPLAIN QUERY PLAN {_Q['key_candidates_loose']}", candidates).fetchall()
+            details = [detail for _id, _parent, _unused, detail in plan]  # key by key: the due-keys index
+            assert not [d for d in details if d.startswith("SCAN aiojobs_jobs")], (analyzed, details)
+            assert any("INDEX aiojobs_jobs_key_due " in d for d in details), (analyzed, details)
             plan = raw.execute(f"EXPLAIN QUERY PLAN {_Q['job_claim_picked']}", picked).fetchall()
             details = [detail for _id, _parent, _unused, detail in plan]
             assert not [d for d in details if d.startswith("SCAN aiojobs_jobs")], (analyzed, details)

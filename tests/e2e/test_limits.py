@@ -172,13 +172,6 @@ async def test_one_job_per_key_at_a_time_over_three_keys(workers: Workers, clien
     per_key, together = most_at_once(workers, jobs)
     assert per_key == dict.fromkeys(keys, 1)  # never two of one key at once (the ledger's order)
     assert together == 3, "the three keys never ran side by side"
-    if not workers.url.startswith("sqlite"):
-        # Known bug: on PostgreSQL a keyed claim stamps attempted_at with its transaction's
-        # start, taken before it waited for the queue's claim lock, so a record can show a job
-        # starting before the one of its key it waited for had ended (by the wait: 61 ms seen
-        # here). Reproduced by tests/backends/test_postgres_backend.py::
-        # test_a_locked_claim_takes_its_time_once_it_holds_the_queue_lock (xfail, strict).
-        return
     for key in keys:  # and the records agree: each job of a key began after the one before ended
         spans = sorted((job.attempted_at, job.completed_at) for job in jobs if job.concurrency_key == key)
         overlaps = [(a, b) for a, b in pairwise(spans) if b[0] < a[1]]
