@@ -452,7 +452,7 @@ async def test_claims_have_a_connection_of_their_own_with_generic_plans_and_unfl
             assert await tx._conn.fetchval("SHOW plan_cache_mode") == "force_generic_plan"
             assert await tx._conn.fetchval("SHOW synchronous_commit") == "off"
         async with b._db.claims("test", transaction=True) as tx:  # but a capped claim's commit is durable
-            await tx.fetch("queue_lock_claims", {"keys": ["test-key"]})
+            await tx.fetch("queue_lock_claims", {"keys": ["test-key"], "now": None})
             assert await tx._conn.fetchval("SHOW synchronous_commit") == "on"
         async with b._db.claims("test") as tx:  # for that transaction only
             assert await tx._conn.fetchval("SHOW synchronous_commit") == "off"

@@ -280,21 +280,19 @@ class PostgresBackend:
         limited: dict[str, tuple[int, float]] = {d.queue: d.rate_limit for d in demands if d.rate_limit is not None}
         keyed = [i for i, d in enumerate(demands) if d.per_key]
         locked = sorted({d.queue for d in demands if d.global_limit is not None or d.per_key} | set(limited))
-        # Every locked claim reads its time under the lock (not now(), the transaction's start,
-        # taken before the wait): its records start after what the lock's last holder ended.
-        timed = bool(locked)
+        moment, windows = _UNUSED_TIME, {}
         async with self._db.claims("job_claim", transaction=bool(locked)) as tx:
-            if locked:
+            if locked:  # the lock, then the claim's time (read under it)
                 keys = [f"aiojobs_engine:claim:{self._schema}:{queue}" for queue in locked]
-                await tx.fetch("queue_lock_claims", {"keys": keys})
-            moment, windows = (await self._rate_windows(tx, limited, params, claim.now) if timed
-                               else (_UNUSED_TIME, {}))
+                moment = params["now"] = (await tx.fetch("queue_lock_claims", {"keys": keys, "now": claim.now}))[0][0]
+                if limited:
+                    windows = await self._rate_windows(tx, limited, params, moment)
             keyed_limits = {i: limits[i] for i in keyed}
             for i in keyed:
                 limits[i] = 0  # claimed below, key by key
             rows = [] if len(keyed) == len(demands) else list(await tx.fetch("job_claim", params))
             if keyed:
-                rows += await self._claim_keyed(tx, claim, params, keyed_limits, moment if timed else None)
+                rows += await self._claim_keyed(tx, claim, params, keyed_limits, moment)
                 order = {queue: n for n, queue in enumerate(queues)}
                 rows.sort(key=lambda r: (order.get(r["queue"], 0), r["priority"], r["available_at"], r["id"]))
             for i, queue in enumerate(queues):
@@ -338,15 +336,11 @@ class PostgresBackend:
         return rows
 
     async def _rate_windows(self, tx: Transaction, limited: Mapping[str, tuple[int, float]],
-                            params: dict[str, Any], now: datetime | None
-                            ) -> tuple[datetime, dict[str, RateWindow[datetime]]]:
-        """Cut each rate-limited demand of ``params`` to what its window allows (read under
-        its claim lock) and make its picks start at once; the windows, and the time the
-        claim is to use."""
-        rows = await tx.fetch("rate_windows", {"queues": list(limited), "now": now})
-        moment: datetime = rows[0]["now"]
-        params["now"] = moment
-        stored = {row["queue"]: row["starts"] for row in rows if row["queue"] is not None}
+                            params: dict[str, Any], moment: datetime) -> dict[str, RateWindow[datetime]]:
+        """Cut each rate-limited demand of ``params`` to what its window allows at ``moment``
+        (read under its claim lock) and make its picks start at once; the windows."""
+        rows = await tx.fetch("rate_windows", {"queues": list(limited)})
+        stored = {row["queue"]: row["starts"] for row in rows}
         windows: dict[str, RateWindow[datetime]] = {}
         for i, queue in enumerate(params["queues"]):
             if queue in limited:
@@ -355,7 +349,7 @@ class PostgresBackend:
                                                           moment - timedelta(seconds=seconds))
                 params["limits"][i] = min(params["limits"][i], window.room())
         params["start_queues"] = list(windows)
-        return moment, windows
+        return windows
 
     async def job_start_many(self, starts: Sequence[JobStart], *, now: datetime | None = None) -> list[StartedJob]:
         if not starts:

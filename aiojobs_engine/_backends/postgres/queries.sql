@@ -223,12 +223,8 @@ SELECT * FROM claimed
 ORDER BY array_position(:queues::text[], queue), priority, available_at, id;
 
 -- name: rate_windows
--- Read under the queues' claim locks: the time (clock_timestamp(), not now(), which is when
--- the transaction began, possibly before another claim took and left the lock: so the time
--- of limited claims only grows, lock holder after lock holder) and their windows' starts.
-SELECT coalesce(:now::timestamptz, clock_timestamp()) AS now, w.queue, w.starts
-FROM (SELECT 1) AS one
-LEFT JOIN __schema__.aiojobs_rate_windows AS w ON w.key = '' AND w.queue = ANY(:queues::text[]);
+-- Read under the queues' claim locks: their windows' starts.
+SELECT queue, starts FROM __schema__.aiojobs_rate_windows WHERE key = '' AND queue = ANY(:queues::text[]);
 
 -- name: rate_window_write
 INSERT INTO __schema__.aiojobs_rate_windows (queue, key, starts)
@@ -395,8 +391,14 @@ WHERE queue = :queue::text AND (:keyed::boolean IS NULL OR (key <> '') = :keyed:
 -- The claims' connection commits without waiting for the disk, but a capped claim must
 -- not be undone by a server crash while its jobs run (the cap would count them no more):
 -- this transaction commits durably.
-SELECT pg_advisory_xact_lock(hashtextextended(k.key, 0)), set_config('synchronous_commit', 'on', true)
-FROM unnest(:keys::text[]) AS k(key);
+-- Then the claim's time, read once the locks are held (clock_timestamp(), not now(), which
+-- is when the transaction began, before the wait): the time of locked claims only grows,
+-- lock holder after lock holder, and their records start after what the last holder ended.
+WITH locked AS MATERIALIZED (
+    SELECT pg_advisory_xact_lock(hashtextextended(k.key, 0)), set_config('synchronous_commit', 'on', true)
+    FROM unnest(:keys::text[]) AS k(key)
+)
+SELECT coalesce(:now::timestamptz, clock_timestamp()) AS now FROM (SELECT count(*) FROM locked) AS l;
 
 -- name: job_write_many
 -- The engine's batched writes in one statement: starts of claimed jobs, and outcomes

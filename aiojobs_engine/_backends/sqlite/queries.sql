@@ -353,17 +353,18 @@ full_keys AS MATERIALIZED (
 )
 
 -- name: key_candidates
--- A queue with per-key limits, in the claim's write transaction (see PostgreSQL's twin).
+-- A queue with per-key limits, in the claim's write transaction (see PostgreSQL's twin). The
+-- page has no ORDER BY of its own: the subquery's rows come in the index's order through a
+-- co-routine, and a sort would read the whole budget before the LIMIT stops it.
 WITH
 -- include: key_full
 , page AS MATERIALIZED (
     SELECT j.id, j.concurrency_key AS key, coalesce((SELECT h.n FROM held AS h WHERE h.key = j.concurrency_key), 0) AS held
-    FROM (SELECT id, concurrency_key, priority, available_at FROM aiojobs_jobs
+    FROM (SELECT id, concurrency_key FROM aiojobs_jobs
           WHERE state IN ('waiting', 'snoozed') AND queue = :queue AND available_at <= :now
           ORDER BY priority, available_at, id
           LIMIT :budget) AS j
     WHERE j.concurrency_key IS NULL OR j.concurrency_key NOT IN (SELECT key FROM full_keys)
-    ORDER BY j.priority, j.available_at, j.id
     LIMIT :scan
 )
 SELECT * FROM page
