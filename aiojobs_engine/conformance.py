@@ -485,6 +485,28 @@ class BackendConformance:
         assert await take(2) == ["c", "d"]  # a and b are free again, but it is c's and d's turn
         assert await take(10) == ["a", "b", "c", "d"]  # round again from the first key
 
+    async def test_the_walk_passes_delayed_and_full_keys_page_by_page(self, backend: Backend) -> None:
+        """Behind a backlog: 300 full keys with a job still due, 300 keys whose jobs are not due
+        yet, then one free key. The walk passes keys with nothing due inside its steps, and
+        goes on from where its steps ran out; a claim that stops first says it is unfinished."""
+        await backend.job_insert_many([keyed("busy") for _ in range(1_100)], now=T0)
+        await backend.job_insert_many([keyed(f"k{n:03}") for n in range(300)], now=T0)
+        first = await backend.job_claim(per_key("e1", 400, concurrency_per_key=1))
+        assert len(first) == 301  # busy and the 300 keys: all held now
+        await backend.job_insert_many([keyed(f"k{n:03}") for n in range(300)], now=T0)
+        later = T0 + timedelta(hours=1)
+        await backend.job_insert_many([dataclass_replace(keyed(f"later{n:03}"), run_at=later) for n in range(300)],
+                                      now=T0)
+        await backend.job_insert_many([keyed("zfree")], now=T0)
+        claims = [per_key("e2", 5, concurrency_per_key=1) for _ in range(4)]
+        got: list[JobRecord] = []
+        for c in claims:
+            got += await backend.job_claim(c)
+            if got:
+                break
+            assert c.unfinished == {"api"}, "a claim that stopped early must say so"
+        assert [j.concurrency_key for j in got] == ["zfree"]
+
     async def test_a_key_picked_on_an_earlier_page_is_counted_once(self, backend: Backend) -> None:
         await backend.job_insert_many([keyed("b")] + [keyed("a") for _ in range(19)] + [keyed("b")], now=T0)
         got = await backend.job_claim(per_key("e1", 10, concurrency_per_key=2))

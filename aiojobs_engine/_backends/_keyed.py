@@ -32,6 +32,9 @@ from ._shared import Moment, RateWindow
 MAX_PAGES = 4
 # Due jobs the first look reads at most before it looks key by key instead.
 BUDGET = 1000
+# Keys one page of the walk steps over at most (full ones included), so that a page's cost
+# stays bounded however many keys are full.
+WALK_STEPS = 256
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,7 +50,21 @@ class Candidate:
 @dataclass(frozen=True, slots=True)
 class Page:
     candidates: list[Candidate]
-    examined: int | None  # due jobs a short bounded look read (None: a full page, or key by key)
+    examined: int | None = None  # due jobs a short bounded look read (None: a full page)
+    walked_to: str | None = None  # a short walk: the last key it reached
+    walk_ended: bool = False  # a short walk reached the last key (not its steps)
+
+
+def page_from_rows(rows: Sequence[Sequence[Any]], *, walking: bool) -> Page:
+    """A page from the rows of ``key_candidates`` (``walking``: ``key_candidates_loose``):
+    (id, key, held), then a last row with a NULL id that says how far the look went."""
+    found = [Candidate(row[0], row[1], row[2]) for row in rows if row[0] is not None]
+    last = next((row for row in rows if row[0] is None), None)
+    if last is None:
+        return Page(found)
+    if walking:
+        return Page(found, walked_to=last[1], walk_ended=bool(last[2]))
+    return Page(found, examined=last[2])
 
 
 class KeyedSteps(Protocol[Moment]):
@@ -85,6 +102,7 @@ class KeyedClaim:
 
     rows: list[Any] = field(default_factory=list)
     wait: float | None = None
+    unfinished: bool = False  # it stopped before its walk had looked at every key: claim again
 
 
 async def claim_keyed(
@@ -120,9 +138,11 @@ async def claim_keyed(
         picks = room.pick(page.candidates, want)
         if picks:
             result.rows.extend(await steps.claim(picks, start))
-        look.read(page, picks)
+        look.read(page, picks, want)
         if len(result.rows) >= limit or (len(page.candidates) < scan and not look.further(page)):
             break
+    else:
+        result.unfinished = look.after is not None and len(result.rows) < limit
     if moment is not None:
         changed = room.charge(result.rows)
         if changed:
@@ -136,30 +156,42 @@ async def claim_keyed(
 
 class _Look:
     """Where a claim looks next: the bounded look first, then key by key from where the last
-    walk of the queue stopped, once round the keys at most."""
+    walk of the queue stopped, on to the last key and once round from the first at most."""
 
     def __init__(self, walks: dict[str, str], queue: str) -> None:
         self._walks = walks
         self._queue = queue
         self.after: str | None = None  # None: the bounded look; a key: walking after it
+        self._began = ""
         self._wrapped = False
 
-    def read(self, page: Page, picks: Sequence[int]) -> None:
-        """The next walk starts after the last key taken (or, none taken, past this page)."""
-        if self.after is not None and page.candidates:
-            taken = [c.key or "" for c in page.candidates if c.id in picks] or [c.key or "" for c in page.candidates]
-            self.after = self._walks[self._queue] = max(taken)
+    def read(self, page: Page, picks: Sequence[int], want: int) -> None:
+        """The next walk goes on after the last key this one took when the claim had enough
+        (the keys after it get their turn next), else after the last key it reached."""
+        if self.after is None:
+            return
+        if len(picks) == want:
+            chosen = set(picks)
+            taken = [c.key for c in page.candidates if c.id in chosen]
+            self.after = taken[-1] or self.after  # in the page's order: the database's collation
+        elif page.walked_to is not None:
+            self.after = page.walked_to
+        elif page.candidates:
+            self.after = page.candidates[-1].key or self.after
+        self._walks[self._queue] = self.after
 
     def further(self, page: Page) -> bool:
         """This way ran dry: is there another? (Moves to it.)"""
         if self.after is None:
             if page.examined is None or page.examined < BUDGET:
                 return False  # the bounded look saw every due job
-            self.after = self._walks.get(self._queue, "")  # it saw only full keys: walk
+            self.after = self._began = self._walks.get(self._queue, "")  # only full keys: walk
             return True
-        if self._wrapped or self.after == "":
+        if not page.walk_ended:
+            return True  # the walk stopped on its steps: on from where it reached
+        if self._wrapped or self._began == "":
             return False
-        self.after = self._walks[self._queue] = ""  # the walk reached the last key: from the first
+        self.after = self._walks[self._queue] = ""  # it reached the last key: once more from the first
         self._wrapped = True
         return True
 

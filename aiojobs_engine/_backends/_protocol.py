@@ -102,6 +102,9 @@ class JobClaim:
     # again, by the clock the claim used (per-key windows: the first of the keys that held
     # due jobs back). The engine claims for that queue again then.
     rate_waits: dict[str, float] = field(default_factory=dict, compare=False)
+    # Also filled by the claim: queues whose claim stopped before it had looked at every due
+    # job (a keyed claim that walks its keys a few pages at a time): claim them again at once.
+    unfinished: set[str] = field(default_factory=set, compare=False)
 
 
 @dataclass(frozen=True, slots=True)

@@ -242,7 +242,7 @@ class Producer:
                          start_now=self._names_started_by_claim(), **self._guard)
         records = await self._s.backend.job_claim(claim)
         self._asked_database = True
-        self._note_claimed(demands, records)
+        self._note_claimed(demands, records, claim.unfinished)
         for record in records:
             self._take_slot(record.queue)
             self._links.start_run(record)
@@ -293,7 +293,8 @@ class Producer:
                                            q.concurrency_per_key, q.rate_limit_per_key))
         return demands
 
-    def _note_claimed(self, demands: Sequence[QueueDemand], records: Sequence[JobRecord]) -> None:
+    def _note_claimed(self, demands: Sequence[QueueDemand], records: Sequence[JobRecord],
+                      unfinished: set[str]) -> None:
         claimed: dict[str, int] = {}
         for record in records:
             claimed[record.queue] = claimed.get(record.queue, 0) + 1
@@ -307,6 +308,9 @@ class Producer:
             # while the claim was under way may have missed it.
             queue.maybe_more = got >= demand.limit or queue.marks != queue.marks_asked or (
                 (demand.global_limit is not None or demand.per_key) and (got > 0 or queue.held > 0))
+            if demand.queue in unfinished:  # it stopped before it had looked at every due job
+                queue.maybe_more = True
+                self._wake.set()
 
     def _take_slot(self, queue: str) -> None:
         entry = self._queues.get(queue)

@@ -471,6 +471,8 @@ class Run:
             _take_back_cancellation()
             logger.info("job %s: the answer to its outcome's write was lost to a cancellation of its run",
                         self.record.id, extra=self.log_extra(Event.COMPONENT_ERROR))
+            if self.record.concurrency_key is not None:
+                self._runner.key_freed(self.record.queue)
             return
         except BackendUnavailableError as exc:
             # The writer gave up at shutdown: the job stays held, and is rescued once this

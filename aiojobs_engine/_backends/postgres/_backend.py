@@ -40,7 +40,7 @@ from ... import _json
 from ..._errors import BackendError, ConfigurationError, SchemaError
 from ..._log import Event, logger
 from ..._records import CronRecord, EngineRecord, JobRecord, JobState, QueueRecord
-from .._keyed import BUDGET, Candidate, Page, claim_keyed
+from .._keyed import BUDGET, WALK_STEPS, Page, claim_keyed, page_from_rows
 from .._protocol import (
     ActivityBucket,
     BackendCapabilities,
@@ -333,6 +333,8 @@ class PostgresBackend:
             rows += got.rows
             if got.wait is not None:
                 claim.rate_waits[demand.queue] = min(got.wait, claim.rate_waits.get(demand.queue, got.wait))
+            if got.unfinished:
+                claim.unfinished.add(demand.queue)
         return rows
 
     async def _rate_windows(self, tx: Transaction, limited: Mapping[str, tuple[int, float]],
@@ -706,15 +708,13 @@ class _KeyedSteps:
         self._query: dict[str, Any] = {
             "queue": demand.queue, "now": params["now"], "per_key": demand.concurrency_per_key,
             "rate_n": rate[0] if rate else None, "opened_after": opened_after, "budget": BUDGET,
-            "take": min(limits),
+            "take": min(limits), "steps": WALK_STEPS,
         }
 
     async def candidates(self, excluded: Sequence[str], scan: int, *, after: str | None) -> Page:
         rows = await self._tx.fetch("key_candidates" if after is None else "key_candidates_loose",
                                     self._query | {"excluded": list(excluded), "scan": scan, "after": after})
-        found = [Candidate(row["id"], row["key"], row["held"]) for row in rows if row["id"] is not None]
-        examined = [row["held"] for row in rows if row["id"] is None]
-        return Page(found, examined[0] if examined else None)
+        return page_from_rows(rows, walking=after is not None)
 
     async def windows(self, keys: Sequence[str]) -> Mapping[str, Sequence[datetime]]:
         rows = await self._tx.fetch("key_windows", {"queue": self._query["queue"], "keys": list(keys)})

@@ -289,36 +289,50 @@ SELECT NULL, NULL, CASE WHEN (SELECT count(*) FROM page) < :scan::integer THEN (
 
 -- name: key_candidates_loose
 -- Past a backlog of full keys: a loose scan of the due-keys index, one step per distinct key
--- after :after (a recursive CTE), and the first :take due jobs of each key not full, in key
--- order, until :scan are found. The recursion is evaluated only as far as the LIMIT reads it,
--- so a claim costs the full keys it steps over plus what it takes, however many keys and
--- however deep their backlogs. Jobs with no key are not in that index: they come from
--- key_candidates only.
+-- with a due job after :after (a recursive CTE), :steps keys at most, and the first :take due
+-- jobs of each key not full, in key order, until :scan are found. The recursion is evaluated
+-- only as far as the page reads it, so a walk costs the full keys it steps over plus what it
+-- takes, however deep any backlog. A key with no job due is passed inside the step that
+-- finds the next one. When the page is short, a last row (NULL id) gives the last key the
+-- walk reached and whether it reached the end of the keys (1) or its :steps (0). Jobs with no
+-- key are not in that index: they come from key_candidates only.
 WITH RECURSIVE
 -- include: key_full
 , keys AS (
-    (SELECT concurrency_key AS key FROM __schema__.aiojobs_jobs
-     WHERE queue = :queue::text AND state IN ('waiting', 'snoozed') AND concurrency_key IS NOT NULL
-       AND concurrency_key > :after::text
-     ORDER BY concurrency_key LIMIT 1)
+    -- A row even when no key follows (a NULL key): the end of the keys, as every step's.
+    SELECT (SELECT concurrency_key FROM __schema__.aiojobs_jobs
+            WHERE queue = :queue::text AND state IN ('waiting', 'snoozed') AND concurrency_key IS NOT NULL
+              AND concurrency_key > :after::text AND available_at <= coalesce(:now::timestamptz, now())
+            ORDER BY concurrency_key LIMIT 1) AS key, 1 AS step
     UNION ALL
     SELECT (SELECT j.concurrency_key FROM __schema__.aiojobs_jobs AS j
             WHERE j.queue = :queue::text AND j.state IN ('waiting', 'snoozed')
               AND j.concurrency_key IS NOT NULL AND j.concurrency_key > k.key
-            ORDER BY j.concurrency_key LIMIT 1)
-    FROM keys AS k WHERE k.key IS NOT NULL
+              AND j.available_at <= coalesce(:now::timestamptz, now())
+            ORDER BY j.concurrency_key LIMIT 1), k.step + 1
+    FROM keys AS k WHERE k.key IS NOT NULL AND k.step < :steps::integer
+),
+page AS MATERIALIZED (
+    SELECT d.id, d.concurrency_key AS key,
+           coalesce((SELECT h.n FROM held AS h WHERE h.key = d.concurrency_key), 0) AS held
+    FROM keys AS k
+    CROSS JOIN LATERAL (
+        SELECT id, concurrency_key FROM __schema__.aiojobs_jobs
+        WHERE queue = :queue::text AND state IN ('waiting', 'snoozed') AND concurrency_key = k.key
+          AND available_at <= coalesce(:now::timestamptz, now())
+        ORDER BY priority, available_at, id
+        LIMIT :take::integer
+    ) AS d
+    WHERE k.key IS NOT NULL AND k.key NOT IN (SELECT key FROM full_keys)
+    LIMIT :scan::integer
 )
-SELECT d.id, d.concurrency_key AS key, coalesce((SELECT h.n FROM held AS h WHERE h.key = d.concurrency_key), 0) AS held
-FROM keys AS k
-CROSS JOIN LATERAL (
-    SELECT id, concurrency_key FROM __schema__.aiojobs_jobs
-    WHERE queue = :queue::text AND state IN ('waiting', 'snoozed') AND concurrency_key = k.key
-      AND available_at <= coalesce(:now::timestamptz, now())
-    ORDER BY priority, available_at, id
-    LIMIT :take::integer
-) AS d
-WHERE k.key IS NOT NULL AND k.key NOT IN (SELECT key FROM full_keys)
-LIMIT :scan::integer;
+SELECT * FROM page
+UNION ALL
+SELECT NULL,
+       CASE WHEN (SELECT count(*) FROM page) < :scan::integer
+            THEN (SELECT key FROM keys WHERE key IS NOT NULL ORDER BY step DESC LIMIT 1) END,
+       CASE WHEN (SELECT count(*) FROM page) < :scan::integer
+            THEN (SELECT count(*) FROM keys WHERE key IS NULL) END;
 
 -- name: key_window_first_opening
 -- The oldest start still counted by a full per-key window of the queue: the first of them
@@ -336,9 +350,11 @@ WHERE queue = :queue::text AND key <> '' AND cardinality(starts) >= :rate_n::int
 -- (clock_timestamp(), once), after its snapshot: later than the end of every job whose key
 -- the picks saw free, so the records never show two jobs of a key overlapping.
 WITH free AS MATERIALIZED (
-    SELECT id FROM __schema__.aiojobs_jobs
-    WHERE id = ANY(:ids::bigint[]) AND state IN ('waiting', 'snoozed')
-    FOR UPDATE SKIP LOCKED
+    -- Driven by the ids (a primary-key lookup each, whatever stale statistics say).
+    SELECT j.id FROM unnest(:ids::bigint[]) AS p(id)
+    JOIN __schema__.aiojobs_jobs AS j ON j.id = p.id
+    WHERE j.state IN ('waiting', 'snoozed')
+    FOR UPDATE OF j SKIP LOCKED
 ),
 at AS MATERIALIZED (
     SELECT coalesce(:now::timestamptz, clock_timestamp()) AS now

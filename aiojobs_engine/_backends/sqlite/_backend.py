@@ -34,7 +34,7 @@ from ... import _json
 from ..._errors import BackendError, BackendUnavailableError, ConfigurationError, SchemaError
 from ..._log import Event, logger
 from ..._records import CronRecord, EngineRecord, JobRecord, JobState, QueueRecord
-from .._keyed import BUDGET, Candidate, Page, claim_keyed
+from .._keyed import BUDGET, WALK_STEPS, Page, claim_keyed, page_from_rows
 from .._protocol import (
     ActivityBucket,
     BackendCapabilities,
@@ -415,6 +415,8 @@ class SQLiteBackend:
         )
         if got.wait is not None:
             claim.rate_waits[demand.queue] = min(got.wait, claim.rate_waits.get(demand.queue, got.wait))
+        if got.unfinished:
+            claim.unfinished.add(demand.queue)
         return got.rows
 
     async def job_start_many(self, starts: Sequence[JobStart], *, now: datetime | None = None) -> list[StartedJob]:
@@ -775,16 +777,14 @@ class _KeyedSteps:
         self._query: dict[str, Any] = {
             "queue": demand.queue, "now": params["now"], "per_key": demand.concurrency_per_key,
             "rate_n": rate[0] if rate else None, "opened_after": opened_after, "budget": BUDGET,
-            "take": min(limits),
+            "take": min(limits), "steps": WALK_STEPS,
         }
 
     async def candidates(self, excluded: Sequence[str], scan: int, *, after: str | None) -> Page:
         rows = await self._conn.execute_fetchall(_Q["key_candidates" if after is None else "key_candidates_loose"], {
             **self._query, "excluded": _json.dumps(list(excluded), "excluded"), "scan": scan, "after": after,
         })
-        found = [Candidate(row[0], row[1], row[2]) for row in rows if row[0] is not None]
-        examined = [row[2] for row in rows if row[0] is None]
-        return Page(found, examined[0] if examined else None)
+        return page_from_rows(list(rows), walking=after is not None)
 
     async def windows(self, keys: Sequence[str]) -> Mapping[str, Sequence[int]]:
         rows = await self._conn.execute_fetchall(_Q["key_windows"], {

@@ -376,30 +376,39 @@ SELECT NULL, NULL, CASE WHEN (SELECT count(*) FROM page) < :scan THEN (
                           LIMIT :budget)) END;
 
 -- name: key_candidates_loose
--- Past a backlog of full keys, key by key from :after (see PostgreSQL's twin). SQLite has no
--- LATERAL: each key's first due jobs come through a correlated IN.
+-- Past a backlog of full keys, key by key from :after, :steps keys at most (see PostgreSQL's
+-- twin). SQLite has no LATERAL: each key's first due jobs come through a correlated IN.
 WITH RECURSIVE
 -- include: key_full
-, keys(key) AS (
+, keys(key, step) AS (
     SELECT (SELECT concurrency_key FROM aiojobs_jobs
             WHERE state IN ('waiting', 'snoozed') AND queue = :queue AND concurrency_key IS NOT NULL
-              AND concurrency_key > :after
-            ORDER BY concurrency_key LIMIT 1)
+              AND concurrency_key > :after AND available_at <= :now
+            ORDER BY concurrency_key LIMIT 1), 1
     UNION ALL
     SELECT (SELECT j.concurrency_key FROM aiojobs_jobs AS j
             WHERE j.state IN ('waiting', 'snoozed') AND j.queue = :queue
-              AND j.concurrency_key IS NOT NULL AND j.concurrency_key > k.key
-            ORDER BY j.concurrency_key LIMIT 1)
-    FROM keys AS k WHERE k.key IS NOT NULL
+              AND j.concurrency_key IS NOT NULL AND j.concurrency_key > k.key AND j.available_at <= :now
+            ORDER BY j.concurrency_key LIMIT 1), k.step + 1
+    FROM keys AS k WHERE k.key IS NOT NULL AND k.step < :steps
+),
+page AS MATERIALIZED (
+    SELECT d.id, d.concurrency_key AS key, coalesce((SELECT h.n FROM held AS h WHERE h.key = d.concurrency_key), 0) AS held
+    FROM keys AS k JOIN aiojobs_jobs AS d ON d.id IN (
+        SELECT id FROM aiojobs_jobs
+        WHERE state IN ('waiting', 'snoozed') AND queue = :queue AND concurrency_key = k.key AND available_at <= :now
+        ORDER BY priority, available_at, id
+        LIMIT :take)
+    WHERE k.key IS NOT NULL AND k.key NOT IN (SELECT key FROM full_keys)
+    LIMIT :scan
 )
-SELECT d.id, d.concurrency_key AS key, coalesce((SELECT h.n FROM held AS h WHERE h.key = d.concurrency_key), 0) AS held
-FROM keys AS k JOIN aiojobs_jobs AS d ON d.id IN (
-    SELECT id FROM aiojobs_jobs
-    WHERE state IN ('waiting', 'snoozed') AND queue = :queue AND concurrency_key = k.key AND available_at <= :now
-    ORDER BY priority, available_at, id
-    LIMIT :take)
-WHERE k.key IS NOT NULL AND k.key NOT IN (SELECT key FROM full_keys)
-LIMIT :scan;
+SELECT * FROM page
+UNION ALL
+SELECT NULL,
+       CASE WHEN (SELECT count(*) FROM page) < :scan
+            THEN (SELECT key FROM keys WHERE key IS NOT NULL ORDER BY step DESC LIMIT 1) END,
+       CASE WHEN (SELECT count(*) FROM page) < :scan
+            THEN (SELECT count(*) FROM keys WHERE key IS NULL) END;
 
 -- name: key_window_first_opening
 -- The oldest start still counted by a full per-key window of the queue (see PostgreSQL's twin).
