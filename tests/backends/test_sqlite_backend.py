@@ -103,7 +103,7 @@ async def test_keyed_claim_plans_use_their_indexes(tmp_path: Path) -> None:
             raw.execute("UPDATE aiojobs_jobs SET state = 'running', claimed_by = 'e1', attempt = 1 "
                         "WHERE queue = 'api' AND id % 400 = 0")  # 500 keys hold a job
         candidates = {"queue": "api", "now": 10**12, "per_key": 1, "rate_n": 5, "opened_after": 10**12 - 10**6,
-                      "excluded": '["k1", "k2"]', "scan": 200, "budget": 1000, "take": 1, "after": "k5"}
+                      "excluded": '["k1", "k2"]', "scan": 200, "budget": 1000, "take": 1, "after": "k5", "steps": 256}
         picked = {"ids": json.dumps(list(range(1, 101))), "start_all": 0, "start_now": '["job"]', "now": 10**12,
                   "engine_id": "e1", "incarnation": "i1", "fresh_since": 0}
         for analyzed in (False, True):
