@@ -957,6 +957,27 @@ class BackendConformance:
             taken += await backend.job_claim(claim("e2", (queue, 1), at=at))
             assert [j.name for j in taken] == ["urgent", "first", "second", "newer"], engine
 
+    async def test_a_dead_engines_keyed_jobs_hold_their_keys_until_rescued(self, backend: Backend) -> None:
+        """An engine dies holding a key's job: the key stays held (no second job of it runs
+        beside a job that may still be running), and its rescue frees it; the rescued job
+        runs again, after the rescue, before the key's later job."""
+        for engine, how in RESCUES.items():
+            first, later = await backend.job_insert_many([keyed("tenant"), keyed("tenant")], now=T0)
+            (held,) = await backend.job_claim(per_key(engine, 5, concurrency_per_key=1))
+            assert held.id == first.id
+            await backend.job_start_many([JobStart(held.id, held.claim_token or "")], now=T0)
+            assert await backend.job_claim(per_key("other", 5, concurrency_per_key=1)) == []  # the key is held
+            rescued = await backend.job_rescue(retention=KEEP, now=T0 + timedelta(seconds=60), **how)
+            assert [j.id for j in rescued.retried] == [first.id]
+            again = await backend.job_claim(per_key("other", 5, at=T0 + timedelta(seconds=60), concurrency_per_key=1))
+            assert [(j.id, j.errors[-1]["name"]) for j in again] == [(first.id, "EngineLost")]
+            await finish(backend, [outcome(again[0], JobState.COMPLETED, from_state=JobState.CLAIMED)],
+                         now=T0 + timedelta(seconds=61))
+            (last,) = await backend.job_claim(per_key("other", 5, at=T0 + timedelta(seconds=61), concurrency_per_key=1))
+            assert last.id == later.id
+            await finish(backend, [outcome(last, JobState.COMPLETED, from_state=JobState.CLAIMED)],
+                         now=T0 + timedelta(seconds=62))
+
     async def test_rescue_wakes_listeners_of_the_queues_given_jobs_back(
         self, backend: Backend, second_backend: Backend
     ) -> None:

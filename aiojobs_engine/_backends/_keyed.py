@@ -55,6 +55,17 @@ class Page:
     walk_ended: bool = False  # a short walk reached the last key (not its steps)
 
 
+def statement_params(demand: QueueDemand, now: object, opened_after: object) -> dict[str, Any]:
+    """The parameters the keyed statements share (both backends' ``KeyedSteps`` start from them)."""
+    rate = demand.rate_limit_per_key
+    limits = [n for n in (demand.concurrency_per_key, rate[0] if rate else None) if n is not None]
+    return {
+        "queue": demand.queue, "now": now, "per_key": demand.concurrency_per_key,
+        "rate_n": rate[0] if rate else None, "opened_after": opened_after, "budget": BUDGET,
+        "take": min(limits), "steps": WALK_STEPS,
+    }
+
+
 def page_from_rows(rows: Sequence[Sequence[Any]], *, walking: bool) -> Page:
     """A page from the rows of ``key_candidates`` (``walking``: ``key_candidates_loose``):
     (id, key, held), then a last row with a NULL id that says how far the look went."""

@@ -34,7 +34,7 @@ from ... import _json
 from ..._errors import BackendError, BackendUnavailableError, ConfigurationError, SchemaError
 from ..._log import Event, logger
 from ..._records import CronRecord, EngineRecord, JobRecord, JobState, QueueRecord
-from .._keyed import BUDGET, WALK_STEPS, Page, claim_keyed, page_from_rows
+from .._keyed import Page, claim_keyed, page_from_rows, statement_params
 from .._protocol import (
     ActivityBucket,
     BackendCapabilities,
@@ -772,13 +772,7 @@ class _KeyedSteps:
                  opened_after: int) -> None:
         self._conn = conn
         self._params = params
-        rate = demand.rate_limit_per_key
-        limits = [n for n in (demand.concurrency_per_key, rate[0] if rate else None) if n is not None]
-        self._query: dict[str, Any] = {
-            "queue": demand.queue, "now": params["now"], "per_key": demand.concurrency_per_key,
-            "rate_n": rate[0] if rate else None, "opened_after": opened_after, "budget": BUDGET,
-            "take": min(limits), "steps": WALK_STEPS,
-        }
+        self._query = statement_params(demand, params["now"], opened_after)
 
     async def candidates(self, excluded: Sequence[str], scan: int, *, after: str | None) -> Page:
         rows = await self._conn.execute_fetchall(_Q["key_candidates" if after is None else "key_candidates_loose"], {
